@@ -1,0 +1,54 @@
+# The two commands people need: `make run` and `make test`. Everything else is a step of theirs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+# Procfile commands (uvicorn, python, celery) resolve to the project's virtualenv.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: run test stop infra install migrate topics lock status
+
+# Python dependencies, installed once per change of requirements.lock.
+install: $(INSTALLED)
+$(INSTALLED): requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: Python 3.11 or newer is needed (found $$($(PYTHON) --version 2>&1)). Install python3.11 or set PYTHON=/path/to/python3.11." >&2; exit 1; }
+	@echo "==> python: creating $(VENV) and installing the pinned dependencies (first run only)…"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: could not create a virtualenv: apt-get install python3-venv" >&2; exit 1; }
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@touch $(INSTALLED)
+
+# Kafka, PostgreSQL and Redis: reused when running, provisioned and started when not.
+infra: install
+	@bash scripts/infra.sh up
+
+migrate: infra
+	@echo "==> django: applying migrations…"
+	@$(PY) manage.py migrate --noinput -v 0
+
+topics: infra
+	@echo "==> kafka: creating topics…"
+	@$(PY) manage.py create_topics
+
+# The whole system in the foreground; Ctrl-C stops every process it started.
+run: migrate topics
+	@echo "==> starting the processes of Procfile (web on http://127.0.0.1:$${WEB_PORT:-8000}); Ctrl-C stops them"
+	@exec $(VENV)/bin/honcho --no-colour start -f Procfile
+
+test: infra
+	@echo "==> running the test suite against the real Kafka, PostgreSQL and Redis…"
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+# Stop the background infrastructure that `make infra` started (servers we merely reused stay up).
+stop:
+	@bash scripts/infra.sh down
+
+status:
+	@bash scripts/infra.sh status
+
+# Re-pin the whole dependency tree after editing requirements.txt.
+lock:
+	@rm -rf /tmp/todo-lock-venv && $(PYTHON) -m venv /tmp/todo-lock-venv
+	@/tmp/todo-lock-venv/bin/pip install --quiet -r requirements.txt
+	@/tmp/todo-lock-venv/bin/pip freeze --exclude-editable > requirements.lock
+	@echo "requirements.lock updated"

@@ -1,0 +1,191 @@
+"""The event schemas of CONTRACT.md section 4, defined once.
+
+Producers build events with ``make_event``; the consumer runtime checks every message with
+``validate_event``; tests validate what reaches Kafka against ``json_schema``; and
+``python manage.py export_event_schemas`` writes them to ``docs/events/`` for readers.
+
+Every field of the seed spec is present and required; more may be added later without
+breaking consumers (``additionalProperties`` is allowed everywhere).
+"""
+
+import uuid
+from datetime import UTC, datetime
+
+import fastjsonschema
+
+from events.topics import REMINDERS, TASK_EVENTS, TASK_UPDATES
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+_uuid = {"type": "string", "format": "uuid"}
+_nullable_uuid = {"type": ["string", "null"], "format": "uuid"}
+_timestamp = {"type": "string", "format": "date-time"}
+_nullable_timestamp = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _object(properties, required=None):
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties if required is None else required),
+    }
+
+
+TASK_FIELDS = {
+    "task_id": _uuid,
+    "title": {"type": "string", "minLength": 1, "maxLength": 200},
+    "description": {"type": "string"},
+    "completed": {"type": "boolean"},
+    "due_date": _nullable_timestamp,
+    "remind_at": _nullable_timestamp,
+    "priority": {"type": "integer", "minimum": 1, "maximum": 4},
+    "recurrence_rule": {"type": ["string", "null"]},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "parent_task_id": _nullable_uuid,
+    "version": {"type": "integer", "minimum": 1},
+    "user_id": {"type": "string"},
+}
+
+# The task object of the REST API (CONTRACT.md section 2), carried whole by sync events.
+TASK_OBJECT = _object(
+    {
+        "id": _uuid,
+        **{name: schema for name, schema in TASK_FIELDS.items() if name != "task_id"},
+        "completed_at": _nullable_timestamp,
+        "created_at": _timestamp,
+        "updated_at": _timestamp,
+    }
+)
+
+TASK_EVENT_DATA = _object(TASK_FIELDS)
+
+REMINDER_DATA = _object(
+    {
+        "reminder_id": _uuid,
+        "task_id": _uuid,
+        "title": {"type": "string"},
+        "due_at": _nullable_timestamp,
+        "remind_at": _timestamp,
+        "user_id": {"type": "string"},
+    }
+)
+
+SYNC_DATA = _object(
+    {
+        "task_id": _uuid,
+        "change_type": {"enum": ["created", "updated", "deleted"]},
+        "task": TASK_OBJECT,
+        "user_id": {"type": "string"},
+    }
+)
+
+SOURCES = ("todo-api", "chat-api", "recurring-task-service", "reminder-scheduler")
+
+METADATA = _object(
+    {
+        "source": {"type": "string", "minLength": 1},
+        "correlation_id": {"type": "string", "minLength": 1},
+    }
+)
+
+# event_type -> (topic base name, schema of its data)
+EVENT_TYPES = {
+    "task.created": (TASK_EVENTS, TASK_EVENT_DATA),
+    "task.updated": (TASK_EVENTS, TASK_EVENT_DATA),
+    "task.completed": (TASK_EVENTS, TASK_EVENT_DATA),
+    "task.deleted": (TASK_EVENTS, TASK_EVENT_DATA),
+    "reminder.scheduled": (REMINDERS, REMINDER_DATA),
+    "reminder.due": (REMINDERS, REMINDER_DATA),
+    "reminder.cancelled": (REMINDERS, REMINDER_DATA),
+    "sync.task_changed": (TASK_UPDATES, SYNC_DATA),
+}
+
+# What every message on any topic carries, whatever its type: enough to route and dead-letter it.
+ENVELOPE = _object(
+    {
+        "event_id": _uuid,
+        "event_type": {"type": "string", "minLength": 1},
+        "timestamp": _timestamp,
+        "data": {"type": "object"},
+        "metadata": METADATA,
+    }
+)
+
+
+def json_schema(topic_base_name):
+    """The JSON Schema of every event on one topic: the envelope plus a data schema per event type."""
+    types = {name: data for name, (topic, data) in EVENT_TYPES.items() if topic == topic_base_name}
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$id": f"https://todo-platform.dev/schemas/{topic_base_name}.json",
+        "title": f"Events on the {topic_base_name} topic",
+        **ENVELOPE,
+        "properties": {**ENVELOPE["properties"], "event_type": {"enum": sorted(types)}},
+        "allOf": [
+            {
+                "if": {"properties": {"event_type": {"const": name}}},
+                "then": {"properties": {"data": data}},
+            }
+            for name, data in sorted(types.items())
+        ],
+    }
+
+
+class InvalidEvent(ValueError):
+    """A message that is not an event of the contract: it belongs in the dead-letter topic."""
+
+
+class UnknownEventType(InvalidEvent):
+    """A well-formed event of a type this system does not know: skipped, not dead-lettered."""
+
+
+def _compile(schema):
+    # Format checks (uuid, date-time) are left to the JSON Schema tests: at runtime they
+    # would cost more than the rest of the validation together.
+    return fastjsonschema.compile(schema, formats={"uuid": ".*", "date-time": ".*"})
+
+
+_validate_envelope = _compile(ENVELOPE)
+_validate_data = {name: _compile(data) for name, (_, data) in EVENT_TYPES.items()}
+
+
+def validate_event(event):
+    """Return ``event`` when it is a valid event of a known type, else raise InvalidEvent.
+
+    Raises UnknownEventType for a valid envelope whose ``event_type`` is not one of ours.
+    """
+    try:
+        _validate_envelope(event)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise InvalidEvent(f"not an event: {exc.message}") from None
+    validate_data = _validate_data.get(event["event_type"])
+    if validate_data is None:
+        raise UnknownEventType(f"unknown event_type {event['event_type']!r}")
+    try:
+        validate_data(event["data"])
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise InvalidEvent(f"{event['event_type']}: {exc.message}") from None
+    return event
+
+
+def utc_timestamp(moment=None):
+    """ISO 8601 UTC with a ``Z``, as every timestamp in the contract."""
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def make_event(event_type, data, *, source, correlation_id):
+    """A new event of the contract: fresh event_id, the current time, data and metadata."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown event_type {event_type!r}")
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": event_type,
+        "timestamp": utc_timestamp(),
+        "data": data,
+        "metadata": {"source": source, "correlation_id": correlation_id},
+    }
+
+
+def topic_of(event_type):
+    return EVENT_TYPES[event_type][0]

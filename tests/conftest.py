@@ -1,0 +1,36 @@
+"""Test-wide fixtures: every run gets its own Kafka topics and consumer groups.
+
+The suite talks to the real Kafka, PostgreSQL and Redis that `make test` provisioned. A random
+prefix keeps this run's topics and groups apart from a `make run` on the same broker and from
+earlier runs; the topics are deleted again at the end.
+"""
+
+import os
+import socket
+import uuid
+
+import pytest
+from django.conf import settings
+
+from events.kafka import create_topics, delete_topics
+from events.topics import TOPICS, topic_name
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kafka_namespace():
+    prefix = f"test-{uuid.uuid4().hex[:8]}-"
+    settings.KAFKA_TOPIC_PREFIX = prefix
+    settings.KAFKA_GROUP_PREFIX = prefix
+    # Processes that tests start (make run, workers) inherit the same namespace.
+    os.environ["KAFKA_TOPIC_PREFIX"] = prefix
+    os.environ["KAFKA_GROUP_PREFIX"] = prefix
+    create_topics()
+    yield prefix
+    delete_topics([topic_name(spec.base_name) for spec in TOPICS])
+
+
+@pytest.fixture
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

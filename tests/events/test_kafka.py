@@ -1,0 +1,79 @@
+"""The project talks to a real Kafka broker, and create_topics lays out the contract's topics."""
+
+import json
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from django.conf import settings
+from django.core.management import call_command
+
+from events.kafka import admin_client, client_config, delete_topics
+from events.topics import TOPICS, topic_name
+
+CONTRACT_TOPICS = {"task-events", "reminders", "task-updates", "task-events.dlq", "reminders.dlq", "task-updates.dlq"}
+
+
+def test_a_message_produced_to_the_broker_is_consumed_back(kafka_namespace):
+    topic = topic_name("task-events")
+    payload = {"event_id": str(uuid.uuid4()), "event_type": "test.roundtrip"}
+    producer = Producer(client_config())
+    producer.produce(topic, key=payload["event_id"], value=json.dumps(payload))
+    assert producer.flush(10) == 0
+
+    consumer = Consumer(
+        client_config(**{"group.id": f"{kafka_namespace}roundtrip", "auto.offset.reset": "earliest"})
+    )
+    consumer.subscribe([topic])
+    received = None
+    deadline = time.monotonic() + 30
+    try:
+        while received is None and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            if message.key().decode() == payload["event_id"]:
+                received = json.loads(message.value())
+    finally:
+        consumer.close()
+    assert received == payload
+
+
+@pytest.fixture
+def fresh_prefix(settings):
+    prefix = f"test-topics-{uuid.uuid4().hex[:8]}-"
+    settings.KAFKA_TOPIC_PREFIX = prefix
+    yield prefix
+    delete_topics([prefix + spec.base_name for spec in TOPICS])
+
+
+def test_create_topics_creates_all_six_topics_with_three_partitions_then_changes_nothing(fresh_prefix, capsys):
+    call_command("create_topics")
+    first = capsys.readouterr().out
+
+    metadata = admin_client().list_topics(timeout=10)
+    created = {name[len(fresh_prefix):]: topic for name, topic in metadata.topics.items() if name.startswith(fresh_prefix)}
+    assert set(created) == CONTRACT_TOPICS
+    assert {name: len(topic.partitions) for name, topic in created.items()} == dict.fromkeys(CONTRACT_TOPICS, 3)
+    assert first.count(": created") == 6
+
+    call_command("create_topics")
+    second = capsys.readouterr().out
+    assert second.count(": exists") == 6 and "created" not in second
+
+
+def test_task_events_keeps_seven_days(fresh_prefix):
+    from confluent_kafka.admin import ConfigResource
+
+    call_command("create_topics")
+    resource = ConfigResource(ConfigResource.Type.TOPIC, fresh_prefix + "task-events")
+    admin = admin_client()
+    config = admin.describe_configs([resource])[resource].result(timeout=10)
+    assert config["retention.ms"].value == str(7 * 24 * 3600 * 1000)
+
+
+def test_topic_names_follow_the_configured_prefix(settings):
+    settings.KAFKA_TOPIC_PREFIX = "staging."
+    assert topic_name("reminders") == "staging.reminders"
+    assert settings.KAFKA_TOPIC_PARTITIONS == 3

@@ -1,0 +1,3 @@
+"""WebSocket routes; the realtime sync endpoint joins here."""
+
+websocket_urlpatterns = []
