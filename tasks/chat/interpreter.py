@@ -357,7 +357,8 @@ def _take_date(text, clock):
     if match := text.take(rf"\bin\s+(?P<amount>{AMOUNT})\s*(?P<unit>{DURATION_UNIT}|months?)\b"):
         amount, unit = _amount(match["amount"]), match["unit"].lower()
         if unit.startswith(("min", "hour", "hr")):
-            return _When(instant=clock.now + _duration(amount, unit))
+            # An exact delay: counted in UTC, so that it stays exact across a DST change.
+            return _When(instant=clock.now.astimezone(UTC) + _duration(amount, unit))
         if unit.startswith("month"):
             return _When(day=clock.today + relativedelta(months=int(amount)))
         return _When(day=clock.today + _duration(int(amount), unit))
@@ -460,8 +461,9 @@ def _clean_title(words):
     previous = None
     while title != previous:
         previous = title
-        title = re.sub(rf"^(?:(?:{filler})\b|[\s,;:.\-–—]+)\s*", "", title, flags=re.I)
-        title = re.sub(rf"\s*(?:\b(?:{filler})|[\s,;:\-–—]+)$", "", title, flags=re.I)
+        # Whole words only: the "in" of "check-in" stays.
+        title = re.sub(rf"^(?:(?:{filler})(?=\s|$)|[\s,;:.\-–—]+)\s*", "", title, flags=re.I)
+        title = re.sub(rf"\s*(?:(?:^|(?<=\s))(?:{filler})|[\s,;:\-–—]+)$", "", title, flags=re.I)
         title = re.sub(r"\s+([,;:])", r"\1", title)
         title = " ".join(title.split())
     title = re.sub(r"^(['\"“‘])(.*)(['\"”’])$", r"\2", title).strip()
@@ -565,15 +567,15 @@ def _read_update(text, clock):
 
 LIST_START = r"^(?:show|list|display|get|give|see|view|what|what's|whats|what\s+is|what\s+are|which|any|do\s+i\s+have|tell\s+me|how\s+many)\b"
 LIST_SUBJECT = r"\b(?:tasks?|todos?|to-dos?|to\s+do|due|overdue|agenda|list)\b"
-SEARCH_START = r"^(?:find|search(?:\s+for)?|look\s+(?:for|up))\s+"
+SEARCH_START = r"^(?:find|search|look\s+(?:for|up))\b(?:\s+for\b)?"
 
 
 def _read_list(text, clock):
     """List or search the user's tasks: state, priority, tags, a due window, search words."""
-    is_search = re.match(SEARCH_START, text, flags=re.I)
+    rest = _Text(text)
+    is_search = rest.take(SEARCH_START) is not None
     if not is_search and not (re.match(LIST_START, text, flags=re.I) and re.search(LIST_SUBJECT, text, flags=re.I)):
         return None
-    rest = _Text(text)
     arguments = {}
     tags = _take_tags(rest)
     if tags:
@@ -594,7 +596,7 @@ def _read_list(text, clock):
         day = (when.instant.astimezone(clock.zone).date()) if when.instant else when.day
         arguments.update(due_after=_utc(clock.at(day, time(0))), due_before=_utc(clock.at(day, time(23, 59, 59))))
     search = rest.take(r"\b(?:about|containing|mentioning|matching|with|called|named|titled|for|like)\s+(?P<words>.+)$")
-    words = search["words"] if search else (rest.text[is_search.end():] if is_search else "")
+    words = search["words"] if search else (rest.text if is_search else "")
     words = re.sub(r"^(?:\s*(?:my|the|all|any)\b)*\s*(?:(?:tasks?|todos?|to-dos?)\b)?\s*", "", words, flags=re.I)
     words = re.sub(r"^(?:about|containing|mentioning|matching|with|called|named|for)\s+", "", words.strip(), flags=re.I)
     words = re.sub(r"^(['\"“‘])(.*)(['\"”’])$", r"\2", words.strip()).strip()
@@ -661,7 +663,8 @@ def _remind_at(clock, due, reminder):
     if reminder is None:
         return due
     if reminder.before is not None:
-        return due - reminder.before
+        # Hours and minutes before are exact; days before keep the wall time across a DST change.
+        return due - reminder.before if reminder.before.days else due.astimezone(UTC) - reminder.before
     due_local = due.astimezone(clock.zone)
     remind = clock.at(due_local.date(), reminder.at)
     return remind if remind <= due_local else clock.at(due_local.date() - timedelta(days=1), reminder.at)
