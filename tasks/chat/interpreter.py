@@ -241,8 +241,9 @@ class _Reminder:
 
 def _take_reminder(text):
     lead = r"(?:[\s,;]*(?:and\s+)?)\b(?:remind\s+me|with\s+a\s+reminder|reminder|alert\s+me|notify\s+me)"
+    # "remind me 1 hour before", or after "remind me to ..." just ", 30 minutes before".
     match = text.take(
-        lead + rf"\s+(?:(?P<amount>{AMOUNT})\s*(?P<unit>{DURATION_UNIT})|the\s+(?P<day>day))"
+        rf"(?:{lead}\s+)?\b(?:(?P<amount>{AMOUNT})\s*(?P<unit>{DURATION_UNIT})|the\s+(?P<day>day))"
         r"\s+(?:before|earlier|ahead|in\s+advance|prior)\b"
     )
     if match:

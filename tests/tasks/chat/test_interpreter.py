@@ -59,6 +59,8 @@ PARIS_PHRASES = [
     # reminders
     ("remind me to call mom tomorrow at 5pm",
      add(title="call mom", due_date="2026-12-16T16:00:00Z", remind_at="2026-12-16T16:00:00Z")),
+    ("remind me to call mom on Friday at 6pm, 30 minutes before",
+     add(title="call mom", due_date="2026-12-18T17:00:00Z", remind_at="2026-12-18T16:30:00Z")),
     ("add dentist on Friday at 3pm, remind me 1 hour before",
      add(title="dentist", due_date="2026-12-18T14:00:00Z", remind_at="2026-12-18T13:00:00Z")),
     ("add flight check-in on Dec 22 at 07:15 and remind me 30 minutes before",
