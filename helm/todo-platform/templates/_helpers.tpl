@@ -109,8 +109,9 @@ realtime: {topic: task-updates, group: websocket-service, command: [python, mana
 scheduler: {topic: reminders, group: reminder-scheduler, command: [python, manage.py, run_scheduler]}
 {{- end -}}
 
-{{/* The consumers that Dapr can deliver to over HTTP; the scheduler keeps its own loop. */}}
-{{- define "todo.daprConsumers" -}}
+{{/* The run_consumer services: Dapr can deliver to them over HTTP and KEDA can scale them. The
+     scheduler is left out of both: it is a timer loop as much as a consumer. */}}
+{{- define "todo.eventConsumers" -}}
 {{- $all := include "todo.consumers" . | fromYaml -}}
 {{- toYaml (omit $all "scheduler") -}}
 {{- end -}}
@@ -119,7 +120,7 @@ scheduler: {topic: reminders, group: reminder-scheduler, command: [python, manag
 {{- define "todo.workers" -}}
 - {key: relay, name: relay, probe: metrics, command: [python, manage.py, relay_outbox]}
 {{- range $name, $consumer := include "todo.consumers" . | fromYaml }}
-- {key: {{ $name }}, name: {{ $name }}, probe: metrics, consumer: true, command: {{ toJson $consumer.command }}}
+- {key: {{ $name }}, name: {{ $name }}, probe: metrics, command: {{ toJson $consumer.command }}}
 {{- end }}
 - {key: celeryWorker, name: celery-worker, probe: celery-worker, command: [celery, -A, todo_project, worker, --loglevel=INFO]}
 - {key: celeryBeat, name: celery-beat, probe: celery-beat, singleton: true, command: [celery, -A, todo_project, beat, --loglevel=INFO]}
