@@ -1,7 +1,7 @@
 # One image for every process of the platform (web, relay, consumers, scheduler, celery, the
 # migrate Job); the Helm chart in helm/todo-platform picks the command. Build:
 #   docker build -t todo-platform:0.1.0 .
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11-slim
 
 # --- builder: the pinned dependency tree in a virtualenv ------------------------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -11,7 +11,7 @@ RUN python -m venv /opt/venv
 COPY requirements.lock /tmp/requirements.lock
 # Every dependency ships a manylinux wheel (psycopg[binary] brings its own libpq), so no compiler
 # or -dev package is needed.
-RUN /opt/venv/bin/pip install --no-compile -r /tmp/requirements.lock
+RUN /opt/venv/bin/pip install -r /tmp/requirements.lock
 
 # --- runtime: the virtualenv and the code, as a non-root user --------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -28,7 +28,7 @@ COPY --from=builder /opt/venv /opt/venv
 COPY . .
 # Static files of the admin and the API docs, served by WhiteNoise from the image.
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v 0 \
-    && python -m compileall -q /app /opt/venv/lib
+    && python -m compileall -q /app
 USER 10001:10001
 EXPOSE 8000 9100
 CMD ["uvicorn", "todo_project.asgi:application", "--host", "0.0.0.0", "--port", "8000"]

@@ -18,6 +18,7 @@ a step of `make test`); the fixture runs the same script, which is a no-op once 
 import copy
 import re
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -298,11 +299,15 @@ def test_migrations_run_as_a_hook_before_install_and_upgrade(rendered, profile):
         assert command == ["sh", "-c", "python manage.py migrate --noinput"]
     else:
         assert command == ["sh", "-c", "python manage.py migrate --noinput && python manage.py create_topics"]
-    # What the hook reads must exist before it: the ConfigMap, Secret and ServiceAccount are hooks too.
-    for kind in ("ConfigMap", "ServiceAccount"):
-        for doc in of_kind(rendered[profile], kind):
-            if doc["metadata"]["name"] == full("config") or kind == "ServiceAccount":
-                assert int(doc["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0, kind
+    # What the hook reads must exist before it: the ConfigMap, Secret and ServiceAccount are
+    # hooks too, of a lower weight.
+    job_weight = int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
+    needed = [by_name(rendered[profile], "ConfigMap")[full("config")], *of_kind(rendered[profile], "ServiceAccount"),
+              *of_kind(rendered[profile], "Secret")]
+    for doc in needed:
+        annotations = doc["metadata"]["annotations"]
+        assert "pre-install" in annotations["helm.sh/hook"], doc["kind"]
+        assert int(annotations["helm.sh/hook-weight"]) < job_weight, doc["kind"]
 
 
 def test_every_pod_and_pdb_selects_only_its_own_process(rendered):
@@ -325,6 +330,27 @@ def test_configmap_and_secret_carry_every_variable_of_env_example(rendered):
     assert documented - SECRET_VARIABLES <= set(config), documented - SECRET_VARIABLES - set(config)
     assert set(secret) == SECRET_VARIABLES
     assert not set(config) & SECRET_VARIABLES
+
+
+@pytest.mark.parametrize("profile", ["default", "redpanda-cloud+dapr+keda"])
+def test_django_settings_accept_the_rendered_configuration(rendered, profile):
+    documents = rendered[profile]
+    env = dict(by_name(documents, "ConfigMap")[full("config")]["data"])
+    secrets = of_kind(documents, "Secret")
+    env.update(secrets[0]["stringData"] if secrets else {name: "from-the-existing-secret" for name in SECRET_VARIABLES})
+    if not secrets:
+        env["DATABASE_URL"] = "postgres://todo:secret@postgres:5432/todo"
+    # As inside a pod: Kubernetes sets KUBERNETES_SERVICE_HOST, which makes SECRET_KEY mandatory.
+    env.update({"PATH": "/usr/bin:/bin", "KUBERNETES_SERVICE_HOST": "10.0.0.1", "DJANGO_SETTINGS_MODULE": "todo_project.settings"})
+    probe = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.EVENT_TRANSPORT, s.KAFKA_SECURITY_PROTOCOL, s.EMAIL_PORT, s.DEBUG, 'localhost' in s.ALLOWED_HOSTS)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    transport, protocol, email_port, debug, localhost_allowed = result.stdout.split()
+    assert transport == env["EVENT_TRANSPORT"] and protocol == env["KAFKA_SECURITY_PROTOCOL"]
+    assert (email_port, debug, localhost_allowed) == ("587", "False", "True")
 
 
 def test_an_existing_secret_replaces_the_charts_own(rendered):
