@@ -341,12 +341,17 @@ def test_django_settings_accept_the_rendered_configuration(rendered, profile):
     if not secrets:
         env["DATABASE_URL"] = "postgres://todo:secret@postgres:5432/todo"
     # As inside a pod: Kubernetes sets KUBERNETES_SERVICE_HOST, which makes SECRET_KEY mandatory.
-    env.update({"PATH": "/usr/bin:/bin", "KUBERNETES_SERVICE_HOST": "10.0.0.1", "DJANGO_SETTINGS_MODULE": "todo_project.settings"})
+    env.update(
+        {"PATH": "/usr/bin:/bin", "KUBERNETES_SERVICE_HOST": "kubernetes.default.svc",
+         "DJANGO_SETTINGS_MODULE": "todo_project.settings"}
+    )
     probe = (
         "import django; django.setup(); from django.conf import settings as s; "
         "print(s.EVENT_TRANSPORT, s.KAFKA_SECURITY_PROTOCOL, s.EMAIL_PORT, s.DEBUG, 'localhost' in s.ALLOWED_HOSTS)"
     )
-    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     transport, protocol, email_port, debug, localhost_allowed = result.stdout.split()
     assert transport == env["EVENT_TRANSPORT"] and protocol == env["KAFKA_SECURITY_PROTOCOL"]
