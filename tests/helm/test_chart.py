@@ -215,11 +215,19 @@ def test_validation_rejects_a_field_the_api_does_not_know(rendered):
         validate_document(component)
 
 
-def test_an_unknown_value_of_kafka_provider_is_refused(helm):
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("kafka.provider=zookeeper", "/kafka/provider"),
+        ("workers.celeryBeat.replicas=2", "/workers/celeryBeat"),
+        ("kafka.strimzi.version=3.7.0", "/kafka/strimzi/version"),
+    ],
+)
+def test_values_that_would_deploy_something_wrong_are_refused(helm, setting, complaint):
     result = subprocess.run(
-        [helm, "template", RELEASE, str(CHART), "--set", "kafka.provider=zookeeper"], capture_output=True, text=True
+        [helm, "template", RELEASE, str(CHART), "--set", setting], capture_output=True, text=True, timeout=120
     )
-    assert result.returncode != 0 and "kafka.provider" in result.stderr
+    assert result.returncode != 0 and complaint in result.stderr, result.stderr
 
 
 # --- processes ----------------------------------------------------------------------------------

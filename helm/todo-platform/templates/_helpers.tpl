@@ -193,6 +193,10 @@ spec:
       {{- with .probes }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
+      {{- with .lifecycle }}
+      lifecycle:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       resources:
         {{- toYaml .resources | nindent 8 }}
       securityContext:
