@@ -8,8 +8,11 @@ For each message of its topic, in partition order:
 2. Otherwise, in ONE database transaction: record (consumer group, event_id) in
    ``events.ProcessedEvent`` and run the handler. If the row already existed, the event was
    processed before (a redelivery) and the handler is not run: every effect happens once.
-3. A handler error rolls the transaction back and the whole step is re-run with exponential
-   backoff (``RetryPolicy``); after the last attempt the message is dead-lettered with
+   Consecutive valid events already fetched (up to ``CONSUMER_BATCH_SIZE``) share one
+   transaction, so that one commit serves many events.
+3. A handler error rolls the transaction back; its events are then re-run one transaction each,
+   and the failing one is retried with exponential backoff (``RetryPolicy``, the failed batch run
+   counting as its first attempt); after the last attempt the message is dead-lettered with
    ``dlq.attempts = max_attempts``. A handler that raises InvalidEvent is dead-lettered without
    retries. Database connection errors are not the event's fault: they stop the consumer
    instead (it re-reads the message after a restart) rather than dead-letter every event.
@@ -32,12 +35,13 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection, connections, transaction
 from prometheus_client import Counter, Gauge, Histogram
@@ -102,7 +106,7 @@ def liveness_file(name):
 
 
 class ConsumerRuntime:
-    def __init__(self, spec, *, liveness_path=None, dlq_stop_ratio=None, dlq_stop_window=None):
+    def __init__(self, spec, *, liveness_path=None, dlq_stop_ratio=None, dlq_stop_window=None, batch_size=None):
         self.spec = spec
         self.name = spec.name
         self.topic = topic_name(spec.topic)
@@ -111,6 +115,7 @@ class ConsumerRuntime:
         self.handler = spec.resolve_handler()
         self.retry = spec.retry_policy()
         self.liveness_path = Path(liveness_path) if liveness_path else None
+        self.batch_size = batch_size or settings.CONSUMER_BATCH_SIZE
         self.dlq_stop_ratio = settings.CONSUMER_DLQ_STOP_RATIO if dlq_stop_ratio is None else dlq_stop_ratio
         self._recent_dead_letters = deque(maxlen=dlq_stop_window or settings.CONSUMER_DLQ_STOP_WINDOW)
         self._stop = threading.Event()
@@ -135,9 +140,11 @@ class ConsumerRuntime:
         try:
             while not self._stop.is_set():
                 self._touch_liveness()
+                # Wait for one message, then take what else is already fetched, up to a batch.
                 message = self._consumer.poll(0.1)
                 if message is not None:
-                    self._handle(message)
+                    more = self._consumer.consume(self.batch_size - 1, timeout=0) if self.batch_size > 1 else []
+                    self._handle_batch([message, *more])
                 now = time.monotonic()
                 if self._stored_since_commit and now - self._last_commit >= commit_interval:
                     self._commit(asynchronous=True)
@@ -168,91 +175,187 @@ class ConsumerRuntime:
                 # Offsets are stored by hand after a message's effects are durable, and committed by us.
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                # One message is in hand between polls, retries included: give it all its backoff.
-                "max.poll.interval.ms": max(300_000, int((self.retry.total_backoff() + 120) * 1000)),
+                # A batch is in hand between polls, retries included: give each message its backoff
+                # (a hung consumer is caught by the liveness probe, not by this).
+                "max.poll.interval.ms": min(
+                    max(300_000, int(self.batch_size * (self.retry.total_backoff() + 10) * 1000)), 86_400_000
+                ),
                 "on_commit": self._on_commit,
             }
         )
 
-    # -- one message -------------------------------------------------------------------------
+    # -- messages ----------------------------------------------------------------------------
 
-    def _handle(self, message):
-        error = message.error()
-        if error is not None:
-            if error.fatal():
-                raise KafkaException(error)
-            logger.warning("consumer %s: %s", self.name, error)
-            return
+    def _handle_batch(self, messages):
+        """Process messages in order; store the offsets of those finished (a prefix of them)."""
         started = time.perf_counter()
-        token = _current_delivery.set(Delivery(message.topic(), message.partition(), message.offset(), self.group))
+        done = []  # (message, outcome) in message order
+        pending = []  # consecutive valid events waiting for one handler transaction
         try:
-            outcome = self._process(message)
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.fatal():
+                        raise KafkaException(error)
+                    logger.warning("consumer %s: %s", self.name, error)
+                    continue
+                event, invalid = self._parse(message)
+                if event is not None and self.spec.wants(event["event_type"]):
+                    pending.append((message, event))
+                    continue
+                # Finish the events ahead of this message first, keeping partition order.
+                if pending and not self._handle_events(pending, done):
+                    return
+                pending = []
+                if invalid is not None:
+                    outcome = self._dead_letter(message, invalid, attempts=0, reason="invalid")
+                else:
+                    SKIPPED.labels(self.name, "unknown_type" if event is None else "not_subscribed").inc()
+                    outcome = SKIP
+                done.append((message, outcome))
+                self._note(outcome)
+            if pending:
+                self._handle_events(pending, done)
         finally:
-            _current_delivery.reset(token)
-        if outcome is None:  # stopping during a backoff: leave it unacknowledged, it is redelivered
-            return
-        self._consumer.store_offsets(message=message)
-        self._stored_since_commit = True
-        PROCESSING_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        self._recent_dead_letters.append(outcome == DEAD_LETTER)
-        self._check_dead_letter_rate()
+            self._acknowledge(done, started)
 
-    def _process(self, message):
+    def _parse(self, message):
+        """(event, None) for a valid event; (None, error) for a dead letter; (None, None) to skip."""
         try:
             event = json.loads(message.value())
         except (TypeError, ValueError) as exc:  # no value, bad UTF-8, not JSON
-            return self._dead_letter(message, exc, attempts=0, reason="invalid")
+            return None, exc
         try:
             validate_event(event)
         except UnknownEventType as exc:
             logger.info("consumer %s: skipping %s at %s", self.name, exc, _coordinates(message))
-            SKIPPED.labels(self.name, "unknown_type").inc()
-            return SKIP
+            return None, None
         except InvalidEvent as exc:
-            return self._dead_letter(message, exc, attempts=0, reason="invalid")
-        if not self.spec.wants(event["event_type"]):
-            SKIPPED.labels(self.name, "not_subscribed").inc()
-            return SKIP
-        return self._run_handler(message, event)
+            return None, exc
+        try:
+            # The idempotency record needs a real UUID (the schema leaves formats unchecked).
+            event_id = uuid.UUID(event["event_id"])
+        except ValueError:
+            return None, InvalidEvent(f"event_id {event['event_id']!r} is not a UUID")
+        return {**event, "event_id": str(event_id)}, None
 
-    def _run_handler(self, message, event):
+    def _handle_events(self, pending, done):
+        """Run the handler on each pending event; False if asked to stop before all were done.
+
+        The fast path handles them all in ONE transaction (one commit for many events). If any
+        handler fails, that transaction is rolled back and the events are re-run one transaction
+        each, with retries: the event that failed continues at its second attempt.
+        """
+        failed_at = None
+        try:
+            with transaction.atomic():
+                first_time = self._mark_processed([event["event_id"] for _, event in pending])
+                outcomes = []
+                for position, (message, event) in enumerate(pending):
+                    failed_at = position
+                    if event["event_id"] in first_time:
+                        first_time.discard(event["event_id"])  # the same event twice in one batch
+                        outcomes.append(self._run(message, event))
+                    else:
+                        outcomes.append(DUPLICATE)
+                failed_at = None
+        except Exception as exc:  # noqa: BLE001 - re-run one by one, where failures are retried or dead-lettered
+            first_failure = exc
+        else:
+            for (message, _), outcome in zip(pending, outcomes):
+                self._count(outcome)
+                done.append((message, outcome))
+                self._note(outcome)
+            return True
+        for position, (message, event) in enumerate(pending):
+            outcome = self._run_handler(message, event, first_failure if position == failed_at else None)
+            if outcome is None:  # stopping during a backoff: it and what follows are redelivered
+                return False
+            done.append((message, outcome))
+            self._note(outcome)
+            if self._stop.is_set():
+                return False
+        return True
+
+    def _handle_once(self, message, event):
+        """Inside the caller's transaction: record the event, run the handler unless it was seen before."""
+        if not self._mark_processed([event["event_id"]]):
+            return DUPLICATE
+        return self._run(message, event)
+
+    def _run(self, message, event):
+        token = _current_delivery.set(Delivery(message.topic(), message.partition(), message.offset(), self.group))
+        try:
+            self.handler(event)
+        finally:
+            _current_delivery.reset(token)
+        return PROCESSED_OUTCOME
+
+    def _run_handler(self, message, event, first_failure=None):
+        """One event in its own transaction, retried with backoff, dead-lettered after the last attempt."""
         attempts = self.retry.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                with transaction.atomic():
-                    if not self._mark_processed(event["event_id"]):
-                        SKIPPED.labels(self.name, "duplicate").inc()
-                        return DUPLICATE
-                    self.handler(event)
-                PROCESSED.labels(self.name).inc()
-                return PROCESSED_OUTCOME
-            except InvalidEvent as exc:  # the handler says retrying cannot help
-                return self._dead_letter(message, exc, attempts=attempt, reason="invalid")
-            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
-                failure = exc
+        attempt, failure = (1, first_failure) if first_failure is not None else (0, None)
+        while True:
+            if failure is not None:
+                if isinstance(failure, InvalidEvent):  # the handler says retrying cannot help
+                    return self._dead_letter(message, failure, attempts=attempt, reason="invalid")
                 logger.warning(
                     "consumer %s: handler failed on event %s (attempt %d of %d): %r",
-                    self.name, event["event_id"], attempt, attempts, exc,
+                    self.name, event["event_id"], attempt, attempts, failure,
                 )
                 close_old_connections()  # drop a broken connection before the next attempt
-                if attempt < attempts:
-                    RETRIED.labels(self.name).inc()
-                    if self._wait(self.retry.backoff(attempt)):
-                        return None
+                if attempt >= attempts:
+                    break
+                RETRIED.labels(self.name).inc()
+                if self._wait(self.retry.backoff(attempt)):
+                    return None
+            attempt += 1
+            try:
+                with transaction.atomic():
+                    outcome = self._handle_once(message, event)
+            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+                failure = exc
+            else:
+                self._count(outcome)
+                return outcome
         if isinstance(failure, (OperationalError, InterfaceError)):
             raise failure  # the database is unreachable: stop and re-read later, do not dead-letter
         return self._dead_letter(message, failure, attempts=attempts, reason="failed")
 
-    def _mark_processed(self, event_id):
-        """Insert (group, event_id) unless present; True when this is the first time."""
+    def _count(self, outcome):
+        if outcome == DUPLICATE:
+            SKIPPED.labels(self.name, "duplicate").inc()
+        else:
+            PROCESSED.labels(self.name).inc()
+
+    def _acknowledge(self, done, started):
+        """Store the offsets past the finished messages (committed later by ``_commit``)."""
+        if not done:
+            return
+        next_offsets = {(message.topic(), message.partition()): message.offset() + 1 for message, _ in done}
+        try:
+            self._consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()])
+            self._stored_since_commit = True
+        except KafkaException as exc:  # the partition was revoked meanwhile: its new owner re-reads
+            logger.warning("consumer %s: offsets not stored: %s", self.name, exc)
+        per_message = (time.perf_counter() - started) / len(done)
+        histogram = PROCESSING_SECONDS.labels(self.name)
+        for _ in done:
+            histogram.observe(per_message)
+
+    def _mark_processed(self, event_ids):
+        """Record the events as processed by this group; return the ids not recorded before."""
         table = connection.ops.quote_name(ProcessedEvent._meta.db_table)
+        now = datetime.now(UTC)
+        rows = ", ".join(["(%s, %s, %s)"] * len(event_ids))
+        params = [value for event_id in event_ids for value in (self.group, event_id, now)]
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {table} (consumer_group, event_id, processed_at) VALUES (%s, %s, %s) "
-                "ON CONFLICT DO NOTHING",
-                [self.group, event_id, datetime.now(UTC)],
+                f"INSERT INTO {table} (consumer_group, event_id, processed_at) VALUES {rows} "
+                "ON CONFLICT DO NOTHING RETURNING event_id",
+                params,
             )
-            return cursor.rowcount == 1
+            return {str(row[0]) for row in cursor.fetchall()}
 
     def _wait(self, seconds):
         """Sleep for a backoff while staying live; True if asked to stop meanwhile."""
@@ -297,8 +400,12 @@ class ConsumerRuntime:
         )
         return DEAD_LETTER
 
-    def _check_dead_letter_rate(self):
+    def _note(self, outcome):
+        """Count the outcome in the circuit breaker's window; raise when nearly all are dead letters."""
         window = self._recent_dead_letters
+        window.append(outcome == DEAD_LETTER)
+        if outcome != DEAD_LETTER:
+            return
         dead = sum(window)
         if len(window) == window.maxlen and dead > self.dlq_stop_ratio * window.maxlen:
             raise DeadLetterRateExceeded(

@@ -151,6 +151,8 @@ CONSUMER_RETRY_MAX_BACKOFF = env_float("CONSUMER_RETRY_MAX_BACKOFF", 30.0)
 CONSUMER_DLQ_STOP_RATIO = env_float("CONSUMER_DLQ_STOP_RATIO", 0.9)
 CONSUMER_DLQ_STOP_WINDOW = env_int("CONSUMER_DLQ_STOP_WINDOW", 100)
 CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS = env_float("CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS", 30.0)
+# Up to this many already-fetched events are handled in one database transaction.
+CONSUMER_BATCH_SIZE = env_int("CONSUMER_BATCH_SIZE", 100)
 CONSUMER_COMMIT_INTERVAL_MS = env_int("CONSUMER_COMMIT_INTERVAL_MS", 100)
 CONSUMER_LAG_INTERVAL_SECONDS = env_float("CONSUMER_LAG_INTERVAL_SECONDS", 10.0)
 # Each worker touches <dir>/todo-consumer-<name>.alive about once a second (liveness probe).
