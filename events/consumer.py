@@ -156,7 +156,7 @@ class ConsumerRuntime:
 
     def _shut_down(self):
         try:
-            self._commit(asynchronous=False)
+            self._commit(asynchronous=False, force=True)
         except KafkaException as exc:
             logger.error("consumer %s: final commit failed (the uncommitted events will be redelivered): %s", self.name, exc)
         finally:
@@ -417,8 +417,10 @@ class ConsumerRuntime:
 
     # -- offsets, rebalances, metrics, liveness ------------------------------------------------
 
-    def _commit(self, *, asynchronous):
-        if not self._stored_since_commit:
+    def _commit(self, *, asynchronous, force=False):
+        """Commit the stored offsets. ``force``: even if an asynchronous commit already sent them,
+        so that they are surely on the broker before the partitions are handed over or closed."""
+        if not (self._stored_since_commit or force):
             return
         try:
             self._consumer.commit(asynchronous=asynchronous)
@@ -435,7 +437,7 @@ class ConsumerRuntime:
     def _on_revoke(self, consumer, partitions):
         # Hand the partitions over with everything processed so far committed.
         try:
-            self._commit(asynchronous=False)
+            self._commit(asynchronous=False, force=True)
         except KafkaException as exc:
             logger.warning("consumer %s: commit on revocation failed: %s", self.name, exc)
         for partition in partitions:
