@@ -58,6 +58,9 @@ class ConsumerSpec:
     topic: str  # base name, see events.topics.topic_name
     group: str  # base name, see events.topics.group_name
     handler: object  # a callable or the dotted path of one: handler(event) -> None
+    # Optional, likewise: batch_handler([event, ...]) -> None with the effects of handler on each
+    # event, for events fetched together (fewer statements); failures are retried per event.
+    batch_handler: object = None
     event_types: frozenset = field(default_factory=frozenset)  # empty: every type of the topic
     dead_letter_topic: str = ""  # base name; defaults to "<topic>.dlq"
     retry: RetryPolicy | None = None  # None: the CONSUMER_RETRY_* settings
@@ -68,13 +71,20 @@ class ConsumerSpec:
             object.__setattr__(self, "dead_letter_topic", dead_letter_topic(self.topic))
 
     def resolve_handler(self):
-        return import_string(self.handler) if isinstance(self.handler, str) else self.handler
+        return _resolve(self.handler)
+
+    def resolve_batch_handler(self):
+        return _resolve(self.batch_handler)
 
     def retry_policy(self):
         return self.retry or RetryPolicy.from_settings()
 
     def wants(self, event_type):
         return not self.event_types or event_type in self.event_types
+
+
+def _resolve(handler):
+    return import_string(handler) if isinstance(handler, str) else handler
 
 
 CONSUMERS = {}
@@ -102,6 +112,7 @@ register(
         topic=TASK_EVENTS,
         group="audit-service",
         handler="audit.handlers.record_task_event",
+        batch_handler="audit.handlers.record_task_events",
         event_types=TASK_EVENT_TYPES,
     )
 )
