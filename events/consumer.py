@@ -203,18 +203,17 @@ class ConsumerRuntime:
                     logger.warning("consumer %s: %s", self.name, error)
                     continue
                 event, invalid = self._parse(message)
-                if event is not None and self.spec.wants(event["event_type"]):
+                if invalid is None:
+                    if event is None or not self.spec.wants(event["event_type"]):
+                        SKIPPED.labels(self.name, "unknown_type" if event is None else "not_subscribed").inc()
+                        event = None  # acknowledged in its turn, without the handler
                     pending.append((message, event))
                     continue
-                # Finish the events ahead of this message first, keeping partition order.
+                # Finish the events ahead of this message first: offsets only ever move past done work.
                 if pending and not self._handle_events(pending, done):
                     return
                 pending = []
-                if invalid is not None:
-                    outcome = self._dead_letter(message, invalid, attempts=0, reason="invalid")
-                else:
-                    SKIPPED.labels(self.name, "unknown_type" if event is None else "not_subscribed").inc()
-                    outcome = SKIP
+                outcome = self._dead_letter(message, invalid, attempts=0, reason="invalid")
                 done.append((message, outcome))
                 self._note(outcome)
             if pending:
@@ -243,7 +242,8 @@ class ConsumerRuntime:
         return {**event, "event_id": str(event_id)}, None
 
     def _handle_events(self, pending, done):
-        """Run the handler on each pending event; False if asked to stop before all were done.
+        """Run the handler on each pending event (None: a skipped message); False if asked to stop
+        before all were done.
 
         The fast path handles them all in ONE transaction (one commit for many events), through
         the consumer's batch handler when it has one. If anything fails, that transaction is
@@ -254,31 +254,37 @@ class ConsumerRuntime:
         failed_at = None
         try:
             with transaction.atomic():
-                first_time = self._mark_processed([event["event_id"] for _, event in pending])
+                first_time = self._mark_processed([event["event_id"] for _, event in pending if event is not None])
                 outcomes, fresh = [], []
                 for position, (message, event) in enumerate(pending):
-                    if event["event_id"] in first_time:
+                    if event is None:
+                        outcomes.append(SKIP)
+                    elif event["event_id"] in first_time:
                         first_time.discard(event["event_id"])  # the same event twice in one batch
                         fresh.append((position, message, event))
                         outcomes.append(PROCESSED_OUTCOME)
                     else:
                         outcomes.append(DUPLICATE)
-                if self.batch_handler is not None:
-                    self._run([(m, e) for _, m, e in fresh], self.batch_handler, [e for _, _, e in fresh])
-                else:
+                if self.batch_handler is None:
                     for failed_at, message, event in fresh:
                         self._run([(message, event)], self.handler, event)
                     failed_at = None
+                elif fresh:
+                    self._run([(m, e) for _, m, e in fresh], self.batch_handler, [e for _, _, e in fresh])
         except Exception as exc:  # noqa: BLE001 - re-run one by one, where failures are retried or dead-lettered
             first_failure = exc
         else:
             for (message, _), outcome in zip(pending, outcomes):
-                self._count(outcome)
+                if outcome != SKIP:
+                    self._count(outcome)
                 done.append((message, outcome))
                 self._note(outcome)
             return True
         for position, (message, event) in enumerate(pending):
-            outcome = self._run_handler(message, event, first_failure if position == failed_at else None)
+            if event is None:
+                outcome = SKIP
+            else:
+                outcome = self._run_handler(message, event, first_failure if position == failed_at else None)
             if outcome is None:  # stopping during a backoff: it and what follows are redelivered
                 return False
             done.append((message, outcome))
@@ -361,6 +367,8 @@ class ConsumerRuntime:
 
     def _mark_processed(self, event_ids):
         """Record the events as processed by this group; return the ids not recorded before."""
+        if not event_ids:
+            return set()
         table = connection.ops.quote_name(ProcessedEvent._meta.db_table)
         now = datetime.now(UTC)
         rows = ", ".join(["(%s, %s, %s)"] * len(event_ids))
