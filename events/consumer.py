@@ -41,7 +41,6 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from django.conf import settings
@@ -102,13 +101,8 @@ def delivery_of(event):
     return _deliveries.get()[event["event_id"]]
 
 
-def liveness_file(name):
-    """The file a running consumer touches about once a second; see ``consumer_alive``."""
-    return Path(settings.CONSUMER_LIVENESS_DIR) / f"todo-consumer-{name}.alive"
-
-
 class ConsumerRuntime:
-    def __init__(self, spec, *, liveness_path=None, dlq_stop_ratio=None, dlq_stop_window=None, batch_size=None):
+    def __init__(self, spec, *, dlq_stop_ratio=None, dlq_stop_window=None, batch_size=None):
         self.spec = spec
         self.name = spec.name
         self.topic = topic_name(spec.topic)
@@ -117,13 +111,13 @@ class ConsumerRuntime:
         self.handler = spec.resolve_handler()
         self.batch_handler = spec.resolve_batch_handler()
         self.retry = spec.retry_policy()
-        self.liveness_path = Path(liveness_path) if liveness_path else None
         self.batch_size = batch_size or settings.CONSUMER_BATCH_SIZE
         self.dlq_stop_ratio = settings.CONSUMER_DLQ_STOP_RATIO if dlq_stop_ratio is None else dlq_stop_ratio
         self._recent_dead_letters = deque(maxlen=dlq_stop_window or settings.CONSUMER_DLQ_STOP_WINDOW)
         self._stop = threading.Event()
         self._stored_since_commit = False
-        self._last_commit = self._last_lag = self._last_alive = 0.0
+        self._last_commit = self._last_lag = 0.0
+        self._last_heartbeat = time.monotonic()
         self._consumer = None
         self._producer = None
 
@@ -142,7 +136,7 @@ class ConsumerRuntime:
         lag_interval = settings.CONSUMER_LAG_INTERVAL_SECONDS
         try:
             while not self._stop.is_set():
-                self._touch_liveness()
+                self._last_heartbeat = time.monotonic()
                 # Wait for one message, then take what else is already fetched, up to a batch.
                 message = self._consumer.poll(0.1)
                 if message is not None:
@@ -166,8 +160,6 @@ class ConsumerRuntime:
             self._consumer.close()
             self._producer.flush(10)
             connections.close_all()
-            if self.liveness_path:
-                self.liveness_path.unlink(missing_ok=True)
 
     def _consumer_config(self):
         return client_config(
@@ -179,7 +171,7 @@ class ConsumerRuntime:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 # A batch is in hand between polls, retries included: give each message its backoff
-                # (a hung consumer is caught by the liveness probe, not by this).
+                # (a hung consumer is caught by the liveness probe, see health(), not by this).
                 "max.poll.interval.ms": min(
                     max(300_000, int(self.batch_size * (self.retry.total_backoff() + 10) * 1000)), 86_400_000
                 ),
@@ -387,7 +379,7 @@ class ConsumerRuntime:
         while (remaining := deadline - time.monotonic()) > 0:
             if self._stop.wait(min(remaining, 1.0)):
                 return True
-            self._touch_liveness()
+            self._last_heartbeat = time.monotonic()
         return self._stop.is_set()
 
     # -- dead letters ------------------------------------------------------------------------
@@ -439,7 +431,7 @@ class ConsumerRuntime:
                 "fix it, restart, and replay the letters with replay_dlq."
             )
 
-    # -- offsets, rebalances, metrics, liveness ------------------------------------------------
+    # -- offsets, rebalances, metrics, health ------------------------------------------------
 
     def _commit(self, *, asynchronous, force=False):
         """Commit the stored offsets. ``force``: even if an asynchronous commit already sent them,
@@ -491,11 +483,17 @@ class ConsumerRuntime:
         except KafkaException as exc:
             logger.debug("consumer %s: lag not measured: %s", self.name, exc)
 
-    def _touch_liveness(self):
-        now = time.monotonic()
-        if self.liveness_path and now - self._last_alive >= 1.0:
-            self.liveness_path.touch()
-            self._last_alive = now
+    def health(self):
+        """(alive, detail) for the liveness probe: has the loop come round recently?
+
+        The loop comes round between batches and every second of a retry's backoff; a handler
+        stuck for longer than CONSUMER_LIVENESS_MAX_AGE_SECONDS makes the consumer unhealthy.
+        """
+        age = time.monotonic() - self._last_heartbeat
+        limit = settings.CONSUMER_LIVENESS_MAX_AGE_SECONDS
+        if age > limit:
+            return False, f"consumer {self.name}: loop last came round {age:.0f}s ago (limit {limit:.0f}s)"
+        return True, f"consumer {self.name}: loop came round {age:.1f}s ago"
 
 
 def _coordinates(message):
