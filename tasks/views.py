@@ -8,7 +8,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
-from rest_framework.exceptions import AuthenticationFailed, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -180,7 +180,8 @@ class TokenApi(APIView):
         serializer.is_valid(raise_exception=True)
         user = authenticate(request, **serializer.validated_data)
         if user is None:
-            raise AuthenticationFailed("Wrong username or password.")
+            # DRF's convention for obtain-token: a 400 naming no field, not a 401 challenge.
+            raise ValidationError({"non_field_errors": ["Unable to log in with the given username and password."]})
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 
