@@ -83,7 +83,9 @@ class PrivateKafkaBroker:
 
     def answers(self):
         try:
-            metadata = admin_client(**{"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=2)
+            # log_level 0: a probe of a broker that is still starting need not log refused connections.
+            admin = admin_client(**{"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+            metadata = admin.list_topics(timeout=2)
             return bool(metadata.brokers)
         except KafkaException:
             return False
