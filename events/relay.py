@@ -218,8 +218,12 @@ class OutboxRelay:
         return self._producer
 
     def _close_producer(self):
+        # Everything acknowledged was flushed by _await_deliveries; what is still queued here
+        # (Kafka down at shutdown, or a fatal producer error) stays unsent in the outbox and is
+        # dropped from the producer, so that closing it does not wait for an absent broker.
         if self._producer is not None:
-            self._producer.flush(self.shutdown_grace)
+            self._producer.purge()
+            self._producer.flush(0)
             self._producer = None
 
 

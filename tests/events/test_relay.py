@@ -147,3 +147,17 @@ def test_two_relays_side_by_side_keep_per_task_order_and_the_standby_takes_over(
 
     assert standby.stop() == 0
     assert "relay: stopped" in standby.log()
+
+
+def test_sigterm_stops_a_relay_waiting_for_an_absent_broker_and_leaves_its_events_unsent(relay_processes, free_port):
+    [relay] = relay_processes(1, bootstrap_servers=f"127.0.0.1:{free_port}")  # nothing listens there
+    wait_for(lambda: "leader" in relay.log(), 60, "the relay leading")
+    task_id = str(uuid.uuid4())
+    with transaction.atomic():
+        emit(sync_event(task_id), key=task_id)
+    wait_for(lambda: "Kafka does not acknowledge" in relay.log(), 60, "the relay waiting for Kafka")
+    started = time.monotonic()
+    assert relay.stop(timeout=60) == 0, relay.log()
+    assert time.monotonic() - started < 30
+    assert "relay: stopped" in relay.log()
+    assert unsent() == 1
