@@ -162,7 +162,8 @@ def main():
         "DATABASE_URL": urlunsplit(parts._replace(path="/" + database)),
         "KAFKA_TOPIC_PREFIX": f"bench-{run_id}-",
         "KAFKA_GROUP_PREFIX": f"bench-{run_id}-",
-        "DATABASE_CONN_MAX_AGE": "60",
+        # Persistent database connections, as a production web process would use.
+        "DATABASE_CONN_MAX_AGE": os.environ.get("DATABASE_CONN_MAX_AGE", "60"),
         "LOG_LEVEL": "WARNING",
     }
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "KAFKA_TOPIC_PREFIX", "KAFKA_GROUP_PREFIX")})

@@ -59,6 +59,9 @@ RELAY_LATENCY = Histogram(
     "Time from writing an outbox row to Kafka acknowledging it.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+# How long Kafka may take to acknowledge a round before the relay says it is waiting for it.
+KAFKA_SLOW_SECONDS = 5
+
 RELAY_IS_LEADER = Gauge("outbox_relay_leader", "1 while this process is the active (leader) relay.")
 
 
@@ -177,8 +180,10 @@ class OutboxRelay:
     def _await_deliveries(self, producer):
         """Wait until Kafka acknowledged everything produced; give up only when stopping."""
         stopping_since = None
+        waiting_since = time.monotonic()
         while producer.flush(1.0) > 0:
-            if not self._kafka_waiting:
+            # A first connection or a busy broker can take a few seconds: not worth a warning.
+            if not self._kafka_waiting and time.monotonic() - waiting_since > KAFKA_SLOW_SECONDS:
                 self._kafka_waiting = True
                 logger.warning("relay: Kafka does not acknowledge; waiting and retrying (nothing is lost)")
             if self.stop.is_set():
