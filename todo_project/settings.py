@@ -111,6 +111,12 @@ DATABASES = {
     )
 }
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5)
+# Under ASGI every request runs its sync code in a fresh thread, so persistent connections
+# (CONN_MAX_AGE) are never reused and each request would pay a new PostgreSQL login; a psycopg
+# pool (Django 5.1+) shares connections across threads. 0 turns it off (then CONN_MAX_AGE applies).
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 0)
+if DATABASE_POOL_MAX_SIZE > 0:
+    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 10}
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
