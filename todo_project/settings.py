@@ -142,6 +142,10 @@ KAFKA_TOPIC_REPLICATION_FACTOR = env_int("KAFKA_TOPIC_REPLICATION_FACTOR", -1)
 EVENT_TRANSPORT = env("EVENT_TRANSPORT", "kafka")
 if EVENT_TRANSPORT not in {"kafka", "dapr"}:
     raise ImproperlyConfigured(f"EVENT_TRANSPORT={EVENT_TRANSPORT!r}: use kafka or dapr")
+# With EVENT_TRANSPORT=dapr the outbox relay publishes through its Dapr sidecar: the sidecar
+# injects DAPR_HTTP_PORT; the Helm chart names the publisher component in DAPR_PUBSUB_NAME.
+DAPR_HTTP_PORT = env_int("DAPR_HTTP_PORT", 3500)
+DAPR_PUBSUB_NAME = env("DAPR_PUBSUB_NAME", "pubsub")
 
 # Readiness checks must answer well within a Kubernetes probe's timeout.
 READINESS_TIMEOUT_SECONDS = float(env("READINESS_TIMEOUT_SECONDS", "2"))
