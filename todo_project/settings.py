@@ -69,6 +69,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that every response (errors included) echoes the request's correlation id.
+    "todo_project.middleware.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and web app's static files from the one image, no separate web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
