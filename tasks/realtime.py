@@ -12,6 +12,11 @@ def user_group_name(user_id):
     return f"user.{user_id}"
 
 
+def push_message(message):
+    """The channel-layer message that ``SyncConsumer.push`` sends to the browser as ``message``."""
+    return {"type": "push", "message": message}
+
+
 def push_to_user(user_id, message):
-    """Send ``message`` (a JSON-able dict) to every open connection of the user."""
-    async_to_sync(get_channel_layer().group_send)(user_group_name(user_id), {"type": "push", "message": message})
+    """Send ``message`` (a JSON-able dict) to every open connection of the user (from sync code)."""
+    async_to_sync(get_channel_layer().group_send)(user_group_name(user_id), push_message(message))

@@ -83,6 +83,9 @@ MIDDLEWARE = [
 ]
 
 AUTH_USER_MODEL = "tasks.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "app"
+LOGOUT_REDIRECT_URL = "login"
 ROOT_URLCONF = "todo_project.urls"
 ASGI_APPLICATION = "todo_project.asgi.application"
 WSGI_APPLICATION = None
