@@ -255,6 +255,24 @@ function element(tag, attributes = {}, ...children) {
   return node;
 }
 
+// Small inline icons (no icon font or emoji font needed).
+const ICON_PATHS = {
+  calendar: "M7 2v2H5a2 2 0 0 0-2 2v13a2 2 0 0 0 2 2h14a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2h-2V2h-2v2H9V2H7zm-2 7h14v10H5V9z",
+  alarm: "M12 4a9 9 0 1 0 0 18 9 9 0 0 0 0-18zm0 2a7 7 0 1 1 0 14 7 7 0 0 1 0-14zm-1 2v5.4l3.8 2.3 1-1.7-2.8-1.7V8h-2zM5.3 1.9 1.6 5l1.3 1.5 3.7-3.1-1.3-1.5zm13.4 0-1.3 1.5 3.7 3.1L22.4 5l-3.7-3.1z",
+  repeat: "M17 1l4 4-4 4V6H7a3 3 0 0 0-3 3v2H2V9a5 5 0 0 1 5-5h10V1zM7 23l-4-4 4-4v3h10a3 3 0 0 0 3-3v-2h2v2a5 5 0 0 1-5 5H7v3z",
+};
+
+function icon(name) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("class", "icon");
+  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  path.setAttribute("d", ICON_PATHS[name]);
+  svg.append(path);
+  return svg;
+}
+
 function taskItem(task) {
   const overdue = task.due_date && !task.completed && new Date(task.due_date) < new Date();
   const doneBox = element("input", {
@@ -264,16 +282,16 @@ function taskItem(task) {
   const meta = element("div", { class: "meta" });
   if (task.due_date) {
     meta.append(element("span", { class: `chip due${overdue ? " overdue" : ""}`, title: dateTimeFormat.format(new Date(task.due_date)) },
-      element("span", { "aria-hidden": "true", text: "📅 " }), `${overdue ? "Overdue · " : ""}${describeDue(task.due_date)}`));
+      icon("calendar"), `${overdue ? "Overdue · " : ""}${describeDue(task.due_date)}`));
   }
   if (task.remind_at) {
     meta.append(element("span", { class: "chip", title: "Reminder" },
-      element("span", { "aria-hidden": "true", text: "⏰ " }), element("span", { class: "visually-hidden", text: "Reminder " }),
+      icon("alarm"), element("span", { class: "visually-hidden", text: "Reminder " }),
       describeDue(task.remind_at)));
   }
   if (task.recurrence_rule) {
     meta.append(element("span", { class: "chip", title: task.recurrence_rule },
-      element("span", { "aria-hidden": "true", text: "↻ " }), describeRule(task.recurrence_rule)));
+      icon("repeat"), element("span", { class: "visually-hidden", text: "Repeats " }), describeRule(task.recurrence_rule)));
   }
   for (const tag of task.tags) meta.append(element("span", { class: "chip tag", text: `#${tag}` }));
 
@@ -637,7 +655,7 @@ function receiveNotification(notification, { announce }) {
   const isNew = !notifications.has(notification.id);
   notifications.set(notification.id, notification);
   renderNotifications();
-  if (isNew && announce) showToast({ title: `⏰ ${notification.title}`, body: notification.body, taskId: notification.task_id });
+  if (isNew && announce) showToast({ title: `Reminder: ${notification.title}`, body: notification.body, taskId: notification.task_id });
 }
 
 async function loadNotifications() {
