@@ -342,15 +342,19 @@ class ConsumerRuntime:
         self._stored_since_commit = False
 
     def _update_lag(self):
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return  # measured as soon as partitions are assigned
         self._last_lag = time.monotonic()
         try:
-            assignment = self._consumer.assignment()
-            if not assignment:
-                return
-            for position in self._consumer.position(assignment):
-                low, high = self._consumer.get_watermark_offsets(position, timeout=1.0, cached=False)
-                consumed_up_to = position.offset if position.offset >= 0 else low
-                LAG.labels(self.name, str(position.partition)).set(max(high - consumed_up_to, 0))
+            positions = self._consumer.position(assignment)
+            # A partition with nothing read since the assignment has no position yet: use its commit.
+            unknown = [tp for tp in positions if tp.offset < 0]
+            committed = {tp.partition: tp.offset for tp in self._consumer.committed(unknown, timeout=1.0)} if unknown else {}
+            for tp in positions:
+                low, high = self._consumer.get_watermark_offsets(tp, timeout=1.0, cached=False)
+                next_offset = tp.offset if tp.offset >= 0 else committed.get(tp.partition, -1)
+                LAG.labels(self.name, str(tp.partition)).set(max(high - (next_offset if next_offset >= 0 else low), 0))
         except KafkaException as exc:
             logger.debug("consumer %s: lag not measured: %s", self.name, exc)
 
