@@ -37,6 +37,16 @@ def env_int(name, default):
         raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
 
 
+def env_float(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
+
+
 def env_list(name, default):
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
@@ -136,6 +146,27 @@ KAFKA_SASL_PASSWORD = env("KAFKA_SASL_PASSWORD", "")
 KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3)
 # -1 lets the broker apply its default.replication.factor (1 locally, 3 on a real cluster).
 KAFKA_TOPIC_REPLICATION_FACTOR = env_int("KAFKA_TOPIC_REPLICATION_FACTOR", -1)
+
+# The consumer runtime (events/consumer.py). A failing handler runs up to MAX_ATTEMPTS times in all,
+# waiting INITIAL_BACKOFF, then x MULTIPLIER each time (capped at MAX_BACKOFF) seconds in between.
+CONSUMER_RETRY_MAX_ATTEMPTS = env_int("CONSUMER_RETRY_MAX_ATTEMPTS", 5)
+CONSUMER_RETRY_INITIAL_BACKOFF = env_float("CONSUMER_RETRY_INITIAL_BACKOFF", 0.5)
+CONSUMER_RETRY_MULTIPLIER = env_float("CONSUMER_RETRY_MULTIPLIER", 2.0)
+CONSUMER_RETRY_MAX_BACKOFF = env_float("CONSUMER_RETRY_MAX_BACKOFF", 30.0)
+# A consumer stops when more than this share of its last WINDOW messages were dead-lettered.
+CONSUMER_DLQ_STOP_RATIO = env_float("CONSUMER_DLQ_STOP_RATIO", 0.9)
+CONSUMER_DLQ_STOP_WINDOW = env_int("CONSUMER_DLQ_STOP_WINDOW", 100)
+CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS = env_float("CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS", 30.0)
+CONSUMER_COMMIT_INTERVAL_MS = env_int("CONSUMER_COMMIT_INTERVAL_MS", 100)
+CONSUMER_LAG_INTERVAL_SECONDS = env_float("CONSUMER_LAG_INTERVAL_SECONDS", 10.0)
+# Each worker touches <dir>/todo-consumer-<name>.alive about once a second (liveness probe).
+CONSUMER_LIVENESS_DIR = env("CONSUMER_LIVENESS_DIR", "/tmp")
+# replay_dlq refuses to send a letter back more often than this.
+DLQ_REPLAY_CAP = env_int("DLQ_REPLAY_CAP", 3)
+# Workers (run_consumer) serve Prometheus metrics on this port; 0 (the default) serves none, so
+# that the several workers of `make run` do not compete for one port. The Helm chart sets it.
+METRICS_PORT = env_int("METRICS_PORT", 0)
+METRICS_ADDR = env("METRICS_ADDR", "0.0.0.0")
 
 EVENT_TRANSPORT = env("EVENT_TRANSPORT", "kafka")
 if EVENT_TRANSPORT not in {"kafka", "dapr"}:
