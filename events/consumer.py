@@ -23,10 +23,19 @@ recent message was dead-lettered (``CONSUMER_DLQ_STOP_RATIO`` of the last
 ``CONSUMER_DLQ_STOP_WINDOW``), the consumer stops with DeadLetterRateExceeded: after a bad
 deploy it is better to stop than to dead-letter the world.
 
+Batch consumers (``ConsumerSpec(batch=True)``, e.g. the realtime bridge) differ in step 2 only:
+the handler is ``async def handler(events)``, called with the valid, wanted events of one poll
+(up to ``batch_size``) and awaited on the runtime's one asyncio loop; no ProcessedEvent is
+recorded and no database transaction is opened (their effects must be harmless to repeat).
+A failing batch is retried whole, then each of its events is dead-lettered. Step 1 (invalid
+messages to the DLQ, unknown types skipped) and step 4 (offsets stored only after the batch
+was handled) are the same.
+
 Handlers take the validated event dict only; one that needs the Kafka coordinates of the message
 (the audit trail) reads them from ``current_delivery()``.
 """
 
+import asyncio
 import contextvars
 import json
 import logging
@@ -118,6 +127,7 @@ class ConsumerRuntime:
         self._last_commit = self._last_lag = self._last_alive = 0.0
         self._consumer = None
         self._producer = None
+        self._loop = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -126,6 +136,9 @@ class ConsumerRuntime:
         self._stop.set()
 
     def run(self):
+        # Batch handlers are coroutines, awaited on this one loop for the consumer's lifetime (the
+        # channel layer keeps its Redis connections per loop).
+        self._loop = asyncio.new_event_loop() if self.spec.batch else None
         self._consumer = Consumer(self._consumer_config())
         self._producer = Producer(client_config(**{"acks": "all", "enable.idempotence": True, "linger.ms": 0}))
         self._consumer.subscribe([self.topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -135,9 +148,7 @@ class ConsumerRuntime:
         try:
             while not self._stop.is_set():
                 self._touch_liveness()
-                message = self._consumer.poll(0.1)
-                if message is not None:
-                    self._handle(message)
+                self._poll_once()
                 now = time.monotonic()
                 if self._stored_since_commit and now - self._last_commit >= commit_interval:
                     self._commit(asynchronous=True)
@@ -156,6 +167,8 @@ class ConsumerRuntime:
             self._consumer.close()
             self._producer.flush(10)
             connections.close_all()
+            if self._loop is not None:
+                self._loop.close()
             if self.liveness_path:
                 self.liveness_path.unlink(missing_ok=True)
 
@@ -197,23 +210,90 @@ class ConsumerRuntime:
         self._recent_dead_letters.append(outcome == DEAD_LETTER)
         self._check_dead_letter_rate()
 
+    def _poll_once(self):
+        if self.spec.batch:
+            messages = self._consumer.consume(self.spec.batch_size, 0.1)
+            if messages:
+                self._handle_batch(messages)
+        else:
+            message = self._consumer.poll(0.1)
+            if message is not None:
+                self._handle(message)
+
     def _process(self, message):
+        event, outcome = self._decode(message)
+        return outcome if event is None else self._run_handler(message, event)
+
+    def _decode(self, message):
+        """``(event, None)`` for an event to handle, else ``(None, outcome)`` once dealt with."""
         try:
             event = json.loads(message.value())
         except (TypeError, ValueError) as exc:  # no value, bad UTF-8, not JSON
-            return self._dead_letter(message, exc, attempts=0, reason="invalid")
+            return None, self._dead_letter(message, exc, attempts=0, reason="invalid")
         try:
             validate_event(event)
         except UnknownEventType as exc:
             logger.info("consumer %s: skipping %s at %s", self.name, exc, _coordinates(message))
             SKIPPED.labels(self.name, "unknown_type").inc()
-            return SKIP
+            return None, SKIP
         except InvalidEvent as exc:
-            return self._dead_letter(message, exc, attempts=0, reason="invalid")
+            return None, self._dead_letter(message, exc, attempts=0, reason="invalid")
         if not self.spec.wants(event["event_type"]):
             SKIPPED.labels(self.name, "not_subscribed").inc()
-            return SKIP
-        return self._run_handler(message, event)
+            return None, SKIP
+        return event, None
+
+    # -- one batch (ConsumerSpec.batch) ----------------------------------------------------------
+
+    def _handle_batch(self, messages):
+        started = time.perf_counter()
+        received, outcomes, pending = [], {}, []  # pending: (message, event) for the handler
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                logger.warning("consumer %s: %s", self.name, error)
+                continue
+            received.append(message)
+            event, outcome = self._decode(message)
+            if event is None:
+                outcomes[id(message)] = outcome
+            else:
+                pending.append((message, event))
+        if pending:
+            handled = self._run_batch_handler(pending)
+            if handled is None:  # stopping during a backoff: nothing of this poll is acknowledged
+                return
+            outcomes.update((id(message), outcome) for message, outcome in handled)
+        elapsed = time.perf_counter() - started
+        for message in received:  # in the order received, so each partition's offset only grows
+            self._consumer.store_offsets(message=message)
+            self._stored_since_commit = True
+            PROCESSING_SECONDS.labels(self.name).observe(elapsed)
+            self._recent_dead_letters.append(outcomes[id(message)] == DEAD_LETTER)
+        self._check_dead_letter_rate()
+
+    def _run_batch_handler(self, pending):
+        events = [event for _, event in pending]
+        attempts = self.retry.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                self._loop.run_until_complete(self.handler(events))
+                PROCESSED.labels(self.name).inc(len(events))
+                return [(message, PROCESSED_OUTCOME) for message, _ in pending]
+            except Exception as exc:  # noqa: BLE001 - retried whole, then each event dead-lettered
+                failure = exc
+                logger.warning(
+                    "consumer %s: batch handler failed on %d event(s) (attempt %d of %d): %r",
+                    self.name, len(events), attempt, attempts, exc,
+                )
+                if attempt < attempts:
+                    RETRIED.labels(self.name).inc()
+                    if self._wait(self.retry.backoff(attempt)):
+                        return None
+        reason = "invalid" if isinstance(failure, InvalidEvent) else "failed"
+        return [(message, self._dead_letter(message, failure, attempts=attempts, reason=reason)) for message, _ in pending]
 
     def _run_handler(self, message, event):
         attempts = self.retry.max_attempts

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from events.schemas import EVENT_TYPES
-from events.topics import TASK_EVENTS, dead_letter_topic
+from events.topics import TASK_EVENTS, TASK_UPDATES, dead_letter_topic
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,10 @@ class ConsumerSpec:
     event_types: frozenset = field(default_factory=frozenset)  # empty: every type of the topic
     dead_letter_topic: str = ""  # base name; defaults to "<topic>.dlq"
     retry: RetryPolicy | None = None  # None: the CONSUMER_RETRY_* settings
+    # Batch mode (events/consumer.py): handler is ``async def handler(events)`` and gets the events
+    # of one poll, up to batch_size, with no idempotency record: for effects harmless to repeat.
+    batch: bool = False
+    batch_size: int = 500
 
     def __post_init__(self):
         object.__setattr__(self, "event_types", frozenset(self.event_types))
@@ -103,5 +107,16 @@ register(
         group="audit-service",
         handler="audit.handlers.record_task_event",
         event_types=TASK_EVENT_TYPES,
+    )
+)
+
+register(
+    ConsumerSpec(
+        name="realtime",
+        topic=TASK_UPDATES,
+        group="websocket-service",
+        handler="tasks.handlers.forward_task_changes",
+        event_types={"sync.task_changed"},
+        batch=True,
     )
 )

@@ -12,20 +12,30 @@ version is not newer than what they have.
 """
 
 import asyncio
+from collections import defaultdict
 
 from channels.layers import get_channel_layer
 
 from tasks.realtime import push_message, user_group_name
 
-# group_send calls in flight at once: enough to overlap Redis round trips, few enough not to
-# queue thousands of commands on the connection pool at once.
-CONCURRENT_SENDS = 100
+# Users whose events are sent at once: enough to overlap Redis round trips, few enough not to
+# queue thousands of commands on the channel layer's connection pool.
+CONCURRENT_USERS = 100
 
 
 async def forward_task_changes(events):
+    """Send each event to its owner's group: one user's events in order, different users at once."""
     layer = get_channel_layer()
-    for start in range(0, len(events), CONCURRENT_SENDS):
-        chunk = events[start:start + CONCURRENT_SENDS]
-        await asyncio.gather(
-            *(layer.group_send(user_group_name(event["data"]["user_id"]), push_message(event)) for event in chunk)
-        )
+    by_user = defaultdict(list)
+    for event in events:
+        by_user[event["data"]["user_id"]].append(event)
+
+    async def send_in_order(user_id, user_events):
+        # Sequential per user, so a socket sees one task's versions in the order Kafka gave them.
+        group = user_group_name(user_id)
+        for event in user_events:
+            await layer.group_send(group, push_message(event))
+
+    users = list(by_user.items())
+    for start in range(0, len(users), CONCURRENT_USERS):
+        await asyncio.gather(*(send_in_order(user_id, user_events) for user_id, user_events in users[start:start + CONCURRENT_USERS]))

@@ -33,12 +33,13 @@ def latest_cursor(user):
     return str(last or 0)
 
 
-def changes_since(user, cursor=None, *, limit=MAX_CHANGES_PER_PAGE):
+def changes_since(user, cursor=None, *, limit=None):
     """The user's sync events after ``cursor`` (all when None), oldest first, at most ``limit``.
 
     Returns ``(events, next_cursor, has_more)``; ``next_cursor`` is the cursor to ask with next
     (``cursor`` itself when nothing changed).
     """
+    limit = limit or MAX_CHANGES_PER_PAGE
     rows = TaskChange.objects.filter(user=user).order_by("id")
     if cursor is not None:
         rows = rows.filter(id__gt=cursor)
