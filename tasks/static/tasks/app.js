@@ -655,7 +655,7 @@ function receiveNotification(notification, { announce }) {
   const isNew = !notifications.has(notification.id);
   notifications.set(notification.id, notification);
   renderNotifications();
-  if (isNew && announce) showToast({ title: `Reminder: ${notification.title}`, body: notification.body, taskId: notification.task_id });
+  if (isNew && announce) showToast({ title: "Reminder", body: notification.body, taskId: notification.task_id });
 }
 
 async function loadNotifications() {
