@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # Procfile commands (uvicorn, python, celery) resolve to the project's virtualenv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test stop infra install migrate topics lock status browser
+.PHONY: run test stop infra install migrate topics lock status tools helm-lint browser
 
 # Python dependencies, installed once per change of requirements.lock.
 install: $(INSTALLED)
@@ -41,7 +41,15 @@ browser:
 		[ "$$(id -u)" = 0 ] || { echo "error: chromium is missing; run as root or: sudo apt-get install chromium" >&2; exit 1; }; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium); }
 
-test: infra browser
+# Command-line tools of the tests, built once into .cache/bin: helm (from the Go module proxy).
+tools:
+	@bash scripts/tools.sh
+
+# The chart alone: lint each values profile (the tests also render and validate every document).
+helm-lint: tools
+	@for values in helm/todo-platform/ci/*-values.yaml; do .cache/bin/helm lint --strict --quiet helm/todo-platform -f $$values || exit 1; done
+
+test: infra tools browser
 	@echo "==> running the test suite against the real Kafka, PostgreSQL and Redis…"
 	@$(PY) -m pytest $(PYTEST_ARGS)
 

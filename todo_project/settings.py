@@ -175,6 +175,16 @@ if EVENT_TRANSPORT not in {"kafka", "dapr"}:
 # Readiness checks must answer well within a Kubernetes probe's timeout.
 READINESS_TIMEOUT_SECONDS = float(env("READINESS_TIMEOUT_SECONDS", "2"))
 
+# Chat (POST /api/chat/): an OpenAI-compatible chat-completions endpoint, e.g.
+# https://api.openai.com/v1 or a local server's .../v1. Without a base URL and model the
+# built-in interpreter answers instead.
+LLM_BASE_URL = env("LLM_BASE_URL", "")
+LLM_API_KEY = env("LLM_API_KEY", "")
+LLM_MODEL = env("LLM_MODEL", "")
+LLM_TIMEOUT_SECONDS = float(env("LLM_TIMEOUT_SECONDS", "30"))
+# Rounds of model answer + tool calls per chat message before the agent gives up.
+LLM_MAX_STEPS = env_int("LLM_MAX_STEPS", 8)
+
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
