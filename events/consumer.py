@@ -212,9 +212,12 @@ class ConsumerRuntime:
 
     def _poll_once(self):
         if self.spec.batch:
-            messages = self._consumer.consume(self.spec.batch_size, 0.1)
-            if messages:
-                self._handle_batch(messages)
+            # Wait for one message, then take whatever else is already fetched: a lone message
+            # goes out at once, and a burst goes out as one batch (consume() with a timeout would
+            # hold a lone message back for the whole timeout).
+            first = self._consumer.poll(0.1)
+            if first is not None:
+                self._handle_batch([first, *self._consumer.consume(self.spec.batch_size - 1, 0)])
         else:
             message = self._consumer.poll(0.1)
             if message is not None:

@@ -130,7 +130,13 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # The prefix namespaces groups and channels in Redis (each test run uses its own).
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env("CHANNEL_LAYER_PREFIX", "asgi")},
+        "CONFIG": {
+            # redis-py's default 5 s read timeout equals channels-redis's 5 s blocking pop, so a
+            # busy event loop turns an idle wait into a TimeoutError that kills the socket's
+            # consumer; reads get a margin well beyond the pop instead.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            "prefix": env("CHANNEL_LAYER_PREFIX", "asgi"),
+        },
     }
 }
 
