@@ -210,8 +210,8 @@ function matches(task) {
   if (due === "overdue") return !task.completed && new Date(task.due_date) < new Date();
   if (due === "today") return dayKey(new Date(task.due_date)) === dayKey(new Date());
   if (due === "week") {
-    const at = new Date(task.due_date).getTime();
-    return at >= Date.now() - 864e5 && at <= Date.now() + 7 * 864e5;
+    const day = dayKey(new Date(task.due_date));  // YYYY-MM-DD strings compare like dates
+    return day >= dayKey(new Date()) && day <= dayKey(new Date(Date.now() + 7 * 864e5));
   }
   return true;
 }
@@ -726,8 +726,10 @@ function connect() {
     else if (message.event_type === "notification.created") receiveNotification(message.data, { announce: true });
   });
   socket.addEventListener("close", (event) => {
-    if (event.code === 4401) {  // signed out (elsewhere, or the session expired)
-      location.assign(`${config.loginUrl}?next=/`);
+    if (event.code === 4401) {
+      // Signed out (elsewhere, or the session expired): api() sends the page to the sign-in form.
+      // A session that is still valid was refused for its origin: say so instead of looping.
+      api("/api/auth/me/").then(() => setConnection("offline", "Live updates refused"), () => {});
       return;
     }
     // Exponential backoff with jitter, capped, so a restarting server is not stampeded.
