@@ -36,6 +36,8 @@ import django  # noqa: E402
 
 django.setup()
 
+import logging  # noqa: E402
+
 import httpx  # noqa: E402
 import websockets  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
@@ -57,10 +59,14 @@ def free_port():
 
 
 def start_processes(port, web_workers, log_dir):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING"}
+    # Persistent database connections, as the Helm chart configures them (the local default of
+    # 0 opens a connection per request).
+    env = {"DATABASE_CONN_MAX_AGE": "60", **os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING"}
     commands = {
         "web": [sys.executable, "-m", "uvicorn", "todo_project.asgi:application", "--host", "127.0.0.1",
-                "--port", str(port), "--no-access-log", "--workers", str(web_workers)],
+                "--port", str(port), "--no-access-log", "--workers", str(web_workers),
+                # Idle keep-alive connections of the client's pool must not be closed under it.
+                "--timeout-keep-alive", "120"],
         "relay": [sys.executable, "manage.py", "relay_outbox"],
         "realtime": [sys.executable, "manage.py", "run_consumer", "realtime"],
     }
@@ -115,7 +121,11 @@ async def create_tasks(client, rate, count, answered):
 
     async def create(index):
         async with gate:
-            response = await client.post("/api/tasks/", json={"title": f"Bench task {index}", "tags": ["bench"]})
+            try:
+                response = await client.post("/api/tasks/", json={"title": f"Bench task {index}", "tags": ["bench"]})
+            except httpx.TransportError as exc:
+                errors.append(type(exc).__name__)
+                return
             if response.status_code != 201:
                 errors.append(response.status_code)
                 return
@@ -170,6 +180,7 @@ def main():
     parser.add_argument("--web-workers", type=int, default=1, help="uvicorn worker processes (default 1, as in the Procfile)")
     args = parser.parse_args()
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a log line per request would cost the client CPU
     log_dir = Path(f"/tmp/{PREFIX}logs")
     log_dir.mkdir(parents=True, exist_ok=True)
     create_topics()

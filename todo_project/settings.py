@@ -136,6 +136,9 @@ CHANNEL_LAYERS = {
             # consumer; reads get a margin well beyond the pop instead.
             "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
             "prefix": env("CHANNEL_LAYER_PREFIX", "asgi"),
+            # Messages waiting per socket before channels-redis drops new ones (default 100): room
+            # for a burst while the socket's consumer is busy; clients still catch up after a loss.
+            "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
         },
     }
 }
