@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import PageNumberPagination
@@ -25,6 +26,7 @@ class AuditEntrySerializer(serializers.Serializer):
     metadata = serializers.JSONField()
 
 
+@extend_schema(parameters=[AuditFilterSerializer])
 class AuditTrailApi(ListAPIView):
     """The caller's audit trail: every event of their tasks, newest first."""
 

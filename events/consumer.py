@@ -8,8 +8,11 @@ For each message of its topic, in partition order:
 2. Otherwise, in ONE database transaction: record (consumer group, event_id) in
    ``events.ProcessedEvent`` and run the handler. If the row already existed, the event was
    processed before (a redelivery) and the handler is not run: every effect happens once.
-3. A handler error rolls the transaction back and the whole step is re-run with exponential
-   backoff (``RetryPolicy``); after the last attempt the message is dead-lettered with
+   Consecutive valid events already fetched (up to ``CONSUMER_BATCH_SIZE``) share one
+   transaction, so that one commit serves many events.
+3. A handler error rolls the transaction back; its events are then re-run one transaction each,
+   and the failing one is retried with exponential backoff (``RetryPolicy``, the failed batch run
+   counting as its first attempt); after the last attempt the message is dead-lettered with
    ``dlq.attempts = max_attempts``. A handler that raises InvalidEvent is dead-lettered without
    retries. Database connection errors are not the event's fault: they stop the consumer
    instead (it re-reads the message after a restart) rather than dead-letter every event.
@@ -23,30 +26,23 @@ recent message was dead-lettered (``CONSUMER_DLQ_STOP_RATIO`` of the last
 ``CONSUMER_DLQ_STOP_WINDOW``), the consumer stops with DeadLetterRateExceeded: after a bad
 deploy it is better to stop than to dead-letter the world.
 
-Batch consumers (``ConsumerSpec(batch=True)``, e.g. the realtime bridge) differ in step 2 only:
-the handler is ``async def handler(events)``, called with the valid, wanted events of one poll
-(up to ``batch_size``) and awaited on the runtime's one asyncio loop; no ProcessedEvent is
-recorded and no database transaction is opened (their effects must be harmless to repeat).
-A failing batch is retried whole, then each of its events is dead-lettered. Step 1 (invalid
-messages to the DLQ, unknown types skipped) and step 4 (offsets stored only after the batch
-was handled) are the same.
-
 Handlers take the validated event dict only; one that needs the Kafka coordinates of the message
-(the audit trail) reads them from ``current_delivery()``.
+(the audit trail) reads them with ``delivery_of(event)``. A consumer may also name a batch
+handler taking a list of events (same effects as the handler on each, in fewer statements) for
+the events fetched together.
 """
 
-import asyncio
 import contextvars
 import json
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection, connections, transaction
 from prometheus_client import Counter, Gauge, Histogram
@@ -97,37 +93,33 @@ class Delivery:
     consumer_group: str
 
 
-_current_delivery = contextvars.ContextVar("current_delivery")
+_deliveries = contextvars.ContextVar("deliveries")
 
 
-def current_delivery():
-    """The Delivery of the message whose handler is running (LookupError outside a handler)."""
-    return _current_delivery.get()
-
-
-def liveness_file(name):
-    """The file a running consumer touches about once a second; see ``consumer_alive``."""
-    return Path(settings.CONSUMER_LIVENESS_DIR) / f"todo-consumer-{name}.alive"
+def delivery_of(event):
+    """Where ``event``, being handled right now, was read (LookupError outside a handler)."""
+    return _deliveries.get()[event["event_id"]]
 
 
 class ConsumerRuntime:
-    def __init__(self, spec, *, liveness_path=None, dlq_stop_ratio=None, dlq_stop_window=None):
+    def __init__(self, spec, *, dlq_stop_ratio=None, dlq_stop_window=None, batch_size=None):
         self.spec = spec
         self.name = spec.name
         self.topic = topic_name(spec.topic)
         self.group = group_name(spec.group)
         self.dead_letter_topic = topic_name(spec.dead_letter_topic)
         self.handler = spec.resolve_handler()
+        self.batch_handler = spec.resolve_batch_handler()
         self.retry = spec.retry_policy()
-        self.liveness_path = Path(liveness_path) if liveness_path else None
+        self.batch_size = batch_size or settings.CONSUMER_BATCH_SIZE
         self.dlq_stop_ratio = settings.CONSUMER_DLQ_STOP_RATIO if dlq_stop_ratio is None else dlq_stop_ratio
         self._recent_dead_letters = deque(maxlen=dlq_stop_window or settings.CONSUMER_DLQ_STOP_WINDOW)
         self._stop = threading.Event()
         self._stored_since_commit = False
-        self._last_commit = self._last_lag = self._last_alive = 0.0
+        self._last_commit = self._last_lag = 0.0
+        self._last_heartbeat = time.monotonic()
         self._consumer = None
         self._producer = None
-        self._loop = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -136,9 +128,6 @@ class ConsumerRuntime:
         self._stop.set()
 
     def run(self):
-        # Batch handlers are coroutines, awaited on this one loop for the consumer's lifetime (the
-        # channel layer keeps its Redis connections per loop).
-        self._loop = asyncio.new_event_loop() if self.spec.batch else None
         self._consumer = Consumer(self._consumer_config())
         self._producer = Producer(client_config(**{"acks": "all", "enable.idempotence": True, "linger.ms": 0}))
         self._consumer.subscribe([self.topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -147,8 +136,12 @@ class ConsumerRuntime:
         lag_interval = settings.CONSUMER_LAG_INTERVAL_SECONDS
         try:
             while not self._stop.is_set():
-                self._touch_liveness()
-                self._poll_once()
+                self._last_heartbeat = time.monotonic()
+                # Wait for one message, then take what else is already fetched, up to a batch.
+                message = self._consumer.poll(0.1)
+                if message is not None:
+                    more = self._consumer.consume(self.batch_size - 1, timeout=0) if self.batch_size > 1 else []
+                    self._handle_batch([message, *more])
                 now = time.monotonic()
                 if self._stored_since_commit and now - self._last_commit >= commit_interval:
                     self._commit(asynchronous=True)
@@ -160,17 +153,13 @@ class ConsumerRuntime:
 
     def _shut_down(self):
         try:
-            self._commit(asynchronous=False)
+            self._commit(asynchronous=False, force=True)
         except KafkaException as exc:
             logger.error("consumer %s: final commit failed (the uncommitted events will be redelivered): %s", self.name, exc)
         finally:
             self._consumer.close()
             self._producer.flush(10)
             connections.close_all()
-            if self._loop is not None:
-                self._loop.close()
-            if self.liveness_path:
-                self.liveness_path.unlink(missing_ok=True)
 
     def _consumer_config(self):
         return client_config(
@@ -181,161 +170,208 @@ class ConsumerRuntime:
                 # Offsets are stored by hand after a message's effects are durable, and committed by us.
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                # One message is in hand between polls, retries included: give it all its backoff.
-                "max.poll.interval.ms": max(300_000, int((self.retry.total_backoff() + 120) * 1000)),
+                # A batch is in hand between polls, retries included: give each message its backoff
+                # (a hung consumer is caught by the liveness probe, see health(), not by this).
+                "max.poll.interval.ms": min(
+                    max(300_000, int(self.batch_size * (self.retry.total_backoff() + 10) * 1000)), 86_400_000
+                ),
                 "on_commit": self._on_commit,
             }
         )
 
-    # -- one message -------------------------------------------------------------------------
+    # -- messages ----------------------------------------------------------------------------
 
-    def _handle(self, message):
-        error = message.error()
-        if error is not None:
-            if error.fatal():
-                raise KafkaException(error)
-            logger.warning("consumer %s: %s", self.name, error)
-            return
+    def _handle_batch(self, messages):
+        """Process messages in order; store the offsets of those finished (a prefix of them)."""
         started = time.perf_counter()
-        token = _current_delivery.set(Delivery(message.topic(), message.partition(), message.offset(), self.group))
+        done = []  # (message, outcome) in message order
+        pending = []  # consecutive valid events waiting for one handler transaction
         try:
-            outcome = self._process(message)
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.fatal():
+                        raise KafkaException(error)
+                    logger.warning("consumer %s: %s", self.name, error)
+                    continue
+                event, invalid = self._parse(message)
+                if invalid is None:
+                    if event is None or not self.spec.wants(event["event_type"]):
+                        SKIPPED.labels(self.name, "unknown_type" if event is None else "not_subscribed").inc()
+                        event = None  # acknowledged in its turn, without the handler
+                    pending.append((message, event))
+                    continue
+                # Finish the events ahead of this message first: offsets only ever move past done work.
+                if pending and not self._handle_events(pending, done):
+                    return
+                pending = []
+                outcome = self._dead_letter(message, invalid, attempts=0, reason="invalid")
+                done.append((message, outcome))
+                self._note(outcome)
+            if pending:
+                self._handle_events(pending, done)
         finally:
-            _current_delivery.reset(token)
-        if outcome is None:  # stopping during a backoff: leave it unacknowledged, it is redelivered
-            return
-        self._consumer.store_offsets(message=message)
-        self._stored_since_commit = True
-        PROCESSING_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        self._recent_dead_letters.append(outcome == DEAD_LETTER)
-        self._check_dead_letter_rate()
+            self._acknowledge(done, started)
 
-    def _poll_once(self):
-        if self.spec.batch:
-            # Wait for one message, then take whatever else is already fetched: a lone message
-            # goes out at once, and a burst goes out as one batch (consume() with a timeout would
-            # hold a lone message back for the whole timeout).
-            first = self._consumer.poll(0.1)
-            if first is not None:
-                self._handle_batch([first, *self._consumer.consume(self.spec.batch_size - 1, 0)])
-        else:
-            message = self._consumer.poll(0.1)
-            if message is not None:
-                self._handle(message)
-
-    def _process(self, message):
-        event, outcome = self._decode(message)
-        return outcome if event is None else self._run_handler(message, event)
-
-    def _decode(self, message):
-        """``(event, None)`` for an event to handle, else ``(None, outcome)`` once dealt with."""
+    def _parse(self, message):
+        """(event, None) for a valid event; (None, error) for a dead letter; (None, None) to skip."""
         try:
             event = json.loads(message.value())
         except (TypeError, ValueError) as exc:  # no value, bad UTF-8, not JSON
-            return None, self._dead_letter(message, exc, attempts=0, reason="invalid")
+            return None, exc
         try:
             validate_event(event)
         except UnknownEventType as exc:
             logger.info("consumer %s: skipping %s at %s", self.name, exc, _coordinates(message))
-            SKIPPED.labels(self.name, "unknown_type").inc()
-            return None, SKIP
+            return None, None
         except InvalidEvent as exc:
-            return None, self._dead_letter(message, exc, attempts=0, reason="invalid")
-        if not self.spec.wants(event["event_type"]):
-            SKIPPED.labels(self.name, "not_subscribed").inc()
-            return None, SKIP
-        return event, None
+            return None, exc
+        try:
+            # The idempotency record needs a real UUID (the schema leaves formats unchecked).
+            event_id = uuid.UUID(event["event_id"])
+        except ValueError:
+            return None, InvalidEvent(f"event_id {event['event_id']!r} is not a UUID")
+        return {**event, "event_id": str(event_id)}, None
 
-    # -- one batch (ConsumerSpec.batch) ----------------------------------------------------------
+    def _handle_events(self, pending, done):
+        """Run the handler on each pending event (None: a skipped message); False if asked to stop
+        before all were done.
 
-    def _handle_batch(self, messages):
-        started = time.perf_counter()
-        received, outcomes, pending = [], {}, []  # pending: (message, event) for the handler
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.fatal():
-                    raise KafkaException(error)
-                logger.warning("consumer %s: %s", self.name, error)
-                continue
-            received.append(message)
-            event, outcome = self._decode(message)
+        The fast path handles them all in ONE transaction (one commit for many events), through
+        the consumer's batch handler when it has one. If anything fails, that transaction is
+        rolled back and the events are re-run one transaction each, with retries. With a
+        per-event handler the event that failed continues at its second attempt; a failed batch
+        run blames no event in particular and counts as nobody's attempt.
+        """
+        failed_at = None
+        try:
+            with transaction.atomic():
+                first_time = self._mark_processed([event["event_id"] for _, event in pending if event is not None])
+                outcomes, fresh = [], []
+                for position, (message, event) in enumerate(pending):
+                    if event is None:
+                        outcomes.append(SKIP)
+                    elif event["event_id"] in first_time:
+                        first_time.discard(event["event_id"])  # the same event twice in one batch
+                        fresh.append((position, message, event))
+                        outcomes.append(PROCESSED_OUTCOME)
+                    else:
+                        outcomes.append(DUPLICATE)
+                if self.batch_handler is None:
+                    for failed_at, message, event in fresh:
+                        self._run([(message, event)], self.handler, event)
+                    failed_at = None
+                elif fresh:
+                    self._run([(m, e) for _, m, e in fresh], self.batch_handler, [e for _, _, e in fresh])
+        except Exception as exc:  # noqa: BLE001 - re-run one by one, where failures are retried or dead-lettered
+            first_failure = exc
+        else:
+            for (message, _), outcome in zip(pending, outcomes):
+                if outcome != SKIP:
+                    self._count(outcome)
+                done.append((message, outcome))
+                self._note(outcome)
+            return True
+        for position, (message, event) in enumerate(pending):
             if event is None:
-                outcomes[id(message)] = outcome
+                outcome = SKIP
             else:
-                pending.append((message, event))
-        if pending:
-            handled = self._run_batch_handler(pending)
-            if handled is None:  # stopping during a backoff: nothing of this poll is acknowledged
-                return
-            outcomes.update((id(message), outcome) for message, outcome in handled)
-        elapsed = time.perf_counter() - started
-        for message in received:  # in the order received, so each partition's offset only grows
-            self._consumer.store_offsets(message=message)
-            self._stored_since_commit = True
-            PROCESSING_SECONDS.labels(self.name).observe(elapsed)
-            self._recent_dead_letters.append(outcomes[id(message)] == DEAD_LETTER)
-        self._check_dead_letter_rate()
+                outcome = self._run_handler(message, event, first_failure if position == failed_at else None)
+            if outcome is None:  # stopping during a backoff: it and what follows are redelivered
+                return False
+            done.append((message, outcome))
+            self._note(outcome)
+            if self._stop.is_set():
+                return False
+        return True
 
-    def _run_batch_handler(self, pending):
-        events = [event for _, event in pending]
-        attempts = self.retry.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                self._loop.run_until_complete(self.handler(events))
-                PROCESSED.labels(self.name).inc(len(events))
-                return [(message, PROCESSED_OUTCOME) for message, _ in pending]
-            except Exception as exc:  # noqa: BLE001 - retried whole, then each event dead-lettered
-                failure = exc
-                logger.warning(
-                    "consumer %s: batch handler failed on %d event(s) (attempt %d of %d): %r",
-                    self.name, len(events), attempt, attempts, exc,
-                )
-                if attempt < attempts:
-                    RETRIED.labels(self.name).inc()
-                    if self._wait(self.retry.backoff(attempt)):
-                        return None
-        reason = "invalid" if isinstance(failure, InvalidEvent) else "failed"
-        return [(message, self._dead_letter(message, failure, attempts=attempts, reason=reason)) for message, _ in pending]
+    def _handle_once(self, message, event):
+        """Inside the caller's transaction: record the event, run the handler unless it was seen before."""
+        if not self._mark_processed([event["event_id"]]):
+            return DUPLICATE
+        self._run([(message, event)], self.handler, event)
+        return PROCESSED_OUTCOME
 
-    def _run_handler(self, message, event):
+    def _run(self, deliveries, handler, argument):
+        """Call the handler with the Kafka coordinates of its events available to ``delivery_of``."""
+        token = _deliveries.set(
+            {
+                event["event_id"]: Delivery(message.topic(), message.partition(), message.offset(), self.group)
+                for message, event in deliveries
+            }
+        )
+        try:
+            handler(argument)
+        finally:
+            _deliveries.reset(token)
+
+    def _run_handler(self, message, event, first_failure=None):
+        """One event in its own transaction, retried with backoff, dead-lettered after the last attempt."""
         attempts = self.retry.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                with transaction.atomic():
-                    if not self._mark_processed(event["event_id"]):
-                        SKIPPED.labels(self.name, "duplicate").inc()
-                        return DUPLICATE
-                    self.handler(event)
-                PROCESSED.labels(self.name).inc()
-                return PROCESSED_OUTCOME
-            except InvalidEvent as exc:  # the handler says retrying cannot help
-                return self._dead_letter(message, exc, attempts=attempt, reason="invalid")
-            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
-                failure = exc
+        attempt, failure = (1, first_failure) if first_failure is not None else (0, None)
+        while True:
+            if failure is not None:
+                if isinstance(failure, InvalidEvent):  # the handler says retrying cannot help
+                    return self._dead_letter(message, failure, attempts=attempt, reason="invalid")
                 logger.warning(
                     "consumer %s: handler failed on event %s (attempt %d of %d): %r",
-                    self.name, event["event_id"], attempt, attempts, exc,
+                    self.name, event["event_id"], attempt, attempts, failure,
                 )
                 close_old_connections()  # drop a broken connection before the next attempt
-                if attempt < attempts:
-                    RETRIED.labels(self.name).inc()
-                    if self._wait(self.retry.backoff(attempt)):
-                        return None
+                if attempt >= attempts:
+                    break
+                RETRIED.labels(self.name).inc()
+                if self._wait(self.retry.backoff(attempt)):
+                    return None
+            attempt += 1
+            try:
+                with transaction.atomic():
+                    outcome = self._handle_once(message, event)
+            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+                failure = exc
+            else:
+                self._count(outcome)
+                return outcome
         if isinstance(failure, (OperationalError, InterfaceError)):
             raise failure  # the database is unreachable: stop and re-read later, do not dead-letter
         return self._dead_letter(message, failure, attempts=attempts, reason="failed")
 
-    def _mark_processed(self, event_id):
-        """Insert (group, event_id) unless present; True when this is the first time."""
+    def _count(self, outcome):
+        if outcome == DUPLICATE:
+            SKIPPED.labels(self.name, "duplicate").inc()
+        else:
+            PROCESSED.labels(self.name).inc()
+
+    def _acknowledge(self, done, started):
+        """Store the offsets past the finished messages (committed later by ``_commit``)."""
+        if not done:
+            return
+        next_offsets = {(message.topic(), message.partition()): message.offset() + 1 for message, _ in done}
+        try:
+            self._consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()])
+            self._stored_since_commit = True
+        except KafkaException as exc:  # the partition was revoked meanwhile: its new owner re-reads
+            logger.warning("consumer %s: offsets not stored: %s", self.name, exc)
+        per_message = (time.perf_counter() - started) / len(done)
+        histogram = PROCESSING_SECONDS.labels(self.name)
+        for _ in done:
+            histogram.observe(per_message)
+
+    def _mark_processed(self, event_ids):
+        """Record the events as processed by this group; return the ids not recorded before."""
+        if not event_ids:
+            return set()
         table = connection.ops.quote_name(ProcessedEvent._meta.db_table)
+        now = datetime.now(UTC)
+        rows = ", ".join(["(%s, %s, %s)"] * len(event_ids))
+        params = [value for event_id in event_ids for value in (self.group, event_id, now)]
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {table} (consumer_group, event_id, processed_at) VALUES (%s, %s, %s) "
-                "ON CONFLICT DO NOTHING",
-                [self.group, event_id, datetime.now(UTC)],
+                f"INSERT INTO {table} (consumer_group, event_id, processed_at) VALUES {rows} "
+                "ON CONFLICT DO NOTHING RETURNING event_id",
+                params,
             )
-            return cursor.rowcount == 1
+            return {str(row[0]) for row in cursor.fetchall()}
 
     def _wait(self, seconds):
         """Sleep for a backoff while staying live; True if asked to stop meanwhile."""
@@ -343,7 +379,7 @@ class ConsumerRuntime:
         while (remaining := deadline - time.monotonic()) > 0:
             if self._stop.wait(min(remaining, 1.0)):
                 return True
-            self._touch_liveness()
+            self._last_heartbeat = time.monotonic()
         return self._stop.is_set()
 
     # -- dead letters ------------------------------------------------------------------------
@@ -380,8 +416,12 @@ class ConsumerRuntime:
         )
         return DEAD_LETTER
 
-    def _check_dead_letter_rate(self):
+    def _note(self, outcome):
+        """Count the outcome in the circuit breaker's window; raise when nearly all are dead letters."""
         window = self._recent_dead_letters
+        window.append(outcome == DEAD_LETTER)
+        if outcome != DEAD_LETTER:
+            return
         dead = sum(window)
         if len(window) == window.maxlen and dead > self.dlq_stop_ratio * window.maxlen:
             raise DeadLetterRateExceeded(
@@ -391,10 +431,12 @@ class ConsumerRuntime:
                 "fix it, restart, and replay the letters with replay_dlq."
             )
 
-    # -- offsets, rebalances, metrics, liveness ------------------------------------------------
+    # -- offsets, rebalances, metrics, health ------------------------------------------------
 
-    def _commit(self, *, asynchronous):
-        if not self._stored_since_commit:
+    def _commit(self, *, asynchronous, force=False):
+        """Commit the stored offsets. ``force``: even if an asynchronous commit already sent them,
+        so that they are surely on the broker before the partitions are handed over or closed."""
+        if not (self._stored_since_commit or force):
             return
         try:
             self._consumer.commit(asynchronous=asynchronous)
@@ -411,7 +453,7 @@ class ConsumerRuntime:
     def _on_revoke(self, consumer, partitions):
         # Hand the partitions over with everything processed so far committed.
         try:
-            self._commit(asynchronous=False)
+            self._commit(asynchronous=False, force=True)
         except KafkaException as exc:
             logger.warning("consumer %s: commit on revocation failed: %s", self.name, exc)
         for partition in partitions:
@@ -441,11 +483,17 @@ class ConsumerRuntime:
         except KafkaException as exc:
             logger.debug("consumer %s: lag not measured: %s", self.name, exc)
 
-    def _touch_liveness(self):
-        now = time.monotonic()
-        if self.liveness_path and now - self._last_alive >= 1.0:
-            self.liveness_path.touch()
-            self._last_alive = now
+    def health(self):
+        """(alive, detail) for the liveness probe: has the loop come round recently?
+
+        The loop comes round between batches and every second of a retry's backoff; a handler
+        stuck for longer than CONSUMER_LIVENESS_MAX_AGE_SECONDS makes the consumer unhealthy.
+        """
+        age = time.monotonic() - self._last_heartbeat
+        limit = settings.CONSUMER_LIVENESS_MAX_AGE_SECONDS
+        if age > limit:
+            return False, f"consumer {self.name}: loop last came round {age:.0f}s ago (limit {limit:.0f}s)"
+        return True, f"consumer {self.name}: loop came round {age:.1f}s ago"
 
 
 def _coordinates(message):

@@ -4,11 +4,13 @@ The bridge reads task-updates (group websocket-service) and forwards every
 ``sync.task_changed`` event, unchanged, to the channel-layer group of the task's owner, from
 which ``tasks.consumers.SyncConsumer`` hands it to each of the user's open sockets.
 
-It is a batch handler: the runtime calls it with the validated events of one poll and awaits
-it on the runtime's one asyncio loop, so the channel layer's Redis connections live on that
-loop and a batch costs a few round trips instead of one thread hop per message. It needs no
-idempotency record: a redelivered event reaches clients again, and they drop it because its
-version is not newer than what they have.
+The runtime gives ``forward_task_changes`` the events it fetched together (and
+``forward_task_change`` a single event when it re-runs one after a failure). Both send from ONE
+asyncio loop that lives as long as the process: the channel layer keeps its Redis connections
+per loop, so a batch costs a few Redis round trips rather than a new loop and new connections
+(which is what ``async_to_sync`` per message would cost). Pushes need no idempotency of their
+own: a redelivered event reaches clients again and they drop it, its version being no newer
+than what they have.
 """
 
 import asyncio
@@ -22,8 +24,25 @@ from tasks.realtime import push_message, user_group_name
 # queue thousands of commands on the channel layer's connection pool.
 CONCURRENT_USERS = 100
 
+_loop = None
 
-async def forward_task_changes(events):
+
+def _bridge_loop():
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop
+
+
+def forward_task_changes(events):
+    _bridge_loop().run_until_complete(send_to_owners(events))
+
+
+def forward_task_change(event):
+    forward_task_changes([event])
+
+
+async def send_to_owners(events):
     """Send each event to its owner's group: one user's events in order, different users at once."""
     layer = get_channel_layer()
     by_user = defaultdict(list)

@@ -166,13 +166,15 @@ CONSUMER_RETRY_MAX_BACKOFF = env_float("CONSUMER_RETRY_MAX_BACKOFF", 30.0)
 CONSUMER_DLQ_STOP_RATIO = env_float("CONSUMER_DLQ_STOP_RATIO", 0.9)
 CONSUMER_DLQ_STOP_WINDOW = env_int("CONSUMER_DLQ_STOP_WINDOW", 100)
 CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS = env_float("CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS", 30.0)
+# Up to this many already-fetched events are handled in one database transaction.
+CONSUMER_BATCH_SIZE = env_int("CONSUMER_BATCH_SIZE", 100)
 CONSUMER_COMMIT_INTERVAL_MS = env_int("CONSUMER_COMMIT_INTERVAL_MS", 100)
 CONSUMER_LAG_INTERVAL_SECONDS = env_float("CONSUMER_LAG_INTERVAL_SECONDS", 10.0)
-# Each worker touches <dir>/todo-consumer-<name>.alive about once a second (liveness probe).
-CONSUMER_LIVENESS_DIR = env("CONSUMER_LIVENESS_DIR", "/tmp")
+# A consumer whose loop has not come round for this long answers 503 on /healthz (liveness).
+CONSUMER_LIVENESS_MAX_AGE_SECONDS = env_float("CONSUMER_LIVENESS_MAX_AGE_SECONDS", 60.0)
 # replay_dlq refuses to send a letter back more often than this.
 DLQ_REPLAY_CAP = env_int("DLQ_REPLAY_CAP", 3)
-# Workers (run_consumer) serve Prometheus metrics on this port; 0 (the default) serves none, so
+# Workers (run_consumer) serve /metrics and /healthz on this port; 0 (the default) serves none, so
 # that the several workers of `make run` do not compete for one port. The Helm chart sets it.
 METRICS_PORT = env_int("METRICS_PORT", 0)
 METRICS_ADDR = env("METRICS_ADDR", "0.0.0.0")

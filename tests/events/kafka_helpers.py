@@ -11,7 +11,7 @@ import uuid
 from contextlib import contextmanager
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from events.kafka import admin_client, client_config, create_topics, delete_topics
 from events.schemas import make_event
@@ -38,8 +38,18 @@ def isolated_kafka(settings, monkeypatch):
     monkeypatch.setenv("KAFKA_TOPIC_PREFIX", prefix)
     monkeypatch.setenv("KAFKA_GROUP_PREFIX", prefix)
     create_topics()
+    assert wait_for(lambda: all(_answers_offsets(spec.base_name) for spec in TOPICS), timeout=60), "topics not ready"
     yield prefix
     delete_topics([prefix + spec.base_name for spec in TOPICS])
+
+
+def _answers_offsets(base_topic):
+    # A new topic's partitions take a moment to get a leader; until then offset queries fail.
+    try:
+        end_offsets(base_topic, timeout=5.0)
+        return True
+    except KafkaException:
+        return False
 
 
 def task_event(event_type="task.created", *, task_id=None, user_id="1", title="Buy milk", **data):

@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 from prometheus_client import REGISTRY
 
+from audit.handlers import record_task_event, record_task_events
 from audit.models import AuditEntry
 from events.consumer import ConsumerRuntime, DeadLetterRateExceeded
 from events.models import ProcessedEvent
@@ -201,3 +202,55 @@ def test_the_consumer_stops_when_nearly_everything_is_dead_lettered(isolated_kaf
     assert "10 of the last 10 messages were dead-lettered" in str(consumer.error)
     # It stopped at the limit instead of dead-lettering the remaining two.
     assert message_count(DLQ) == 10
+
+
+def test_a_failing_event_among_others_rolls_back_only_itself_and_is_dead_lettered_after_the_configured_attempts(
+    isolated_kafka,
+):
+    # Events fetched together share one transaction; a failure must not lose or double its neighbours.
+    events = [task_event() for _ in range(5)]
+    broken = events[2]["event_id"]
+    runs = Counter()
+
+    def handler(event):
+        runs[event["event_id"]] += 1
+        if event["event_id"] == broken:
+            raise ValueError("cannot audit this one")
+        record_task_event(event)
+
+    TestProducer().events(events, key=str(uuid.uuid4()))
+    with running(ConsumerRuntime(test_spec(handler, max_attempts=3))):
+        letters = read_topic(DLQ, until=lambda messages: len(messages) >= 1)
+        assert wait_for(lambda: AuditEntry.objects.count() == 4)
+    assert runs[broken] == 3
+    assert letters[0]["headers"]["dlq.attempts"] == "3" and letters[0]["headers"]["event_id"] == broken
+    stored = sorted(str(event_id) for event_id in AuditEntry.objects.values_list("event_id", flat=True))
+    assert stored == sorted(event["event_id"] for event in events if event["event_id"] != broken)
+
+
+def test_when_a_batch_handler_fails_each_event_is_retried_alone_and_only_the_faulty_one_is_dead_lettered(isolated_kafka):
+    events = [task_event() for _ in range(5)]
+    broken = events[3]["event_id"]
+    runs = Counter()
+
+    def handle_one(event):
+        runs[event["event_id"]] += 1
+        if event["event_id"] == broken:
+            raise ValueError("cannot audit this one")
+        record_task_events([event])
+
+    def handle_many(batch):
+        for event in batch:
+            handle_one(event)
+
+    spec = dataclasses.replace(test_spec(handle_one, max_attempts=3), batch_handler=handle_many)
+    TestProducer().events(events, key=str(uuid.uuid4()))
+    with running(ConsumerRuntime(spec)):
+        letters = read_topic(DLQ, until=lambda messages: len(messages) >= 1)
+        assert wait_for(lambda: AuditEntry.objects.count() == 4)
+    # Its own three attempts, plus the batch run when the events arrived together.
+    assert runs[broken] in (3, 4)
+    assert letters[0]["headers"]["dlq.attempts"] == "3" and letters[0]["headers"]["event_id"] == broken
+    assert message_count(DLQ) == 1
+    stored = sorted(str(event_id) for event_id in AuditEntry.objects.values_list("event_id", flat=True))
+    assert stored == sorted(event["event_id"] for event in events if event["event_id"] != broken)

@@ -1,10 +1,10 @@
-"""`python manage.py run_consumer <name>` as a real process: crash recovery, clean shutdown, probes."""
+"""`python manage.py run_consumer <name>` as a real process: crash recovery, clean shutdown, metrics."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.request import urlopen
 
@@ -37,7 +37,6 @@ def worker_env(isolated_kafka, tmp_path):
     return {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CONSUMER_LIVENESS_DIR": str(tmp_path),
         "METRICS_PORT": "0",
     }
 
@@ -107,42 +106,28 @@ def test_sigint_stops_the_consumer_cleanly_too(worker_env, tmp_path):
             worker.kill()
 
 
-def test_a_running_consumer_serves_metrics_and_keeps_its_liveness_file_fresh(worker_env, tmp_path, free_port, settings):
-    settings.CONSUMER_LIVENESS_DIR = str(tmp_path)
+def test_a_running_consumer_serves_metrics_and_healthz_on_metrics_port(worker_env, tmp_path, free_port):
     event = task_event()
     TestProducer().event(event)
     log = tmp_path / "worker.log"
     worker = start_worker({**worker_env, "METRICS_PORT": str(free_port), "METRICS_ADDR": "127.0.0.1"}, log)
+
+    def get(path):
+        with urlopen(f"http://127.0.0.1:{free_port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+
     try:
         assert wait_for(lambda: AuditEntry.objects.filter(event_id=event["event_id"]).exists(), timeout=90), log.read_text()
-
-        def metrics():
-            with urlopen(f"http://127.0.0.1:{free_port}/metrics", timeout=5) as response:
-                return response.read().decode()
-
+        metrics = lambda: get("/metrics")[1]  # noqa: E731
         assert wait_for(lambda: 'todo_consumer_processed_total{consumer="audit"} 1.0' in metrics(), timeout=10), metrics()
         assert 'todo_consumer_processing_seconds_count{consumer="audit"} 1.0' in metrics()
         assert wait_for(lambda: 'todo_consumer_lag{consumer="audit",partition=' in metrics(), timeout=30), metrics()
-
-        call_command("consumer_alive", "audit", "--max-age", "5")  # raises CommandError when stale
-        first_touch = (tmp_path / "todo-consumer-audit.alive").stat().st_mtime
-        assert wait_for(lambda: (tmp_path / "todo-consumer-audit.alive").stat().st_mtime > first_touch, timeout=10)
+        status, body = get("/healthz")
+        assert status == 200 and json.loads(body)["status"] == "ok"
         assert stop(worker) == 0
     finally:
         if worker.poll() is None:
             worker.kill()
-    with pytest.raises(CommandError, match="not running"):
-        call_command("consumer_alive", "audit")
-
-
-def test_consumer_alive_fails_when_the_liveness_file_is_stale(tmp_path, settings):
-    settings.CONSUMER_LIVENESS_DIR = str(tmp_path)
-    stale = tmp_path / "todo-consumer-audit.alive"
-    stale.touch()
-    an_hour_ago = time.time() - 3600
-    os.utime(stale, (an_hour_ago, an_hour_ago))
-    with pytest.raises(CommandError, match="stuck"):
-        call_command("consumer_alive", "audit", "--max-age", "60")
 
 
 def test_run_consumer_refuses_an_unknown_consumer_name():
