@@ -32,6 +32,10 @@ def emit(event, *, key):
 
     Raises InvalidEvent when the event breaks its schema (a bug in the producer: it must fail
     the change, not put a bad message on Kafka) and NotInTransaction outside ``atomic()``.
+
+    Per-key order on Kafka is the order of outbox ids, so two transactions emitting for the
+    same key must not overlap: lock the aggregate's row first (the task services do), and the
+    later transaction's rows get larger ids and commit after the earlier ones.
     """
     if not connection.in_atomic_block:
         raise NotInTransaction("emit() must run inside transaction.atomic() with the change it describes")

@@ -28,6 +28,9 @@ Guarantees, and why they hold:
   too large, a missing topic, no authorisation): it is logged and retried with backoff, and
   needs an operator.
 
+* With EVENT_TRANSPORT=dapr the same loop publishes through the Dapr sidecar instead
+  (DaprPublisher below): same rows, same order, same wire format.
+
 The relay wakes on PostgreSQL NOTIFY (sent at commit by a trigger on the outbox table) and
 polls every ``poll_interval`` seconds as a fallback for lost notifications.
 """
@@ -35,9 +38,15 @@ polls every ``poll_interval`` seconds as a fallback for lost notifications.
 import logging
 import threading
 import time
+import uuid
+from datetime import datetime
+from http.client import HTTPConnection, HTTPException
+from typing import NamedTuple
+from urllib.parse import quote, urlencode
 
 import psycopg
 from confluent_kafka import Producer
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection, connections
 from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
@@ -59,6 +68,9 @@ RELAY_LATENCY = Histogram(
     "Time from writing an outbox row to Kafka acknowledging it.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+# How long Kafka may take to acknowledge a round before the relay says it is waiting for it.
+KAFKA_SLOW_SECONDS = 5
+
 RELAY_IS_LEADER = Gauge("outbox_relay_leader", "1 while this process is the active (leader) relay.")
 
 
@@ -84,10 +96,10 @@ class OutboxRelay:
     def __init__(self, *, batch_size=500, poll_interval=1.0, shutdown_grace=10.0, stop=None):
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self.shutdown_grace = shutdown_grace
         self.stop = stop or threading.Event()
-        self._producer = None
-        self._kafka_waiting = False
+        self.publisher = make_publisher(self.stop, shutdown_grace)
+        self._failing = False
+        self._failure_backoff = Backoff()
 
     # ---------------------------------------------------------------- life cycle
 
@@ -105,7 +117,7 @@ class OutboxRelay:
                     self.stop.wait(backoff.next())
         finally:
             RELAY_IS_LEADER.set(0)
-            self._close_producer()
+            self.publisher.close()
             connections.close_all()
             logger.info("relay: stopped")
 
@@ -142,85 +154,174 @@ class OutboxRelay:
 
     def relay_once(self):
         """Publish up to ``batch_size`` unsent rows in id order; return how many were read."""
-        rows = list(
-            OutboxEvent.objects.filter(sent_at__isnull=True)
+        rows = [
+            OutboxRow(*values)
+            for values in OutboxEvent.objects.filter(sent_at__isnull=True)
             .order_by("id")
             .values_list("id", "topic", "key", "payload", "event_type", "event_id", "created_at")[: self.batch_size]
-        )
-        now = timezone.now()
-        RELAY_LAG.set((now - rows[0][6]).total_seconds() if rows else 0)
+        ]
+        RELAY_LAG.set((timezone.now() - rows[0].created_at).total_seconds() if rows else 0)
         if not rows:
             return 0
-        producer = self._get_producer()
-        outcome = {}  # row id -> KafkaError or None, filled by delivery reports
-        for row_id, topic, key, payload, event_type, event_id, _ in rows:
-            self._produce(
-                producer,
-                topic=topic_name(topic),
-                key=key.encode(),
-                value=payload.encode(),
-                headers=[("event_type", event_type.encode()), ("event_id", str(event_id).encode())],
-                on_delivery=lambda err, msg, row_id=row_id: outcome.__setitem__(row_id, err),
-            )
-        self._await_deliveries(producer)
-        self._record(rows, outcome)
+        self._record(rows, self.publisher.publish(rows))
         return len(rows)
 
-    def _produce(self, producer, **message):
+    def _record(self, rows, outcome):
+        acked_at = timezone.now()
+        sent = []
+        failures = []
+        for row in rows:
+            error = outcome.get(row.id, "not attempted")
+            if error is None:
+                sent.append(row.id)
+                EVENTS_RELAYED.labels(topic=row.topic).inc()
+                RELAY_LATENCY.observe((acked_at - row.created_at).total_seconds())
+            else:
+                failures.append(error)
+        if sent:
+            OutboxEvent.objects.filter(id__in=sent).update(sent_at=acked_at)
+        if failures:
+            if not self._failing:
+                self._failing = True
+                logger.error("relay: %d events not delivered (first error: %s); retrying", len(failures), failures[0])
+            self.stop.wait(self._failure_backoff.next())
+        elif self._failing:
+            self._failing = False
+            self._failure_backoff.reset()
+            logger.info("relay: delivering again")
+
+
+class OutboxRow(NamedTuple):
+    id: int
+    topic: str  # base name
+    key: str
+    payload: str
+    event_type: str
+    event_id: uuid.UUID
+    created_at: datetime
+
+    def headers(self):
+        return {"event_type": self.event_type, "event_id": str(self.event_id)}
+
+
+class KafkaPublisher:
+    """Produces a round's rows with one idempotent producer and waits for every acknowledgement."""
+
+    def __init__(self, stop, shutdown_grace):
+        self.stop = stop
+        self.shutdown_grace = shutdown_grace
+        self._producer = None
+        self._waiting = False
+
+    def publish(self, rows):
+        """{row id: None when Kafka acknowledged it, else the KafkaError}."""
+        if self._producer is None:
+            self._producer = Producer(producer_config())
+        outcome = {}
+        for row in rows:
+            self._produce(
+                topic=topic_name(row.topic),
+                key=row.key.encode(),
+                value=row.payload.encode(),
+                headers=[(name, value.encode()) for name, value in row.headers().items()],
+                on_delivery=lambda err, msg, row_id=row.id: outcome.__setitem__(row_id, err),
+            )
+        self._await_deliveries()
+        if any(error is not None and error.fatal() for error in outcome.values()):
+            self.close()  # a fatal idempotence error needs a new producer (a new producer id)
+        return outcome
+
+    def _produce(self, **message):
         while True:
             try:
-                producer.produce(**message)
+                self._producer.produce(**message)
                 return
             except BufferError:  # local queue full: let deliveries drain it
-                producer.poll(0.1)
+                self._producer.poll(0.1)
 
-    def _await_deliveries(self, producer):
+    def _await_deliveries(self):
         """Wait until Kafka acknowledged everything produced; give up only when stopping."""
         stopping_since = None
-        while producer.flush(1.0) > 0:
-            if not self._kafka_waiting:
-                self._kafka_waiting = True
+        waiting_since = time.monotonic()
+        while self._producer.flush(1.0) > 0:
+            # A first connection or a busy broker can take a few seconds: not worth a warning.
+            if not self._waiting and time.monotonic() - waiting_since > KAFKA_SLOW_SECONDS:
+                self._waiting = True
                 logger.warning("relay: Kafka does not acknowledge; waiting and retrying (nothing is lost)")
             if self.stop.is_set():
                 stopping_since = stopping_since or time.monotonic()
                 if time.monotonic() - stopping_since > self.shutdown_grace:
                     logger.warning("relay: stopping with unacknowledged events; the next relay re-sends them")
                     return
-        if self._kafka_waiting:
-            self._kafka_waiting = False
+        if self._waiting:
+            self._waiting = False
             logger.info("relay: Kafka acknowledges again")
 
-    def _record(self, rows, outcome):
-        acked_at = timezone.now()
-        sent = []
-        failures = []
-        for row_id, topic, _, _, _, _, created_at in rows:
-            error = outcome.get(row_id, "no delivery report")
-            if error is None:
-                sent.append(row_id)
-                EVENTS_RELAYED.labels(topic=topic).inc()
-                RELAY_LATENCY.observe((acked_at - created_at).total_seconds())
-            else:
-                failures.append(error)
-        if sent:
-            OutboxEvent.objects.filter(id__in=sent).update(sent_at=acked_at)
-        if failures:
-            logger.error("relay: %d events not delivered (first error: %s); retrying", len(failures), failures[0])
-            if any(getattr(error, "fatal", lambda: False)() for error in failures):
-                self._close_producer()  # a fatal idempotence error needs a new producer (new PID)
-            self.stop.wait(1.0)
-
-    # ---------------------------------------------------------------- producer
-
-    def _get_producer(self):
-        if self._producer is None:
-            self._producer = Producer(producer_config())
-        return self._producer
-
-    def _close_producer(self):
+    def close(self):
+        # Everything acknowledged was flushed by _await_deliveries; what is still queued here
+        # (Kafka down at shutdown, or a fatal producer error) stays unsent in the outbox and is
+        # dropped from the producer, so that closing it does not wait for an absent broker.
         if self._producer is not None:
-            self._producer.flush(self.shutdown_grace)
+            self._producer.purge()
+            self._producer.flush(0)
             self._producer = None
+
+
+class DaprPublisher:
+    """Publishes through the Dapr sidecar's pub/sub API (EVENT_TRANSPORT=dapr), one row at a time.
+
+    ``rawPayload`` keeps the wire format identical to the direct transport (no CloudEvent
+    envelope), ``partitionKey`` is the Kafka key, and the Kafka component forwards the other
+    metadata (``event_type``, ``event_id``) as message headers. Dapr answers 204 once the
+    broker has acknowledged, so rows go one by one, and a round stops at the first failure:
+    nothing of a task is published after one of its events that was not.
+    """
+
+    def __init__(self, *, host="127.0.0.1", port, pubsub, timeout=30.0):
+        self.host, self.port, self.pubsub, self.timeout = host, port, pubsub, timeout
+        self._connection = None
+
+    def publish(self, rows):
+        outcome = {}
+        for row in rows:
+            outcome[row.id] = self._post(row)
+            if outcome[row.id] is not None:
+                break
+        return outcome
+
+    def publish_path(self, row):
+        query = urlencode(
+            {"metadata.rawPayload": "true", "metadata.partitionKey": row.key}
+            | {f"metadata.{name}": value for name, value in row.headers().items()}
+        )
+        return f"/v1.0/publish/{quote(self.pubsub, safe='')}/{quote(topic_name(row.topic), safe='')}?{query}"
+
+    def _post(self, row):
+        if self._connection is None:
+            self._connection = HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            self._connection.request(
+                "POST", self.publish_path(row), body=row.payload.encode(), headers={"Content-Type": "application/json"}
+            )
+            response = self._connection.getresponse()
+            body = response.read()
+        except (OSError, HTTPException) as exc:
+            self.close()
+            return f"Dapr sidecar at {self.host}:{self.port} unreachable: {exc}"
+        if response.status in (200, 204):
+            return None
+        return f"Dapr publish answered {response.status}: {body[:300]!r}"
+
+    def close(self):
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def make_publisher(stop, shutdown_grace):
+    if settings.EVENT_TRANSPORT == "dapr":
+        return DaprPublisher(port=settings.DAPR_HTTP_PORT, pubsub=settings.DAPR_PUBSUB_NAME)
+    return KafkaPublisher(stop, shutdown_grace)
 
 
 class Backoff:

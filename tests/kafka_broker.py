@@ -32,6 +32,15 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+def _cluster_id():
+    """A KRaft cluster id: a UUID in URL-safe base64 without padding. Like Kafka's own
+    Uuid.randomUuid, never one starting with "-", which the command line would take for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class PrivateKafkaBroker:
     def __init__(self, workdir):
         self.workdir = Path(workdir)
@@ -51,8 +60,7 @@ class PrivateKafkaBroker:
             .replace("127.0.0.1:9093", f"127.0.0.1:{self.controller_port}")
         )
         self.properties.write_text(config)
-        # A KRaft cluster id is a UUID in URL-safe base64 without padding.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(self.properties)),
             check=True, capture_output=True, timeout=120,
@@ -83,7 +91,9 @@ class PrivateKafkaBroker:
 
     def answers(self):
         try:
-            metadata = admin_client(**{"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=2)
+            # log_level 0: a probe of a broker that is still starting need not log refused connections.
+            admin = admin_client(**{"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+            metadata = admin.list_topics(timeout=2)
             return bool(metadata.brokers)
         except KafkaException:
             return False

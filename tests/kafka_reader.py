@@ -59,16 +59,32 @@ class TopicReader:
             )
         return self.received
 
+    def read_to_end(self, timeout=60):
+        """Read on until every assigned partition is consumed up to its current end."""
+        ends = {}
+        for partition in self.consumer.assignment():
+            _, high = self.consumer.get_watermark_offsets(partition, timeout=10)
+            ends[(base_topic_name(partition.topic), partition.partition)] = high
+
+        def at_end(received):
+            last = {}
+            for message in received:
+                last[(message.topic, message.partition)] = message.offset
+            return all(high == 0 or last.get(key, -1) >= high - 1 for key, high in ends.items())
+
+        return self.read_until(at_end, timeout)
+
     def close(self):
         self.consumer.close()
 
 
 def read_events(event_ids, topics=("task-events", "reminders", "task-updates"), timeout=60, **config):
-    """The messages carrying ``event_ids`` (all of them must arrive), in the order each partition holds them."""
+    """Every message carrying one of ``event_ids`` (all must arrive; duplicates included), in partition order."""
     wanted = {str(event_id) for event_id in event_ids}
     reader = TopicReader(topics, **config)
     try:
-        received = reader.read_until(lambda got: wanted <= {m.event["event_id"] for m in got}, timeout)
+        reader.read_until(lambda got: wanted <= {m.event["event_id"] for m in got}, timeout)
+        received = reader.read_to_end(timeout)
     finally:
         reader.close()
     return [message for message in received if message.event["event_id"] in wanted]

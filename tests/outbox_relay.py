@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,17 +16,26 @@ from events.relay import OutboxRelay
 REPO = Path(__file__).resolve().parent.parent
 
 
+@contextmanager
+def relay_thread(poll_interval=0.2):
+    """An OutboxRelay running in a thread of the test process until the block ends."""
+    stop = threading.Event()
+    relay = OutboxRelay(poll_interval=poll_interval, stop=stop)
+    thread = threading.Thread(target=relay.run, name="outbox-relay", daemon=True)
+    thread.start()
+    try:
+        yield relay
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive(), "the relay did not stop"
+
+
 @pytest.fixture
 def outbox_relay(transactional_db):
     """A relay publishing this test's committed outbox rows to the shared broker."""
-    stop = threading.Event()
-    relay = OutboxRelay(poll_interval=0.2, stop=stop)
-    thread = threading.Thread(target=relay.run, name="outbox-relay", daemon=True)
-    thread.start()
-    yield relay
-    stop.set()
-    thread.join(60)
-    assert not thread.is_alive(), "the relay did not stop"
+    with relay_thread() as relay:
+        yield relay
 
 
 def test_database_url():

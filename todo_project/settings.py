@@ -124,6 +124,12 @@ DATABASES = {
     )
 }
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5)
+# Under ASGI every request runs its sync code in a fresh thread, so persistent connections
+# (CONN_MAX_AGE) are never reused and each request would pay a new PostgreSQL login; a psycopg
+# pool (Django 5.1+) shares connections across threads. 0 turns it off (then CONN_MAX_AGE applies).
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 0)
+if DATABASE_POOL_MAX_SIZE > 0:
+    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 10}
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
@@ -182,6 +188,10 @@ METRICS_ADDR = env("METRICS_ADDR", "0.0.0.0")
 EVENT_TRANSPORT = env("EVENT_TRANSPORT", "kafka")
 if EVENT_TRANSPORT not in {"kafka", "dapr"}:
     raise ImproperlyConfigured(f"EVENT_TRANSPORT={EVENT_TRANSPORT!r}: use kafka or dapr")
+# With EVENT_TRANSPORT=dapr the outbox relay publishes through its Dapr sidecar: the sidecar
+# injects DAPR_HTTP_PORT; the Helm chart names the publisher component in DAPR_PUBSUB_NAME.
+DAPR_HTTP_PORT = env_int("DAPR_HTTP_PORT", 3500)
+DAPR_PUBSUB_NAME = env("DAPR_PUBSUB_NAME", "pubsub")
 
 # Readiness checks must answer well within a Kubernetes probe's timeout.
 READINESS_TIMEOUT_SECONDS = float(env("READINESS_TIMEOUT_SECONDS", "2"))

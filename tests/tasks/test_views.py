@@ -290,3 +290,11 @@ def test_the_openapi_schema_and_docs_are_served(alice):
     schema = alice.get("/api/schema/")
     assert schema.status_code == 200 and b"/api/tasks/{task_id}/complete/" in schema.content
     assert alice.get("/api/docs/").status_code == 200
+
+
+def test_the_admin_shows_tasks_but_cannot_change_them(alice, admin_client):
+    task = create(alice, title="Visible")
+    page = admin_client.get(f"/admin/tasks/task/{task['id']}/change/")
+    assert page.status_code == 200 and b"Visible" in page.content
+    assert admin_client.post(f"/admin/tasks/task/{task['id']}/delete/", {"post": "yes"}).status_code == 403
+    assert Task.objects.filter(pk=task["id"]).exists()
