@@ -59,9 +59,9 @@ def free_port():
 
 
 def start_processes(port, web_workers, log_dir):
-    # Persistent database connections, as the Helm chart configures them (the local default of
-    # 0 opens a connection per request).
-    env = {"DATABASE_CONN_MAX_AGE": "60", **os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING"}
+    # A database connection pool, as the Procfile gives the web process (without one, every
+    # request opens a connection).
+    env = {"DATABASE_POOL_MAX_SIZE": "10", **os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "WARNING"}
     commands = {
         "web": [sys.executable, "-m", "uvicorn", "todo_project.asgi:application", "--host", "127.0.0.1",
                 "--port", str(port), "--no-access-log", "--workers", str(web_workers),
