@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # Procfile commands (uvicorn, python, celery) resolve to the project's virtualenv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test stop infra install migrate topics lock status tools helm-lint
+.PHONY: run test stop infra install migrate topics lock status tools helm-lint browser
 
 # Python dependencies, installed once per change of requirements.lock.
 install: $(INSTALLED)
@@ -35,6 +35,12 @@ run: migrate topics
 	@echo "==> starting the processes of Procfile (web on http://127.0.0.1:$${WEB_PORT:-8000}); Ctrl-C stops them"
 	@exec $(VENV)/bin/honcho --no-colour start -f Procfile
 
+# Debian's Chromium for the browser tests (Playwright drives it; it cannot download browsers here).
+browser:
+	@command -v chromium >/dev/null || { echo "==> installing Debian's chromium for the browser tests…"; \
+		[ "$$(id -u)" = 0 ] || { echo "error: chromium is missing; run as root or: sudo apt-get install chromium" >&2; exit 1; }; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium); }
+
 # Command-line tools of the tests, built once into .cache/bin: helm (from the Go module proxy).
 tools:
 	@bash scripts/tools.sh
@@ -43,7 +49,7 @@ tools:
 helm-lint: tools
 	@for values in helm/todo-platform/ci/*-values.yaml; do .cache/bin/helm lint --strict --quiet helm/todo-platform -f $$values || exit 1; done
 
-test: infra tools
+test: infra tools browser
 	@echo "==> running the test suite against the real Kafka, PostgreSQL and Redis…"
 	@$(PY) -m pytest $(PYTEST_ARGS)
 

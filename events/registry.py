@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from events.schemas import EVENT_TYPES
-from events.topics import TASK_EVENTS, dead_letter_topic
+from events.topics import TASK_EVENTS, TASK_UPDATES, dead_letter_topic
 
 
 @dataclass(frozen=True)
@@ -114,5 +114,16 @@ register(
         handler="audit.handlers.record_task_event",
         batch_handler="audit.handlers.record_task_events",
         event_types=TASK_EVENT_TYPES,
+    )
+)
+
+register(
+    ConsumerSpec(
+        name="realtime",
+        topic=TASK_UPDATES,
+        group="websocket-service",
+        handler="tasks.handlers.forward_task_change",
+        batch_handler="tasks.handlers.forward_task_changes",
+        event_types={"sync.task_changed"},
     )
 )

@@ -1,1 +1,8 @@
-urlpatterns = []
+from django.urls import path
+
+from notifications import views
+
+urlpatterns = [
+    path("notifications/", views.NotificationListView.as_view(), name="notification-list"),
+    path("notifications/<int:pk>/read/", views.NotificationReadView.as_view(), name="notification-read"),
+]

@@ -111,3 +111,23 @@ class Task(models.Model):
                 errors["remind_at"] = "remind_at must not be after due_date."
         if errors:
             raise ValidationError(errors)
+
+
+class TaskChange(models.Model):
+    """One ``sync.task_changed`` event of a user's task, kept for clients to catch up (tasks.sync).
+
+    The id is the sync cursor. The task may be gone (deletions are changes too), so there is
+    no foreign key to it.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    task_id = models.UUIDField()
+    event = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "id"], name="taskchange_user_cursor")]
+
+    def __str__(self):
+        return f"{self.event['data']['change_type']} {self.task_id} (cursor {self.id})"

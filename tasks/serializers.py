@@ -78,3 +78,7 @@ class UserSerializer(serializers.Serializer):
     username = serializers.CharField()
     email = serializers.CharField()
     timezone = serializers.CharField()
+
+
+class SyncQuerySerializer(serializers.Serializer):
+    since = serializers.IntegerField(required=False, min_value=0, help_text="the cursor of an earlier answer")

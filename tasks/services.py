@@ -16,6 +16,7 @@ from rest_framework.authtoken.models import Token
 from events.outbox import emit
 from tasks.events import reminder_event, sync_event, task_event, task_object
 from tasks.models import Task, User
+from tasks.sync import record_change
 
 EDITABLE_FIELDS = frozenset(
     {"title", "description", "due_date", "remind_at", "priority", "recurrence_rule", "tags", "parent_task_id"}
@@ -59,6 +60,8 @@ def _when(reminder):
 def _emit(task_id, events):
     for event in events:
         emit(event, key=task_id)
+        if event["event_type"] == "sync.task_changed":
+            record_change(event)  # the catch-up log of GET /api/sync/, in the same transaction
 
 
 @transaction.atomic

@@ -10,4 +10,5 @@ urlpatterns = [
     path("tasks/<uuid:task_id>/", views.TaskDetailApi.as_view(), name="task-detail"),
     path("tasks/<uuid:task_id>/complete/", views.TaskCompleteApi.as_view(), name="task-complete"),
     path("tasks/<uuid:task_id>/reopen/", views.TaskReopenApi.as_view(), name="task-reopen"),
+    path("sync/", views.SyncApi.as_view(), name="sync"),
 ]

@@ -15,10 +15,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from events.schemas import TASK_OBJECT
-from tasks import selectors, services
+from tasks import selectors, services, sync
 from tasks.events import EventContext, task_object
 from tasks.serializers import (
     RegisterSerializer,
+    SyncQuerySerializer,
     TaskFilterSerializer,
     TaskInputSerializer,
     TokenSerializer,
@@ -190,3 +191,29 @@ class MeApi(APIView):
     @extend_schema(responses=UserSerializer)
     def get(self, request):
         return Response(user_data(request.user))
+
+
+class SyncApi(APIView):
+    """The caller's task changes after a cursor, deletions included, for clients to catch up.
+
+    Each change is the ``sync.task_changed`` event the WebSocket carries. Ask again with the
+    answer's ``cursor`` while ``has_more`` is true; without ``since``, every change is returned.
+    """
+
+    @extend_schema(
+        parameters=[SyncQuerySerializer],
+        responses={
+            200: inline_serializer(
+                "SyncChanges",
+                {
+                    "changes": serializers.ListField(child=serializers.DictField()),
+                    "cursor": serializers.CharField(),
+                    "has_more": serializers.BooleanField(),
+                },
+            )
+        },
+    )
+    def get(self, request):
+        query = validated(SyncQuerySerializer, request, request.query_params.dict())
+        changes, cursor, has_more = sync.changes_since(request.user, query.get("since"))
+        return Response({"changes": changes, "cursor": cursor, "has_more": has_more})

@@ -24,6 +24,9 @@ def kafka_namespace():
     # Processes that tests start (make run, workers) inherit the same namespace.
     os.environ["KAFKA_TOPIC_PREFIX"] = prefix
     os.environ["KAFKA_GROUP_PREFIX"] = prefix
+    # Channel-layer groups ("user.<id>") too: parallel runs reuse user ids on the same Redis.
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = prefix
+    os.environ["CHANNEL_LAYER_PREFIX"] = prefix
     create_topics()
     yield prefix
     delete_topics([topic_name(spec.base_name) for spec in TOPICS])

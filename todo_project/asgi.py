@@ -11,11 +11,13 @@ django_http = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from tasks.auth import WebSocketAuthMiddleware  # noqa: E402
 from todo_project.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_http,
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        # Session cookie (same-origin only) or an `Authorization: Token` header, see tasks/auth.py.
+        "websocket": AuthMiddlewareStack(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

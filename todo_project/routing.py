@@ -1,3 +1,9 @@
-"""WebSocket routes; the realtime sync endpoint joins here."""
+"""WebSocket routes."""
 
-websocket_urlpatterns = []
+from django.urls import path
+
+from tasks.consumers import SyncConsumer
+
+websocket_urlpatterns = [
+    path("ws/sync/", SyncConsumer.as_asgi()),
+]

@@ -93,6 +93,9 @@ MIDDLEWARE = [
 ]
 
 AUTH_USER_MODEL = "tasks.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "app"
+LOGOUT_REDIRECT_URL = "login"
 ROOT_URLCONF = "todo_project.urls"
 ASGI_APPLICATION = "todo_project.asgi.application"
 WSGI_APPLICATION = None
@@ -132,7 +135,17 @@ REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        # The prefix namespaces groups and channels in Redis (each test run uses its own).
+        "CONFIG": {
+            # redis-py's default 5 s read timeout equals channels-redis's 5 s blocking pop, so a
+            # busy event loop turns an idle wait into a TimeoutError that kills the socket's
+            # consumer; reads get a margin well beyond the pop instead.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            "prefix": env("CHANNEL_LAYER_PREFIX", "asgi"),
+            # Messages waiting per socket before channels-redis drops new ones (default 100): room
+            # for a burst while the socket's consumer is busy; clients still catch up after a loss.
+            "capacity": env_int("CHANNEL_LAYER_CAPACITY", 1000),
+        },
     }
 }
 

@@ -15,4 +15,6 @@ urlpatterns = [
     path("api/", include("tasks.urls")),
     path("api/", include("audit.urls")),
     path("api/", include("notifications.urls")),
+    # The web app (task list, sign-up, sign-in) at the root.
+    path("", include("tasks.web_urls")),
 ]

@@ -1,0 +1,40 @@
+"""The realtime sync endpoint ``/ws/sync/`` (CONTRACT.md section 3).
+
+Every connection of a user joins the user's channel-layer group (``tasks.realtime``); whatever
+is sent to that group as ``{"type": "push", "message": ...}`` — the realtime bridge's
+``sync.task_changed`` events and the notification service's ``notification.created`` — goes
+to the browser as JSON, unchanged. The socket is one-way: what clients send is ignored.
+"""
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from tasks.realtime import user_group_name
+
+# Application close code for "not authenticated" (4000-4999 are free for applications).
+CLOSE_UNAUTHENTICATED = 4401
+
+
+class SyncConsumer(AsyncJsonWebsocketConsumer):
+    group = None
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            # Accept first: a handshake rejected with HTTP 403 gives the browser no close code,
+            # and clients need 4401 to tell "sign in again" from "network trouble, retry".
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.group = user_group_name(user.id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code):
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        """Clients have nothing to say over the socket; changes go through the REST API."""
+
+    async def push(self, event):
+        await self.send_json(event["message"])

@@ -1,0 +1,22 @@
+"""Pushing messages to a user's open WebSocket connections through the channel layer.
+
+Every connection of a user joins one channel-layer group; anything sent to the group reaches
+all of that user's clients and nobody else's.
+"""
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+
+def user_group_name(user_id):
+    return f"user.{user_id}"
+
+
+def push_message(message):
+    """The channel-layer message that ``SyncConsumer.push`` sends to the browser as ``message``."""
+    return {"type": "push", "message": message}
+
+
+def push_to_user(user_id, message):
+    """Send ``message`` (a JSON-able dict) to every open connection of the user (from sync code)."""
+    async_to_sync(get_channel_layer().group_send)(user_group_name(user_id), push_message(message))

@@ -1,0 +1,50 @@
+"""The sync log: every ``sync.task_changed`` a user's tasks produced, for clients to catch up.
+
+The WebSocket is lossy by design (channels-redis drops messages when a connection's buffer is
+full; a client may be offline), so clients converge by asking ``GET /api/sync/?since=<cursor>``
+for the changes after the last cursor they saw. ``record_change`` writes each sync event into
+``TaskChange`` in the same transaction as the change (the services call it next to ``emit``),
+so the log holds exactly the committed changes, deletions included.
+
+The cursor is the ``TaskChange`` id. Ids are handed out at insert, not at commit, so two
+concurrent transactions of one user could commit out of id order and a reader could move its
+cursor past a row that commits a moment later. A per-user transaction-scoped advisory lock taken
+before the insert makes one user's inserts commit in id order; other users are not slowed down.
+"""
+
+from django.db import connection
+
+from tasks.models import TaskChange
+
+MAX_CHANGES_PER_PAGE = 500
+
+
+def record_change(event):
+    """Log a ``sync.task_changed`` event; call inside the transaction of the change."""
+    user_id = int(event["data"]["user_id"])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended('task-sync:' || %s::text, 0))", [user_id])
+    return TaskChange.objects.create(user_id=user_id, task_id=event["data"]["task_id"], event=event)
+
+
+def latest_cursor(user):
+    """The cursor after every change of ``user`` so far ("0" before the first)."""
+    last = TaskChange.objects.filter(user=user).order_by("-id").values_list("id", flat=True).first()
+    return str(last or 0)
+
+
+def changes_since(user, cursor=None, *, limit=None):
+    """The user's sync events after ``cursor`` (all when None), oldest first, at most ``limit``.
+
+    Returns ``(events, next_cursor, has_more)``; ``next_cursor`` is the cursor to ask with next
+    (``cursor`` itself when nothing changed).
+    """
+    limit = limit or MAX_CHANGES_PER_PAGE
+    rows = TaskChange.objects.filter(user=user).order_by("id")
+    if cursor is not None:
+        rows = rows.filter(id__gt=cursor)
+    page = list(rows.values_list("id", "event")[: limit + 1])
+    has_more = len(page) > limit
+    page = page[:limit]
+    next_cursor = str(page[-1][0]) if page else str(cursor or 0)
+    return [event for _, event in page], next_cursor, has_more
