@@ -187,3 +187,11 @@ class ReminderClock:
 
 
 clock = ReminderClock()
+
+
+SCHEDULE_CHANGES = {"reminder.scheduled": record_scheduled, "reminder.cancelled": record_cancelled}
+
+
+def on_schedule_change(event):
+    """Handler of the ``scheduler`` consumer (group reminder-scheduler)."""
+    SCHEDULE_CHANGES[event["event_type"]](event)
