@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # Procfile commands (uvicorn, python, celery) resolve to the project's virtualenv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test stop infra install migrate topics lock status
+.PHONY: run test stop infra install migrate topics lock status tools helm-lint
 
 # Python dependencies, installed once per change of requirements.lock.
 install: $(INSTALLED)
@@ -35,7 +35,15 @@ run: migrate topics
 	@echo "==> starting the processes of Procfile (web on http://127.0.0.1:$${WEB_PORT:-8000}); Ctrl-C stops them"
 	@exec $(VENV)/bin/honcho --no-colour start -f Procfile
 
-test: infra
+# Command-line tools of the tests, built once into .cache/bin: helm (from the Go module proxy).
+tools:
+	@bash scripts/tools.sh
+
+# The chart alone: lint each values profile (the tests also render and validate every document).
+helm-lint: tools
+	@for values in helm/todo-platform/ci/*-values.yaml; do .cache/bin/helm lint --strict --quiet helm/todo-platform -f $$values || exit 1; done
+
+test: infra tools
 	@echo "==> running the test suite against the real Kafka, PostgreSQL and Redis…"
 	@$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -1,1 +1,7 @@
-urlpatterns = []
+from django.urls import path
+
+from audit.apis import AuditTrailApi
+
+urlpatterns = [
+    path("audit/", AuditTrailApi.as_view(), name="audit-trail"),
+]

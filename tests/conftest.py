@@ -34,3 +34,8 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# Fixtures shared by the tests of several apps.
+from tests.kafka_broker import private_kafka  # noqa: E402, F401
+from tests.outbox_relay import outbox_relay, relay_processes  # noqa: E402, F401

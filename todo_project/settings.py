@@ -37,6 +37,16 @@ def env_int(name, default):
         raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
 
 
+def env_float(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
+
+
 def env_list(name, default):
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
@@ -69,6 +79,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that every response (errors included) echoes the request's correlation id.
+    "todo_project.middleware.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and web app's static files from the one image, no separate web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -109,6 +121,12 @@ DATABASES = {
     )
 }
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5)
+# Under ASGI every request runs its sync code in a fresh thread, so persistent connections
+# (CONN_MAX_AGE) are never reused and each request would pay a new PostgreSQL login; a psycopg
+# pool (Django 5.1+) shares connections across threads. 0 turns it off (then CONN_MAX_AGE applies).
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 0)
+if DATABASE_POOL_MAX_SIZE > 0:
+    DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": 10}
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
@@ -131,12 +149,49 @@ KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3)
 # -1 lets the broker apply its default.replication.factor (1 locally, 3 on a real cluster).
 KAFKA_TOPIC_REPLICATION_FACTOR = env_int("KAFKA_TOPIC_REPLICATION_FACTOR", -1)
 
+# The consumer runtime (events/consumer.py). A failing handler runs up to MAX_ATTEMPTS times in all,
+# waiting INITIAL_BACKOFF, then x MULTIPLIER each time (capped at MAX_BACKOFF) seconds in between.
+CONSUMER_RETRY_MAX_ATTEMPTS = env_int("CONSUMER_RETRY_MAX_ATTEMPTS", 5)
+CONSUMER_RETRY_INITIAL_BACKOFF = env_float("CONSUMER_RETRY_INITIAL_BACKOFF", 0.5)
+CONSUMER_RETRY_MULTIPLIER = env_float("CONSUMER_RETRY_MULTIPLIER", 2.0)
+CONSUMER_RETRY_MAX_BACKOFF = env_float("CONSUMER_RETRY_MAX_BACKOFF", 30.0)
+# A consumer stops when more than this share of its last WINDOW messages were dead-lettered.
+CONSUMER_DLQ_STOP_RATIO = env_float("CONSUMER_DLQ_STOP_RATIO", 0.9)
+CONSUMER_DLQ_STOP_WINDOW = env_int("CONSUMER_DLQ_STOP_WINDOW", 100)
+CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS = env_float("CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS", 30.0)
+# Up to this many already-fetched events are handled in one database transaction.
+CONSUMER_BATCH_SIZE = env_int("CONSUMER_BATCH_SIZE", 100)
+CONSUMER_COMMIT_INTERVAL_MS = env_int("CONSUMER_COMMIT_INTERVAL_MS", 100)
+CONSUMER_LAG_INTERVAL_SECONDS = env_float("CONSUMER_LAG_INTERVAL_SECONDS", 10.0)
+# A consumer whose loop has not come round for this long answers 503 on /healthz (liveness).
+CONSUMER_LIVENESS_MAX_AGE_SECONDS = env_float("CONSUMER_LIVENESS_MAX_AGE_SECONDS", 60.0)
+# replay_dlq refuses to send a letter back more often than this.
+DLQ_REPLAY_CAP = env_int("DLQ_REPLAY_CAP", 3)
+# Workers (run_consumer) serve /metrics and /healthz on this port; 0 (the default) serves none, so
+# that the several workers of `make run` do not compete for one port. The Helm chart sets it.
+METRICS_PORT = env_int("METRICS_PORT", 0)
+METRICS_ADDR = env("METRICS_ADDR", "0.0.0.0")
+
 EVENT_TRANSPORT = env("EVENT_TRANSPORT", "kafka")
 if EVENT_TRANSPORT not in {"kafka", "dapr"}:
     raise ImproperlyConfigured(f"EVENT_TRANSPORT={EVENT_TRANSPORT!r}: use kafka or dapr")
+# With EVENT_TRANSPORT=dapr the outbox relay publishes through its Dapr sidecar: the sidecar
+# injects DAPR_HTTP_PORT; the Helm chart names the publisher component in DAPR_PUBSUB_NAME.
+DAPR_HTTP_PORT = env_int("DAPR_HTTP_PORT", 3500)
+DAPR_PUBSUB_NAME = env("DAPR_PUBSUB_NAME", "pubsub")
 
 # Readiness checks must answer well within a Kubernetes probe's timeout.
 READINESS_TIMEOUT_SECONDS = float(env("READINESS_TIMEOUT_SECONDS", "2"))
+
+# Chat (POST /api/chat/): an OpenAI-compatible chat-completions endpoint, e.g.
+# https://api.openai.com/v1 or a local server's .../v1. Without a base URL and model the
+# built-in interpreter answers instead.
+LLM_BASE_URL = env("LLM_BASE_URL", "")
+LLM_API_KEY = env("LLM_API_KEY", "")
+LLM_MODEL = env("LLM_MODEL", "")
+LLM_TIMEOUT_SECONDS = float(env("LLM_TIMEOUT_SECONDS", "30"))
+# Rounds of model answer + tool calls per chat message before the agent gives up.
+LLM_MAX_STEPS = env_int("LLM_MAX_STEPS", 8)
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = False

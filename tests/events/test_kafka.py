@@ -5,12 +5,19 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from django.conf import settings
 from django.core.management import call_command
 
 from events.kafka import admin_client, client_config, delete_topics
 from events.topics import TOPICS, topic_name
+
+def wait_for(condition, timeout, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while (result := condition()) is None and time.monotonic() < deadline:
+        time.sleep(interval)
+    return result
+
 
 CONTRACT_TOPICS = {"task-events", "reminders", "task-updates", "task-events.dlq", "reminders.dlq", "task-updates.dlq"}
 
@@ -52,10 +59,15 @@ def test_create_topics_creates_all_six_topics_with_three_partitions_then_changes
     call_command("create_topics")
     first = capsys.readouterr().out
 
-    metadata = admin_client().list_topics(timeout=10)
-    created = {name[len(fresh_prefix):]: topic for name, topic in metadata.topics.items() if name.startswith(fresh_prefix)}
-    assert set(created) == CONTRACT_TOPICS
-    assert {name: len(topic.partitions) for name, topic in created.items()} == dict.fromkeys(CONTRACT_TOPICS, 3)
+    admin = admin_client()
+
+    def partitions_by_topic():
+        # Metadata of brand-new topics can reach the client a moment after their creation.
+        topics = admin.list_topics(timeout=10).topics
+        found = {name[len(fresh_prefix):]: len(topic.partitions) for name, topic in topics.items() if name.startswith(fresh_prefix)}
+        return found if set(found) == CONTRACT_TOPICS and all(found.values()) else None
+
+    assert wait_for(partitions_by_topic, timeout=30) == dict.fromkeys(CONTRACT_TOPICS, 3)
     assert first.count(": created") == 6
 
     call_command("create_topics")
@@ -69,8 +81,15 @@ def test_task_events_keeps_seven_days(fresh_prefix):
     call_command("create_topics")
     resource = ConfigResource(ConfigResource.Type.TOPIC, fresh_prefix + "task-events")
     admin = admin_client()
-    config = admin.describe_configs([resource])[resource].result(timeout=10)
-    assert config["retention.ms"].value == str(7 * 24 * 3600 * 1000)
+
+    def retention():
+        # A topic's configs can lag its creation by a moment on a busy broker.
+        try:
+            return admin.describe_configs([resource])[resource].result(timeout=10)["retention.ms"].value
+        except KafkaException:
+            return None
+
+    assert wait_for(retention, timeout=30) == str(7 * 24 * 3600 * 1000)
 
 
 def test_topic_names_follow_the_configured_prefix(settings):

@@ -1,0 +1,27 @@
+import signal
+import threading
+
+from django.core.management.base import BaseCommand
+
+from events.relay import OutboxRelay
+
+
+class Command(BaseCommand):
+    help = "Publish committed outbox events to Kafka (one leader at a time; others stand by)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--batch-size", type=int, default=500, help="rows per round (default 500)")
+        parser.add_argument(
+            "--poll-interval", type=float, default=1.0, help="seconds between polls when no NOTIFY arrives"
+        )
+
+    def handle(self, *args, batch_size, poll_interval, **options):
+        stop = threading.Event()
+
+        def request_stop(signum, frame):
+            # Only a flag: the relay finishes its round, flushes and closes.
+            stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        OutboxRelay(batch_size=batch_size, poll_interval=poll_interval, stop=stop).run()

@@ -1,0 +1,55 @@
+"""The transactional outbox: the one way anything in the system publishes an event.
+
+``emit`` writes the event into ``OutboxEvent`` inside the caller's transaction, so the event
+exists if and only if the change it describes committed. ``relay_outbox`` (events/relay.py)
+then publishes committed rows to Kafka in ``id`` order; a trigger (migration 0002) NOTIFYs it
+at commit.
+"""
+
+import json
+from datetime import timedelta
+
+from django.db import connection
+from django.utils import timezone
+
+from events.models import OutboxEvent
+from events.schemas import topic_of, validate_event
+
+NOTIFY_CHANNEL = "outbox"
+
+
+class NotInTransaction(RuntimeError):
+    """emit() outside transaction.atomic(): the event could outlive a change that rolls back."""
+
+
+def serialise(event):
+    """The exact bytes that go on the wire (compact UTF-8 JSON)."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+
+def emit(event, *, key):
+    """Store ``event`` for publication with Kafka key ``key`` (the task id), in the current transaction.
+
+    Raises InvalidEvent when the event breaks its schema (a bug in the producer: it must fail
+    the change, not put a bad message on Kafka) and NotInTransaction outside ``atomic()``.
+
+    Per-key order on Kafka is the order of outbox ids, so two transactions emitting for the
+    same key must not overlap: lock the aggregate's row first (the task services do), and the
+    later transaction's rows get larger ids and commit after the earlier ones.
+    """
+    if not connection.in_atomic_block:
+        raise NotInTransaction("emit() must run inside transaction.atomic() with the change it describes")
+    validate_event(event)
+    return OutboxEvent.objects.create(
+        event_id=event["event_id"],
+        event_type=event["event_type"],
+        topic=topic_of(event["event_type"]),
+        key=str(key),
+        payload=serialise(event),
+    )
+
+
+def purge_sent(older_than=timedelta(days=1)):
+    """Delete rows Kafka confirmed more than ``older_than`` ago; return how many. Run periodically."""
+    deleted, _ = OutboxEvent.objects.filter(sent_at__lt=timezone.now() - older_than).delete()
+    return deleted

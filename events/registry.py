@@ -1,0 +1,118 @@
+"""The one registry of the system's consumers (Sentry style): name -> what ``run_consumer <name>`` runs.
+
+Each entry says which topic a service reads, under which consumer group (one group per service,
+CONTRACT.md section 4), which handler receives the validated events of which types, where dead
+letters go and how failures are retried. Handlers are plain functions in their app's
+``handlers.py``; they take the validated event dict and know nothing about Kafka.
+
+Later services add themselves here with ``register(ConsumerSpec(...))``.
+"""
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from events.schemas import EVENT_TYPES
+from events.topics import TASK_EVENTS, dead_letter_topic
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a failing handler is re-run before its event is dead-lettered.
+
+    ``max_attempts`` counts every run of the handler, the first included: 3 means one try and
+    two retries, waiting ``initial_backoff``, then ``initial_backoff * multiplier`` seconds
+    (each wait capped at ``max_backoff``).
+    """
+
+    max_attempts: int = 5
+    initial_backoff: float = 0.5
+    multiplier: float = 2.0
+    max_backoff: float = 30.0
+
+    def __post_init__(self):
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+    @classmethod
+    def from_settings(cls):
+        return cls(
+            max_attempts=settings.CONSUMER_RETRY_MAX_ATTEMPTS,
+            initial_backoff=settings.CONSUMER_RETRY_INITIAL_BACKOFF,
+            multiplier=settings.CONSUMER_RETRY_MULTIPLIER,
+            max_backoff=settings.CONSUMER_RETRY_MAX_BACKOFF,
+        )
+
+    def backoff(self, failed_attempt):
+        """Seconds to wait after the ``failed_attempt``-th run (1-based) failed."""
+        return min(self.initial_backoff * self.multiplier ** (failed_attempt - 1), self.max_backoff)
+
+    def total_backoff(self):
+        return sum(self.backoff(attempt) for attempt in range(1, self.max_attempts))
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    name: str
+    topic: str  # base name, see events.topics.topic_name
+    group: str  # base name, see events.topics.group_name
+    handler: object  # a callable or the dotted path of one: handler(event) -> None
+    # Optional, likewise: batch_handler([event, ...]) -> None with the effects of handler on each
+    # event, for events fetched together (fewer statements); failures are retried per event.
+    batch_handler: object = None
+    event_types: frozenset = field(default_factory=frozenset)  # empty: every type of the topic
+    dead_letter_topic: str = ""  # base name; defaults to "<topic>.dlq"
+    retry: RetryPolicy | None = None  # None: the CONSUMER_RETRY_* settings
+
+    def __post_init__(self):
+        object.__setattr__(self, "event_types", frozenset(self.event_types))
+        if not self.dead_letter_topic:
+            object.__setattr__(self, "dead_letter_topic", dead_letter_topic(self.topic))
+
+    def resolve_handler(self):
+        return _resolve(self.handler)
+
+    def resolve_batch_handler(self):
+        return _resolve(self.batch_handler)
+
+    def retry_policy(self):
+        return self.retry or RetryPolicy.from_settings()
+
+    def wants(self, event_type):
+        return not self.event_types or event_type in self.event_types
+
+
+def _resolve(handler):
+    return import_string(handler) if isinstance(handler, str) else handler
+
+
+CONSUMERS = {}
+
+
+def register(spec):
+    if spec.name in CONSUMERS:
+        raise ValueError(f"a consumer named {spec.name!r} is already registered")
+    CONSUMERS[spec.name] = spec
+    return spec
+
+
+def get_consumer(name):
+    try:
+        return CONSUMERS[name]
+    except KeyError:
+        raise KeyError(f"no consumer named {name!r}; registered: {', '.join(sorted(CONSUMERS))}") from None
+
+
+TASK_EVENT_TYPES = frozenset(name for name, (topic, _) in EVENT_TYPES.items() if topic == TASK_EVENTS)
+
+register(
+    ConsumerSpec(
+        name="audit",
+        topic=TASK_EVENTS,
+        group="audit-service",
+        handler="audit.handlers.record_task_event",
+        batch_handler="audit.handlers.record_task_events",
+        event_types=TASK_EVENT_TYPES,
+    )
+)

@@ -1,0 +1,675 @@
+"""The built-in chat interpreter: one plain-English message becomes task tool calls.
+
+Used when no language model is configured. It is deterministic: the same message, time zone
+and ``now`` always give the same calls, so it is tested phrase by phrase.
+
+    interpret("add buy milk tomorrow at 5pm #shopping", timezone="Europe/Paris", now=now)
+    -> Interpretation(tool_calls=[{"name": "add_task", "arguments": {
+           "title": "buy milk", "due_date": "2026-12-16T16:00:00Z", "tags": ["shopping"]}}])
+
+How a message is read:
+- Its first words decide the intent (reopen, complete, delete, update, list/search, add), by a
+  short list of patterns per intent, tried in that order.
+- An add message is then taken apart by extractors, each of which finds one kind of phrase,
+  records its value and cuts it out of the text: description ("note: ..."), tags ("#x"),
+  reminder ("remind me 1 hour before"), recurrence ("every Monday"), priority ("urgent",
+  "p2"), time ("at 5pm") and date ("tomorrow", "next Friday", "on Dec 20", "in 2 hours").
+  What is left is the title.
+- Times are wall-clock times in the user's time zone, converted to UTC (``...Z``). A date
+  without a time means 09:00; "morning" 09:00, "afternoon" 14:00, "evening" 18:00, "tonight"
+  20:00; a bare "at 8" is 08:00 (24-hour reading). A time without a date is today if still
+  ahead, else tomorrow. A weekday ("Friday", "this Friday") is the next such day, today
+  included while the time is still ahead; "next Friday" is the next such day after today. A
+  month and day without a year is the next such date from today on.
+- A recurring task without a date is first due at the rule's next occurrence after now.
+- Tags are lower-cased. Priorities: urgent, high, highest, p1 -> 1; medium, normal, p2 -> 2;
+  low, p3 -> 3; lowest, p4 -> 4.
+- "Show my tasks" lists open tasks; "all" lists every task, "completed" the completed ones.
+- Tasks named by title go out as ``task_title`` (see ``tasks.chat.tools``); reopening is
+  ``update_task`` with ``completed: false``.
+Anything else gets a plain "did not understand" reply and no tool call.
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from dateutil import rrule
+from dateutil.relativedelta import relativedelta
+
+from tasks.chat.tools import ADD_TASK, COMPLETE_TASK, DELETE_TASK, LIST_TASKS, UPDATE_TASK
+
+DEFAULT_TIME = time(9, 0)
+PART_OF_DAY_TIMES = {
+    "morning": time(9, 0),
+    "afternoon": time(14, 0),
+    "evening": time(18, 0),
+    "night": time(20, 0),
+    "tonight": time(20, 0),
+}
+
+HELP = (
+    "I can add, list, find, complete, reopen, move and delete tasks, for example: "
+    "\"add buy milk tomorrow at 5pm #shopping\", \"remind me to call mom on Friday at 6pm, 30 minutes before\", "
+    "\"add team meeting every Monday at 10am\", \"what's due today\", \"find tasks about milk\", "
+    "\"mark buy milk as done\", \"reopen groceries\", \"delete the dentist task\"."
+)
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    """The tool calls a message asks for, or, when there are none, the reply that says why."""
+
+    tool_calls: list = field(default_factory=list)
+    reply: str = ""
+
+    @property
+    def understood(self):
+        return bool(self.tool_calls)
+
+
+class NotUnderstood(Exception):
+    """The message is not one the interpreter can turn into tool calls; the text says why."""
+
+
+def interpret(message, *, timezone, now):
+    """Read ``message`` for a user in the IANA ``timezone`` at the aware datetime ``now``."""
+    clock = _Clock(ZoneInfo(timezone), now)
+    text = _normalize(message)
+    try:
+        for reader in _READERS:
+            call = reader(text, clock)
+            if call is not None:
+                return Interpretation(tool_calls=[call])
+        raise NotUnderstood(f"Sorry, I did not understand {message.strip()!r}.")
+    except NotUnderstood as error:
+        return Interpretation(reply=f"{error} {HELP}")
+
+
+class _Clock:
+    """The user's time zone and now, and the conversions between their wall time and UTC."""
+
+    def __init__(self, zone, now):
+        if now.tzinfo is None:
+            raise ValueError("now must be an aware datetime")
+        self.zone = zone
+        self.now = now.astimezone(zone)
+        self.today = self.now.date()
+
+    def at(self, day, wall_time):
+        return datetime.combine(day, wall_time, tzinfo=self.zone)
+
+
+def _utc(moment):
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _call(name, **arguments):
+    return {"name": name, "arguments": arguments}
+
+
+def _normalize(message):
+    text = " ".join(message.strip().split())
+    text = re.sub(r"[\s.!?]+$", "", text)
+    text = re.sub(r"^(?:(?:hey|hi|ok|okay|please|pls|can you|could you|would you|will you)[\s,]+)+", "", text, flags=re.I)
+    return re.sub(r"[\s,]+(?:please|pls|thanks|thank you)$", "", text, flags=re.I)
+
+
+# --- vocabulary --------------------------------------------------------------------------------
+
+WEEKDAYS = {
+    "monday": 0, "mon": 0, "tuesday": 1, "tue": 1, "tues": 1, "wednesday": 2, "wed": 2,
+    "thursday": 3, "thu": 3, "thur": 3, "thurs": 3, "friday": 4, "fri": 4, "saturday": 5, "sat": 5,
+    "sunday": 6, "sun": 6,
+}  # fmt: skip
+RRULE_DAYS = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"]
+FULL_WEEKDAY = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+ANY_WEEKDAY = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tues|tue|wed|thurs|thur|thu|fri|sat|sun)"
+WEEKDAY_LIST = rf"{ANY_WEEKDAY}s?(?:(?:\s*,\s*|\s+and\s+|\s*,\s*and\s+){ANY_WEEKDAY}s?)*"
+
+MONTHS = {
+    name: number
+    for number, names in enumerate(
+        [("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",),
+         ("jun", "june"), ("jul", "july"), ("aug", "august"), ("sep", "sept", "september"),
+         ("oct", "october"), ("nov", "november"), ("dec", "december")],
+        start=1,
+    )
+    for name in names
+}  # fmt: skip
+MONTH = r"(?:january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)"
+ORDINAL = r"(?:st|nd|rd|th)"
+
+NUMBER_WORDS = {
+    "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20,
+    "thirty": 30, "forty-five": 45,
+}  # fmt: skip
+AMOUNT = r"(?:\d+|a couple of|half an|forty-five|" + "|".join(sorted(NUMBER_WORDS, key=len, reverse=True)) + ")"
+DURATION_UNIT = r"(?:minutes?|mins?|hours?|hrs?|days?|weeks?)"
+
+PRIORITY_WORDS = {"urgent": 1, "highest": 1, "high": 1, "medium": 2, "normal": 2, "low": 3, "lowest": 4}
+
+
+def _amount(word):
+    word = word.lower()
+    if word == "half an":
+        return 0.5
+    if word == "a couple of":
+        return 2
+    return int(word) if word.isdigit() else NUMBER_WORDS[word]
+
+
+def _duration(amount, unit):
+    unit = unit.lower()
+    if unit.startswith(("minute", "min")):
+        return timedelta(minutes=amount)
+    if unit.startswith(("hour", "hr")):
+        return timedelta(hours=amount)
+    if unit.startswith("day"):
+        return timedelta(days=amount)
+    return timedelta(weeks=amount)
+
+
+def _weekdays(words):
+    days = []
+    for word in re.findall(ANY_WEEKDAY + "s?", words, flags=re.I):
+        word = word.lower()
+        day = WEEKDAYS[word if word in WEEKDAYS else word[:-1]]  # "mondays"
+        if day not in days:
+            days.append(day)
+    return sorted(days)
+
+
+# --- the text being taken apart -----------------------------------------------------------------
+
+
+class _Text:
+    """A message from which extractors cut the phrases they understood."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def take(self, pattern):
+        """Find ``pattern`` (case-insensitive), cut it out and return the match, or None."""
+        match = re.search(pattern, self.text, flags=re.I)
+        if match:
+            self.text = f"{self.text[: match.start()]} {self.text[match.end():]}"
+        return match
+
+
+# --- extractors: each one finds one kind of phrase ---------------------------------------------
+
+
+def _take_description(text):
+    match = text.take(r"(?:[\s,;:-]*)\b(?:notes?|description|details)\s*:\s*(?P<description>.+)$")
+    return match["description"].strip() if match else None
+
+
+def _take_tags(text):
+    tags = []
+    while match := text.take(r"(?<![\w#])#(?P<tag>[\w-]+)"):
+        tag = match["tag"].lower()
+        if tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def _take_priority(text):
+    match = text.take(
+        r"\b(?:with\s+|at\s+|as\s+)?(?:an?\s+)?(?:"
+        r"p(?P<p>[1-4])|priority\s*(?P<number>[1-4])"
+        r"|(?P<level>urgent|highest|high|medium|normal|lowest|low)\s+priority"
+        r"|priority\s+(?P<level_after>urgent|highest|high|medium|normal|lowest|low)"
+        r"|(?P<urgent>urgent(?:ly)?|asap))\b"
+    )
+    if not match:
+        return None
+    if match["p"] or match["number"]:
+        return int(match["p"] or match["number"])
+    if match["urgent"]:
+        return 1
+    return PRIORITY_WORDS[(match["level"] or match["level_after"]).lower()]
+
+
+@dataclass(frozen=True)
+class _Reminder:
+    before: timedelta | None = None  # "remind me 1 hour before"
+    at: time | None = None  # "remind me at 4pm" (on the due day)
+
+
+def _take_reminder(text):
+    lead = r"(?:[\s,;]*(?:and\s+)?)\b(?:remind\s+me|with\s+a\s+reminder|reminder|alert\s+me|notify\s+me)"
+    # "remind me 1 hour before", or after "remind me to ..." just ", 30 minutes before".
+    match = text.take(
+        rf"(?:{lead}\s+)?\b(?:(?P<amount>{AMOUNT})\s*(?P<unit>{DURATION_UNIT})|the\s+(?P<day>day))"
+        r"\s+(?:before|earlier|ahead|in\s+advance|prior)\b"
+    )
+    if match:
+        if match["day"]:
+            return _Reminder(before=timedelta(days=1))
+        return _Reminder(before=_duration(_amount(match["amount"]), match["unit"]))
+    match = text.take(lead + r"\s+at\s+(?P<time>[^,;]+?)(?=$|[,;]|\s+(?:and|with|on|#))")
+    if match:
+        wall_time = _take_time(_Text("at " + match["time"]))
+        if wall_time is None:
+            raise NotUnderstood(f"I could not read the reminder time {match['time']!r}.")
+        return _Reminder(at=wall_time)
+    return None
+
+
+@dataclass(frozen=True)
+class _Recurrence:
+    rule: str
+    wall_time: time | None = None  # "every morning"
+
+
+def _rule(freq, interval=1, **parts):
+    fields = [f"FREQ={freq}"] + ([f"INTERVAL={interval}"] if interval != 1 else [])
+    fields += [f"{name.upper()}={value}" for name, value in parts.items()]
+    return ";".join(fields)
+
+
+def _byday(days):
+    return ",".join(RRULE_DAYS[day] for day in days)
+
+
+def _take_recurrence(text):
+    if text.take(r"\b(?:every|each|on)\s+weekdays?\b|\bweekdays\b"):
+        return _Recurrence(_rule("WEEKLY", byday="MO,TU,WE,TH,FR"))
+    if text.take(r"\b(?:every|each|on)\s+weekends?\b"):
+        return _Recurrence(_rule("WEEKLY", byday="SA,SU"))
+    if match := text.take(r"\b(?:every|each)\s+(?P<part>morning|afternoon|evening|night)\b"):
+        return _Recurrence(_rule("DAILY"), PART_OF_DAY_TIMES[match["part"].lower()])
+    match = text.take(
+        r"\b(?:every|each)\s+(?:(?P<n>\d+|other|two|three|four|six)\s+)?(?P<unit>day|week|month|year)s?\b"
+        rf"(?:\s+on\s+(?:(?P<days>{WEEKDAY_LIST})|(?:the\s+)?(?P<monthday>\d{{1,2}}){ORDINAL}?|the\s+(?P<last>last)\s+day))?"
+    )
+    if match:
+        interval = {"other": 2}.get((match["n"] or "").lower()) or _amount(match["n"] or "1")
+        freq = {"day": "DAILY", "week": "WEEKLY", "month": "MONTHLY", "year": "YEARLY"}[match["unit"].lower()]
+        if match["days"]:
+            return _Recurrence(_rule(freq, interval, byday=_byday(_weekdays(match["days"]))))
+        if match["monthday"] or match["last"]:
+            return _Recurrence(_rule(freq, interval, bymonthday=-1 if match["last"] else int(match["monthday"])))
+        return _Recurrence(_rule(freq, interval))
+    if match := text.take(rf"\b(?:every|each)\s+(?P<days>{WEEKDAY_LIST})\b"):
+        return _Recurrence(_rule("WEEKLY", byday=_byday(_weekdays(match["days"]))))
+    if match := text.take(
+        rf"\b(?:(?:on\s+)?the\s+|every\s+)(?P<monthday>\d{{1,2}}){ORDINAL}\s+(?:day\s+)?of\s+(?:every|each|the)\s+month\b"
+    ):
+        return _Recurrence(_rule("MONTHLY", bymonthday=int(match["monthday"])))
+    if match := text.take(r"\b(?P<freq>daily|weekly|monthly|yearly|annually)\b"):
+        word = match["freq"].lower()
+        return _Recurrence(_rule({"daily": "DAILY", "weekly": "WEEKLY", "monthly": "MONTHLY"}.get(word, "YEARLY")))
+    return None
+
+
+def _take_time(text):
+    """A wall-clock time: "at 5pm", "5:30 pm", "at 18:00", "at noon", "at 8" (08:00)."""
+    at = r"(?:\b(?:at|by|@)\s*)"
+    if match := text.take(rf"{at}?\b(?P<named>noon|midday|midnight)\b"):
+        return time(0, 0) if match["named"].lower() == "midnight" else time(12, 0)
+    if match := text.take(rf"{at}?\b(?P<hour>\d{{1,2}})(?::(?P<minute>\d{{2}}))?\s*(?P<half>[ap])\.?m\b\.?"):
+        hour, minute = int(match["hour"]), int(match["minute"] or 0)
+        if not 1 <= hour <= 12 or minute > 59:
+            raise NotUnderstood(f"{match[0].strip()!r} is not a time of day.")
+        return time(hour % 12 + (12 if match["half"].lower() == "p" else 0), minute)
+    match = text.take(rf"{at}?\b(?P<hour>\d{{1,2}})[:h](?P<minute>\d{{2}})\b") or text.take(
+        rf"{at}\b(?P<hour>\d{{1,2}})\b(?!\s*(?:{DURATION_UNIT}|{ORDINAL}|%|/|-|\.\d))(?:\s*o'?clock)?"
+    )
+    if match:
+        hour, minute = int(match["hour"]), int(match.groupdict().get("minute") or 0)
+        if hour > 23 or minute > 59:
+            raise NotUnderstood(f"{match[0].strip()!r} is not a time of day.")
+        return time(hour, minute)
+    return None
+
+
+@dataclass(frozen=True)
+class _When:
+    """A date phrase: a day (with the time its words imply), or an exact instant ("in 2 hours")."""
+
+    day: date | None = None
+    implied_time: time | None = None
+    instant: datetime | None = None
+    # A weekday without "next" may be today, but only while the time is still ahead.
+    may_be_today: bool = False
+
+
+def _date(year, month, day, phrase):
+    try:
+        return date(year, month, day)
+    except ValueError:
+        raise NotUnderstood(f"{phrase.strip()!r} is not a date.") from None
+
+
+def _next_weekday(clock, weekday, *, include_today):
+    ahead = (weekday - clock.today.weekday()) % 7
+    if ahead == 0 and not include_today:
+        ahead = 7
+    return clock.today + timedelta(days=ahead)
+
+
+def _take_date(text, clock):
+    """A date phrase, or None: relative, named day, weekday, month and day, or ISO date."""
+    part = r"(?:\s+(?:in\s+the\s+|at\s+)?(?P<part>morning|afternoon|evening|night))?"
+    if match := text.take(rf"\bin\s+(?P<amount>{AMOUNT})\s*(?P<unit>{DURATION_UNIT}|months?)\b"):
+        amount, unit = _amount(match["amount"]), match["unit"].lower()
+        if unit.startswith(("min", "hour", "hr")):
+            # An exact delay: counted in UTC, so that it stays exact across a DST change.
+            return _When(instant=clock.now.astimezone(UTC) + _duration(amount, unit))
+        if unit.startswith("month"):
+            return _When(day=clock.today + relativedelta(months=int(amount)))
+        return _When(day=clock.today + _duration(int(amount), unit))
+    if text.take(r"\b(?:on\s+)?(?:the\s+)?day\s+after\s+tomorrow\b"):
+        return _When(day=clock.today + timedelta(days=2))
+    if text.take(r"\btonight\b"):
+        return _When(day=clock.today, implied_time=PART_OF_DAY_TIMES["tonight"])
+    if match := text.take(rf"\b(?:(?P<named>today|tomorrow|tmrw|tmr)|this(?=\s+(?:morning|afternoon|evening))){part}\b"):
+        offset = 0 if (match["named"] or "today").lower() == "today" else 1
+        return _When(day=clock.today + timedelta(days=offset), implied_time=_part_time(match["part"]))
+    if text.take(r"\bnext\s+week\b"):
+        return _When(day=_next_weekday(clock, 0, include_today=False))
+    if text.take(r"\b(?:this\s+|on\s+the\s+)?weekend\b"):
+        return _When(day=_next_weekday(clock, 5, include_today=True))
+    match = text.take(rf"\b(?:(?P<which>next|this|coming|on)\s+(?P<day>{ANY_WEEKDAY})|(?P<bare>{FULL_WEEKDAY})){part}\b")
+    if match:
+        weekday = WEEKDAYS[(match["day"] or match["bare"]).lower()]
+        is_next = (match["which"] or "").lower() == "next"
+        return _When(
+            day=_next_weekday(clock, weekday, include_today=not is_next),
+            implied_time=_part_time(match["part"]),
+            may_be_today=not is_next,
+        )
+    if match := text.take(rf"\b(?:on\s+)?(?P<month>{MONTH})\.?\s+(?P<day>\d{{1,2}}){ORDINAL}?(?:,?\s+(?P<year>\d{{4}}))?\b"):
+        return _When(day=_month_day(clock, match))
+    if match := text.take(
+        rf"\b(?:on\s+)?(?:the\s+)?(?P<day>\d{{1,2}}){ORDINAL}?\s+(?:of\s+)?(?P<month>{MONTH})\b\.?(?:,?\s+(?P<year>\d{{4}}))?"
+    ):
+        return _When(day=_month_day(clock, match))
+    if match := text.take(r"\b(?:on\s+)?(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})\b"):
+        return _When(day=_date(int(match["year"]), int(match["month"]), int(match["day"]), match[0]))
+    if match := text.take(rf"\bon\s+the\s+(?P<day>\d{{1,2}}){ORDINAL}\b"):
+        day = int(match["day"])
+        for months_ahead in range(3):  # the next month that has this day, from this month on
+            first = clock.today.replace(day=1) + relativedelta(months=months_ahead)
+            try:
+                candidate = first.replace(day=day)
+            except ValueError:
+                continue
+            if candidate >= clock.today:
+                return _When(day=candidate)
+        raise NotUnderstood(f"{match[0].strip()!r} is not a date.")
+    return None
+
+
+def _part_time(part):
+    return PART_OF_DAY_TIMES[part.lower()] if part else None
+
+
+def _month_day(clock, match):
+    """The date of "Dec 20" / "20th of December": the given year, else the next one from today."""
+    month, day = MONTHS[match["month"].lower()], int(match["day"])
+    if match["year"]:
+        return _date(int(match["year"]), month, day, match[0])
+    for year in range(clock.today.year, clock.today.year + 9):  # Feb 29 waits for a leap year
+        try:
+            candidate = date(year, month, day)
+        except ValueError:
+            continue
+        if candidate >= clock.today:
+            return candidate
+    raise NotUnderstood(f"{match[0].strip()!r} is not a date.")
+
+
+def _due(clock, when, wall_time):
+    """The due moment of a date phrase and a time, either of which may be missing."""
+    if when is not None and when.instant is not None:
+        if wall_time is not None:
+            raise NotUnderstood("Please give either a time of day or a delay like 'in 2 hours', not both.")
+        return when.instant.replace(second=0, microsecond=0)
+    if when is None:
+        if wall_time is None:
+            return None
+        due = clock.at(clock.today, wall_time)
+        return due if due > clock.now else clock.at(clock.today + timedelta(days=1), wall_time)
+    due = clock.at(when.day, wall_time or when.implied_time or DEFAULT_TIME)
+    if when.may_be_today and when.day == clock.today and due <= clock.now:
+        due = clock.at(when.day + timedelta(days=7), wall_time or when.implied_time or DEFAULT_TIME)
+    return due
+
+
+def _first_occurrence(clock, recurrence, wall_time):
+    """The first time after now that a recurrence without a start date falls on.
+
+    The interval is left out for this search: "every 2 weeks on Tuesday" starts next Tuesday,
+    and the series counts its two weeks from there.
+    """
+    rule = ";".join(part for part in recurrence.rule.split(";") if not part.startswith("INTERVAL="))
+    start = clock.at(clock.today, wall_time or recurrence.wall_time or DEFAULT_TIME)
+    return rrule.rrulestr(rule, dtstart=start).after(clock.now)
+
+
+def _clean_title(words):
+    """The title left after the extractors took their phrases: no dangling little words."""
+    filler = (
+        r"to|a|an|the|task|todo|to-do|new|reminder|that|called|named|titled|on|at|by|for|due|with|and|"
+        r"in|from|starting|every|of|remind me|priority|to my (?:todo |to-do )?list|on my list"
+    )
+    title = " ".join(words.split())
+    previous = None
+    while title != previous:
+        previous = title
+        # Whole words only: the "in" of "check-in" stays.
+        title = re.sub(rf"^(?:(?:{filler})(?=\s|$)|[\s,;:.\-–—]+)\s*", "", title, flags=re.I)
+        title = re.sub(rf"\s*(?:(?:^|(?<=\s))(?:{filler})|[\s,;:\-–—]+)$", "", title, flags=re.I)
+        title = re.sub(r"\s+([,;:])", r"\1", title)
+        title = " ".join(title.split())
+    title = re.sub(r"^(['\"“‘])(.*)(['\"”’])$", r"\2", title).strip()
+    return title
+
+
+# --- intents -------------------------------------------------------------------------------------
+
+_TASK_REFERENCE_FILLER = r"(?:the|my|a|this|that|task|tasks|todo|to-do|item|called|named|titled)"
+
+
+def _task_reference(words):
+    """The arguments that name one task: ``task_id`` for a uuid, else ``task_title``."""
+    ref = " ".join(words.split())
+    ref = re.sub(rf"^(?:{_TASK_REFERENCE_FILLER}\s+)+", "", ref, flags=re.I)
+    ref = re.sub(rf"(?:\s+{_TASK_REFERENCE_FILLER})+$", "", ref, flags=re.I)
+    ref = re.sub(r"^(['\"“‘])(.*)(['\"”’])$", r"\2", ref).strip()
+    if re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", ref, flags=re.I):
+        return {"task_id": ref.lower()}
+    if not ref or re.fullmatch(r"(?:it|that|this|them|as|one|the\s+one|everything|all)", ref, flags=re.I):
+        raise NotUnderstood("Which task? Please name it by its title.")
+    return {"task_title": ref}
+
+
+def _first_match(patterns, text):
+    for pattern in patterns:
+        if match := re.fullmatch(pattern, text, flags=re.I):
+            return match
+    return None
+
+
+REOPEN_PATTERNS = [
+    r"(?:reopen|re-open|un-?complete|undo|restore|unfinish)\s+(?P<ref>.+)",
+    r"(?:mark|set)\s+(?P<ref>.+?)\s+(?:as\s+)?(?:not\s+done|undone|open|incomplete|not\s+completed|not\s+finished|to\s+do|pending)",
+]
+COMPLETE_PATTERNS = [
+    r"(?:mark|set|tick|check)\s+(?P<ref>.+?)\s+(?:as\s+)?(?:done|complete|completed|finished)",
+    r"(?:complete|finish|check\s+off|tick\s+off|cross\s+off|close)\s+(?P<ref>.+)",
+    r"(?:i\s+)?(?:have\s+|'ve\s+|just\s+)?(?:finished|completed|did|done\s+with)\s+(?P<ref>.+)",
+    r"(?P<ref>.+?)\s+is\s+(?:done|finished|complete|completed)",
+]
+DELETE_PATTERNS = [r"(?:delete|remove|erase|trash|drop|cancel|get\s+rid\s+of|forget(?:\s+about)?)\s+(?P<ref>.+)"]
+
+
+def _read_reopen(text, clock):
+    if match := _first_match(REOPEN_PATTERNS, text):
+        return _call(UPDATE_TASK, **_task_reference(match["ref"]), completed=False)
+    return None
+
+
+def _read_complete(text, clock):
+    if match := _first_match(COMPLETE_PATTERNS, text):
+        return _call(COMPLETE_TASK, **_task_reference(match["ref"]))
+    return None
+
+
+def _read_delete(text, clock):
+    if match := _first_match(DELETE_PATTERNS, text):
+        return _call(DELETE_TASK, **_task_reference(match["ref"]))
+    return None
+
+
+def _read_update(text, clock):
+    """Move a task to another time, rename it, or change its priority."""
+    if match := _first_match(
+        [
+            r"(?:move|reschedule|postpone|push(?:\s+back)?|delay)\s+(?P<ref>.+?)\s+(?:to|until|till)\s+(?P<when>.+)",
+            r"(?:set|change)\s+(?:the\s+)?due\s+date\s+(?:of|for)\s+(?P<ref>.+?)\s+to\s+(?P<when>.+)",
+        ],
+        text,
+    ):
+        when_text = _Text(match["when"])
+        wall_time = _take_time(when_text)
+        due = _due(clock, _take_date(when_text, clock), wall_time)
+        if due is None or _clean_title(when_text.text):
+            raise NotUnderstood(f"I could not read the new date {match['when']!r}.")
+        return _call(UPDATE_TASK, **_task_reference(match["ref"]), due_date=_utc(due))
+    if match := _first_match(
+        [
+            r"rename\s+(?P<ref>.+?)\s+(?:to|as)\s+(?P<title>.+)",
+            r"(?:change|set)\s+(?:the\s+)?(?:title|name)\s+(?:of|for)\s+(?P<ref>.+?)\s+to\s+(?P<title>.+)",
+        ],
+        text,
+    ):
+        title = re.sub(r"^(['\"“‘])(.*)(['\"”’])$", r"\2", match["title"].strip())
+        return _call(UPDATE_TASK, **_task_reference(match["ref"]), title=title)
+    if match := _first_match(
+        [
+            r"(?:set|change|make)\s+(?:the\s+)?priority\s+(?:of|for)\s+(?P<ref>.+?)\s+(?:to\s+)?(?P<priority>.+)",
+            r"(?:make|mark|set)\s+(?P<ref>.+?)\s+(?:as\s+|to\s+)?(?P<priority>urgent|(?:highest|high|medium|normal|lowest|low)\s+priority|p[1-4]|priority\s+[1-4])",
+        ],
+        text,
+    ):
+        priority_text = _Text(match["priority"])
+        priority = _take_priority(priority_text) or PRIORITY_WORDS.get(priority_text.text.strip().lower())
+        if priority is None:
+            raise NotUnderstood(f"I could not read the priority {match['priority']!r}; say urgent, high, medium, low or p1 to p4.")
+        return _call(UPDATE_TASK, **_task_reference(match["ref"]), priority=priority)
+    return None
+
+
+LIST_START = r"^(?:show|list|display|get|give|see|view|what|what's|whats|what\s+is|what\s+are|which|any|do\s+i\s+have|tell\s+me|how\s+many)\b"
+LIST_SUBJECT = r"\b(?:tasks?|todos?|to-dos?|to\s+do|due|overdue|agenda|list)\b"
+SEARCH_START = r"^(?:find|search|look\s+(?:for|up))\b(?:\s+for\b)?"
+
+
+def _read_list(text, clock):
+    """List or search the user's tasks: state, priority, tags, a due window, search words."""
+    rest = _Text(text)
+    is_search = rest.take(SEARCH_START) is not None
+    if not is_search and not (re.match(LIST_START, text, flags=re.I) and re.search(LIST_SUBJECT, text, flags=re.I)):
+        return None
+    arguments = {}
+    tags = _take_tags(rest)
+    if tags:
+        arguments["tag"] = tags
+    if (priority := _take_priority(rest)) is not None:
+        arguments["priority"] = priority
+    if rest.take(r"\b(?:completed|done|finished|closed)\b"):
+        arguments["completed"] = True
+    elif rest.take(r"\b(?:all|every)\b") is None:
+        rest.take(r"\b(?:open|pending|incomplete|remaining|unfinished|outstanding|left)\b")
+        arguments["completed"] = False
+    if rest.take(r"\boverdue\b|\bpast\s+due\b|\blate\b"):
+        arguments["due_before"] = _utc(clock.now)
+    elif rest.take(r"\bthis\s+week\b"):
+        end = _next_weekday(clock, 6, include_today=True)
+        arguments.update(due_after=_utc(clock.at(clock.today, time(0))), due_before=_utc(clock.at(end, time(23, 59, 59))))
+    elif when := _take_date(rest, clock):
+        day = (when.instant.astimezone(clock.zone).date()) if when.instant else when.day
+        arguments.update(due_after=_utc(clock.at(day, time(0))), due_before=_utc(clock.at(day, time(23, 59, 59))))
+    search = rest.take(r"\b(?:about|containing|mentioning|matching|with|called|named|titled|for|like)\s+(?P<words>.+)$")
+    words = search["words"] if search else (rest.text if is_search else "")
+    words = re.sub(r"^(?:\s*(?:my|the|all|any)\b)*\s*(?:(?:tasks?|todos?|to-dos?)\b)?\s*", "", words, flags=re.I)
+    words = re.sub(r"^(?:about|containing|mentioning|matching|with|called|named|for)\s+", "", words.strip(), flags=re.I)
+    words = re.sub(r"^(['\"“‘])(.*)(['\"”’])$", r"\2", words.strip()).strip()
+    if words:
+        arguments["search"] = words
+    elif is_search:
+        raise NotUnderstood("What should I search for?")
+    return _call(LIST_TASKS, **arguments)
+
+
+ADD_PATTERNS = [
+    r"(?P<remind>remind\s+me)\s+(?:to\s+|about\s+)?(?P<rest>.+)",
+    r"(?:add|create|new|make|put|schedule|set\s+up|plan|note|jot\s+down)\s+(?:me\s+)?(?:a\s+)?(?:new\s+)?"
+    r"(?:(?:task|todo|to-do|item)\b\s*(?::|to\b|called\b|named\b|titled\b)?)?\s*(?P<rest>.+)",
+    r"(?:i\s+(?:need|have|must|should|want)\s+to|don't\s+forget\s+to|do\s+not\s+forget\s+to|todo:?|to-do:?)\s+(?P<rest>.+)",
+]
+
+
+def _read_add(text, clock):
+    match = _first_match(ADD_PATTERNS, text)
+    if not match:
+        return None
+    rest = _Text(match["rest"])
+    description = _take_description(rest)
+    tags = _take_tags(rest)
+    reminder = _take_reminder(rest)
+    recurrence = _take_recurrence(rest)
+    priority = _take_priority(rest)
+    wall_time = _take_time(rest)
+    when = _take_date(rest, clock)
+    title = _clean_title(rest.text)
+    if not title:
+        raise NotUnderstood("What should the task be called?")
+    if len(title) > 200:
+        raise NotUnderstood("That title is longer than 200 characters; please shorten it.")
+
+    if recurrence is not None and when is None:
+        due = _first_occurrence(clock, recurrence, wall_time)
+    else:
+        due = _due(clock, when, wall_time)
+    arguments = {"title": title}
+    if description:
+        arguments["description"] = description
+    if due is not None:
+        arguments["due_date"] = _utc(due)
+    if reminder is not None or match.groupdict().get("remind"):
+        if due is None:
+            if reminder is not None:
+                raise NotUnderstood("A reminder needs a due date: say when the task is due, e.g. 'tomorrow at 5pm'.")
+        else:
+            arguments["remind_at"] = _utc(_remind_at(clock, due, reminder))
+    if priority is not None:
+        arguments["priority"] = priority
+    if tags:
+        arguments["tags"] = tags
+    if recurrence is not None:
+        arguments["recurrence_rule"] = recurrence.rule
+    return _call(ADD_TASK, **arguments)
+
+
+def _remind_at(clock, due, reminder):
+    """When to remind: at the due time, some time before it, or at a wall time on the due day
+    (the day before when that time of the due day is already past the due time)."""
+    if reminder is None:
+        return due
+    if reminder.before is not None:
+        # Hours and minutes before are exact; days before keep the wall time across a DST change.
+        return due - reminder.before if reminder.before.days else due.astimezone(UTC) - reminder.before
+    due_local = due.astimezone(clock.zone)
+    remind = clock.at(due_local.date(), reminder.at)
+    return remind if remind <= due_local else clock.at(due_local.date() - timedelta(days=1), reminder.at)
+
+
+# Intents in the order they are tried: the specific ones before "add", which takes anything.
+_READERS = [_read_reopen, _read_complete, _read_delete, _read_update, _read_list, _read_add]

@@ -1,0 +1,80 @@
+"""Input shapes of the API: types and formats. Domain rules live in the model and services."""
+
+from rest_framework import serializers
+
+from events.schemas import utc_timestamp
+from tasks.models import HIGHEST_PRIORITY, LOWEST_PRIORITY, MAX_TAG_LENGTH, MAX_TAGS
+from tasks.selectors import DEFAULT_ORDERING, ORDERINGS
+
+
+class StringField(serializers.CharField):
+    """A JSON string, nothing else: numbers and booleans are not silently turned into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class UTCDateTimeField(serializers.DateTimeField):
+    """Reads any ISO 8601 time (naive = the current, i.e. the user's, time zone); writes UTC with Z."""
+
+    def to_internal_value(self, value):
+        if not isinstance(value, str):
+            self.fail("invalid", format="ISO 8601")
+        try:
+            return super().to_internal_value(value)
+        except (OverflowError, ValueError):
+            self.fail("invalid", format="ISO 8601")
+
+    def to_representation(self, value):
+        return utc_timestamp(value) if value else None
+
+
+class TaskInputSerializer(serializers.Serializer):
+    """POST and PUT give every field (missing ones take their defaults); PATCH only some."""
+
+    title = StringField(max_length=200)
+    description = StringField(required=False, allow_blank=True, trim_whitespace=False, default="")
+    due_date = UTCDateTimeField(required=False, allow_null=True, default=None)
+    remind_at = UTCDateTimeField(required=False, allow_null=True, default=None)
+    priority = serializers.IntegerField(
+        required=False, min_value=HIGHEST_PRIORITY, max_value=LOWEST_PRIORITY, default=LOWEST_PRIORITY
+    )
+    recurrence_rule = StringField(required=False, allow_null=True, max_length=500, default=None)
+    tags = serializers.ListField(
+        child=StringField(max_length=MAX_TAG_LENGTH), required=False, max_length=MAX_TAGS, default=list
+    )
+    parent_task_id = serializers.UUIDField(required=False, allow_null=True, default=None)
+
+    def validate_recurrence_rule(self, value):
+        return value or None  # "" means "no recurrence"
+
+
+class TaskFilterSerializer(serializers.Serializer):
+    completed = serializers.BooleanField(required=False)
+    priority = serializers.IntegerField(required=False, min_value=HIGHEST_PRIORITY, max_value=LOWEST_PRIORITY)
+    tag = serializers.ListField(child=StringField(max_length=MAX_TAG_LENGTH), required=False)
+    search = StringField(required=False, max_length=200)
+    due_before = UTCDateTimeField(required=False)
+    due_after = UTCDateTimeField(required=False)
+    ordering = serializers.ChoiceField(choices=list(ORDERINGS), required=False, default=DEFAULT_ORDERING)
+
+
+class RegisterSerializer(serializers.Serializer):
+    username = StringField(max_length=150)
+    password = StringField(trim_whitespace=False, write_only=True)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    timezone = StringField(required=False, max_length=64, default="UTC")
+
+
+class TokenSerializer(serializers.Serializer):
+    username = StringField()
+    password = StringField(trim_whitespace=False)
+
+
+class UserSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    username = serializers.CharField()
+    email = serializers.CharField()
+    timezone = serializers.CharField()

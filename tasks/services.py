@@ -1,0 +1,184 @@
+"""The only code that creates, changes, completes, reopens or deletes a task (and registers users).
+
+Each service runs in one transaction: it locks the task row, applies the change, bumps
+``version`` and emits the events of CONTRACT.md section 4's emission table through the outbox,
+so the events exist if and only if the change committed, in per-task order. Callers (the REST
+API, MCP tools, the recurrence consumer) pass an ``EventContext`` naming the source and the
+correlation id. Invalid input raises django.core.exceptions.ValidationError with field errors.
+"""
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from events.outbox import emit
+from tasks.events import reminder_event, sync_event, task_event, task_object
+from tasks.models import Task, User
+
+EDITABLE_FIELDS = frozenset(
+    {"title", "description", "due_date", "remind_at", "priority", "recurrence_rule", "tags", "parent_task_id"}
+)
+
+
+def _check_fields(fields):
+    unknown = set(fields) - EDITABLE_FIELDS
+    if unknown:
+        raise TypeError(f"not editable task fields: {sorted(unknown)}")
+
+
+def _validate(task):
+    # Field validators and Task.clean(); the user is set by the service, uniqueness is the pk's.
+    task.full_clean(exclude=["user"], validate_unique=False, validate_constraints=False)
+
+
+def _lock(task):
+    """The current row, locked until commit: concurrent changes of one task run one after another,
+    so versions never collide and their outbox rows commit in id order."""
+    return Task.objects.select_for_update().get(pk=task.pk)
+
+
+def _pending_reminder(task):
+    """The reminder a task has pending, as the data its reminder events need, or None."""
+    if task.remind_at is None or task.completed:
+        return None
+    return {
+        "task_id": task.id,
+        "title": task.title,
+        "due_date": task.due_date,
+        "remind_at": task.remind_at,
+        "user_id": task.user_id,
+    }
+
+
+def _when(reminder):
+    return None if reminder is None else (reminder["remind_at"], reminder["due_date"])
+
+
+def _emit(task_id, events):
+    for event in events:
+        emit(event, key=task_id)
+
+
+@transaction.atomic
+def task_create(*, user, context, **fields):
+    _check_fields(fields)
+    task = Task(user=user, **fields)
+    _validate(task)
+    task.save()
+    obj = task_object(task)
+    events = [task_event("task.created", obj, context)]
+    if reminder := _pending_reminder(task):
+        events.append(reminder_event("reminder.scheduled", **reminder, context=context))
+    events.append(sync_event("created", obj, context))
+    _emit(task.id, events)
+    return task
+
+
+@transaction.atomic
+def task_update(*, task, context, **changes):
+    """Apply ``changes``. A change that changes nothing is not a change: no new version, no events."""
+    _check_fields(changes)
+    task = _lock(task)
+    before = _pending_reminder(task)
+    changed = {name: value for name, value in changes.items() if getattr(task, name) != value}
+    if not changed:
+        return task
+    for name, value in changed.items():
+        setattr(task, name, value)
+    _validate(task)
+    task.version += 1
+    task.save()
+    after = _pending_reminder(task)
+    obj = task_object(task)
+    events = [task_event("task.updated", obj, context)]
+    if _when(before) != _when(after):
+        if before:
+            events.append(reminder_event("reminder.cancelled", **before, context=context))
+        if after:
+            events.append(reminder_event("reminder.scheduled", **after, context=context))
+    events.append(sync_event("updated", obj, context))
+    _emit(task.id, events)
+    return task
+
+
+@transaction.atomic
+def task_complete(*, task, context):
+    """Complete the task; completing a completed task changes nothing and emits nothing."""
+    task = _lock(task)
+    if task.completed:
+        return task
+    reminder = _pending_reminder(task)
+    task.completed = True
+    task.completed_at = timezone.now()
+    task.version += 1
+    task.save()
+    obj = task_object(task)
+    events = [task_event("task.completed", obj, context)]
+    if reminder:
+        events.append(reminder_event("reminder.cancelled", **reminder, context=context))
+    events.append(sync_event("updated", obj, context))
+    _emit(task.id, events)
+    return task
+
+
+@transaction.atomic
+def task_reopen(*, task, context):
+    """Reopen a completed task; reopening an open task changes nothing and emits nothing."""
+    task = _lock(task)
+    if not task.completed:
+        return task
+    task.completed = False
+    task.completed_at = None
+    task.version += 1
+    task.save()
+    obj = task_object(task)
+    events = [task_event("task.updated", obj, context)]
+    reminder = _pending_reminder(task)
+    if reminder and reminder["remind_at"] > timezone.now():
+        events.append(reminder_event("reminder.scheduled", **reminder, context=context))
+    events.append(sync_event("updated", obj, context))
+    _emit(task.id, events)
+    return task
+
+
+@transaction.atomic
+def task_delete(*, task, context):
+    """Delete the task. Its events carry its last state, one version after the previous one."""
+    task = _lock(task)
+    reminder = _pending_reminder(task)
+    task.version += 1
+    task.updated_at = timezone.now()
+    obj = task_object(task)
+    task_id = task.id
+    task.delete()
+    events = [task_event("task.deleted", obj, context)]
+    if reminder:
+        events.append(reminder_event("reminder.cancelled", **reminder, context=context))
+    events.append(sync_event("deleted", obj, context))
+    _emit(task_id, events)
+
+
+@transaction.atomic
+def user_register(*, username, password, email="", timezone="UTC"):
+    """A new user and their API token. Raises ValidationError naming the bad fields."""
+    user = User(username=username, email=email, timezone=timezone)
+    errors = {}
+    try:
+        user.full_clean(exclude=["password"])
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        errors["password"] = exc.messages
+    if errors:
+        raise ValidationError(errors)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:  # the same name registered concurrently, after full_clean looked
+        raise ValidationError({"username": ["A user with that username already exists."]}) from None
+    return user, Token.objects.create(user=user)

@@ -1,0 +1,192 @@
+"""The REST API of CONTRACT.md section 2: thin views over tasks.selectors and tasks.services."""
+
+import zoneinfo
+
+from django.contrib.auth import authenticate
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from events.schemas import TASK_OBJECT
+from tasks import selectors, services
+from tasks.events import EventContext, task_object
+from tasks.serializers import (
+    RegisterSerializer,
+    TaskFilterSerializer,
+    TaskInputSerializer,
+    TokenSerializer,
+    UserSerializer,
+)
+
+SOURCE = "todo-api"
+
+
+class TaskPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def event_context(request):
+    return EventContext(source=SOURCE, correlation_id=request.correlation_id)
+
+
+def validated(serializer_class, request, data, **kwargs):
+    """Validate ``data``, reading naive times in the user's time zone; 400 with field errors."""
+    serializer = serializer_class(data=data, **kwargs)
+    with timezone.override(zoneinfo.ZoneInfo(request.user.timezone)):
+        serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def call_service(service, **kwargs):
+    """Run a service; its ValidationError (a domain rule) becomes a 400 with field errors."""
+    try:
+        return service(**kwargs)
+    except DjangoValidationError as exc:
+        raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
+
+
+def openapi_3_0(schema):
+    """JSON Schema 2020-12 -> OpenAPI 3.0: ``"type": [T, "null"]`` becomes ``T`` + ``nullable``."""
+    if isinstance(schema, list):
+        return [openapi_3_0(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: openapi_3_0(value) for key, value in schema.items()}
+    if isinstance(converted.get("type"), list):
+        types = [name for name in converted["type"] if name != "null"]
+        converted["type"] = types[0]
+        converted["nullable"] = len(types) < len(schema["type"])
+    return converted
+
+
+# The task object is defined once, in events.schemas; the OpenAPI document reuses it.
+TASK_SCHEMA = openapi_3_0(TASK_OBJECT)
+TASK_RESPONSE = {200: TASK_SCHEMA}
+
+
+class TaskListApi(APIView):
+    @extend_schema(
+        operation_id="tasks_list",
+        parameters=[
+            TaskFilterSerializer,
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int, description="up to 200"),
+        ],
+        responses={
+            200: {
+                "type": "object",
+                "title": "PaginatedTaskList",
+                "properties": {
+                    "count": {"type": "integer"},
+                    "next": {"type": "string", "nullable": True},
+                    "previous": {"type": "string", "nullable": True},
+                    "results": {"type": "array", "items": TASK_SCHEMA},
+                },
+            }
+        },
+    )
+    def get(self, request):
+        params = request.query_params.dict()
+        if "tag" in request.query_params:
+            params["tag"] = request.query_params.getlist("tag")
+        filters = validated(TaskFilterSerializer, request, params)
+        tasks = selectors.task_list(user=request.user, tags=filters.pop("tag", ()), **filters)
+        paginator = TaskPagination()
+        page = paginator.paginate_queryset(tasks, request, view=self)
+        return paginator.get_paginated_response([task_object(task) for task in page])
+
+    @extend_schema(request=TaskInputSerializer, responses={201: TASK_SCHEMA})
+    def post(self, request):
+        fields = validated(TaskInputSerializer, request, request.data)
+        task = call_service(services.task_create, user=request.user, context=event_context(request), **fields)
+        return Response(task_object(task), status=status.HTTP_201_CREATED)
+
+
+class TaskDetailApi(APIView):
+    @extend_schema(responses=TASK_RESPONSE)
+    def get(self, request, task_id):
+        return Response(task_object(selectors.task_get(user=request.user, task_id=task_id)))
+
+    @extend_schema(request=TaskInputSerializer, responses=TASK_RESPONSE)
+    def put(self, request, task_id):
+        return self._update(request, task_id, partial=False)
+
+    @extend_schema(request=TaskInputSerializer(partial=True), responses=TASK_RESPONSE)
+    def patch(self, request, task_id):
+        return self._update(request, task_id, partial=True)
+
+    def _update(self, request, task_id, *, partial):
+        task = selectors.task_get(user=request.user, task_id=task_id)
+        changes = validated(TaskInputSerializer, request, request.data, partial=partial)
+        task = call_service(services.task_update, task=task, context=event_context(request), **changes)
+        return Response(task_object(task))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, task_id):
+        task = selectors.task_get(user=request.user, task_id=task_id)
+        services.task_delete(task=task, context=event_context(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TaskCompleteApi(APIView):
+    @extend_schema(request=None, responses=TASK_RESPONSE)
+    def post(self, request, task_id):
+        task = selectors.task_get(user=request.user, task_id=task_id)
+        return Response(task_object(services.task_complete(task=task, context=event_context(request))))
+
+
+class TaskReopenApi(APIView):
+    @extend_schema(request=None, responses=TASK_RESPONSE)
+    def post(self, request, task_id):
+        task = selectors.task_get(user=request.user, task_id=task_id)
+        return Response(task_object(services.task_reopen(task=task, context=event_context(request))))
+
+
+def user_data(user):
+    return {"id": str(user.id), "username": user.username, "email": user.email, "timezone": user.timezone}
+
+
+class RegisterApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=RegisterSerializer,
+        responses={201: inline_serializer("Registered", {"user": UserSerializer(), "token": serializers.CharField()})},
+    )
+    def post(self, request):
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user, token = call_service(services.user_register, **serializer.validated_data)
+        return Response({"user": user_data(user), "token": token.key}, status=status.HTTP_201_CREATED)
+
+
+class TokenApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=TokenSerializer, responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()})})
+    def post(self, request):
+        serializer = TokenSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = authenticate(request, **serializer.validated_data)
+        if user is None:
+            # DRF's convention for obtain-token: a 400 naming no field, not a 401 challenge.
+            raise ValidationError({"non_field_errors": ["Unable to log in with the given username and password."]})
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+class MeApi(APIView):
+    @extend_schema(responses=UserSerializer)
+    def get(self, request):
+        return Response(user_data(request.user))

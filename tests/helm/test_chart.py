@@ -1,0 +1,530 @@
+"""The Helm chart in helm/todo-platform: it lints and renders for every values profile, and every
+document it renders is valid for the API that will receive it.
+
+Validation is offline and strict (unknown fields are errors, as with `kubectl apply
+--validate=strict`):
+- Kubernetes kinds against the JSON schemas of the Kubernetes 1.37 API that the PyPI package
+  kubernetes-validate ships (generated from the API's OpenAPI document, "strict" variant);
+- Strimzi and Dapr resources against the openAPIV3Schema of their CRDs in ../shared/crds/, read
+  from the steering repository beside the clone. A missing folder fails the tests: a validation
+  that silently skips would prove nothing.
+KEDA publishes no CRD that is available offline here, so its resources get the behavioural checks
+at the end of this file instead; any other kind without a schema fails.
+
+helm itself is built from the Go module proxy into .cache/bin by scripts/tools.sh (`make tools`,
+a step of `make test`); the fixture runs the same script, which is a no-op once helm is built.
+"""
+
+import copy
+import re
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from events.topics import TOPICS, dead_letter_topic
+
+pytestmark = pytest.mark.timeout(1200)
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "todo-platform"
+CRD_DIR = ROOT.parent / "shared" / "crds"
+KUBERNETES_VERSION = "1.37.0"
+RELEASE = "todo"
+NAMESPACE = "todo"
+
+# Each profile is the list of values files of one `helm install`; the combination renders the
+# options together on the Kafka choice that needs SASL (credentials from the Secret).
+PROFILES = {
+    "default": [],
+    "strimzi": ["strimzi"],
+    "redpanda": ["redpanda"],
+    "redpanda-cloud": ["redpanda-cloud"],
+    "external": ["external"],
+    "dapr": ["dapr"],
+    "keda": ["keda"],
+    "redpanda-cloud+dapr+keda": ["redpanda-cloud", "dapr", "keda"],
+}
+
+# CONTRACT.md section 4: one consumer group per service.
+CONSUMER_GROUPS = {
+    "audit": ("task-events", "audit-service"),
+    "recurrence": ("task-events", "recurring-task-service"),
+    "notifications": ("reminders", "notification-service"),
+    "realtime": ("task-updates", "websocket-service"),
+    "scheduler": ("reminders", "reminder-scheduler"),
+}
+SECRET_VARIABLES = {"SECRET_KEY", "DATABASE_URL", "KAFKA_SASL_PASSWORD", "EMAIL_HOST_PASSWORD", "LLM_API_KEY"}
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+@pytest.fixture(scope="session")
+def helm():
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "tools.sh")], capture_output=True, text=True, timeout=1100)
+    assert result.returncode == 0, f"building helm failed:\n{result.stdout}\n{result.stderr}"
+    return str(ROOT / ".cache" / "bin" / "helm")
+
+
+def values_args(profile):
+    return [arg for name in PROFILES[profile] for arg in ("-f", str(CHART / "ci" / f"{name}-values.yaml"))]
+
+
+def render(helm, profile, *extra):
+    result = subprocess.run(
+        [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBERNETES_VERSION,
+         *values_args(profile), *extra],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="session")
+def rendered(helm):
+    return {profile: render(helm, profile) for profile in PROFILES}
+
+
+def of_kind(documents, kind):
+    return [doc for doc in documents if doc["kind"] == kind]
+
+
+def by_name(documents, kind):
+    return {doc["metadata"]["name"]: doc for doc in of_kind(documents, kind)}
+
+
+def full(name):
+    return f"{RELEASE}-todo-platform-{name}"
+
+
+# --- CRD schemas --------------------------------------------------------------------------------
+
+def strict_schema(schema):
+    """A CRD's structural schema as plain JSON Schema that, like the API server's strict field
+    validation, rejects fields it does not declare (the API server would silently prune them)."""
+    schema = copy.deepcopy(schema)
+
+    def tighten(node):
+        if isinstance(node, list):
+            for item in node:
+                tighten(item)
+            return
+        if not isinstance(node, dict):
+            return
+        if node.get("nullable") and isinstance(node.get("type"), str):
+            node["type"] = [node["type"], "null"]
+        if (
+            "properties" in node
+            and "additionalProperties" not in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            node["additionalProperties"] = False
+        for key, value in node.items():
+            if key == "properties":
+                for child in value.values():
+                    tighten(child)
+            elif key in {"items", "additionalProperties", "allOf", "anyOf", "oneOf", "not"}:
+                tighten(value)
+
+    tighten(schema)
+    # Object metadata is the API server's ObjectMeta, checked separately (see check_metadata).
+    schema["properties"]["metadata"] = {"type": "object"}
+    return schema
+
+
+@cache
+def crd_schemas():
+    if not CRD_DIR.is_dir():
+        pytest.fail(f"the CRDs of Strimzi and Dapr are expected in {CRD_DIR} (shared/ beside the clone)")
+    schemas = {}
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                if version.get("served"):
+                    schemas[(f"{group}/{version['name']}", kind)] = strict_schema(
+                        version["schema"]["openAPIV3Schema"]
+                    )
+    return schemas
+
+
+def crd_groups():
+    return {api_version.split("/")[0] for api_version, _ in crd_schemas()}
+
+
+def check_metadata(doc):
+    name = doc["metadata"]["name"]
+    assert len(name) <= 253 and DNS_SUBDOMAIN.match(name), f"{doc['kind']} name {name!r} is not a DNS subdomain"
+    for key, value in {**doc["metadata"].get("labels", {}), **doc["metadata"].get("annotations", {})}.items():
+        assert isinstance(value, str), f"{doc['kind']}/{name}: {key} must be a string, not {value!r}"
+
+
+def validate_document(doc):
+    api_version, kind = doc["apiVersion"], doc["kind"]
+    group = api_version.split("/")[0] if "/" in api_version else ""
+    check_metadata(doc)
+    if group in crd_groups():
+        schema = crd_schemas().get((api_version, kind))
+        assert schema is not None, f"{kind} {api_version}: no served version of that CRD in {CRD_DIR}"
+        jsonschema.Draft4Validator(schema).validate(doc)
+    elif group == "keda.sh":
+        pass  # no KEDA CRD offline: see the KEDA tests below
+    else:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+# --- lint, render, validate ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_helm_lint_passes_for_each_values_profile(helm, profile):
+    result = subprocess.run(
+        [helm, "lint", "--strict", str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBERNETES_VERSION,
+         *values_args(profile)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_rendered_document_validates_against_its_schema(rendered, profile):
+    errors = []
+    for doc in rendered[profile]:
+        try:
+            validate_document(doc)
+        except (AssertionError, jsonschema.ValidationError, kubernetes_validate.utils.ValidationError,
+                kubernetes_validate.utils.SchemaNotFoundError) as error:
+            errors.append(f"{doc['kind']}/{doc['metadata'].get('name')}: {error}")
+    assert not errors, "\n\n".join(errors)
+
+
+def test_validation_rejects_a_field_the_api_does_not_know(rendered):
+    documents = rendered["redpanda-cloud+dapr+keda"]
+    deployment = copy.deepcopy(of_kind(documents, "Deployment")[0])
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGett"] = {}
+    with pytest.raises(kubernetes_validate.utils.ValidationError):
+        validate_document(deployment)
+    component = copy.deepcopy(of_kind(documents, "Component")[0])
+    component["spec"]["consumerGroup"] = "audit-service"  # belongs in spec.metadata
+    with pytest.raises(jsonschema.ValidationError):
+        validate_document(component)
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("kafka.provider=zookeeper", "/kafka/provider"),
+        ("workers.celeryBeat.replicas=2", "/workers/celeryBeat"),
+        ("kafka.strimzi.version=3.7.0", "/kafka/strimzi/version"),
+    ],
+)
+def test_values_that_would_deploy_something_wrong_are_refused(helm, setting, complaint):
+    result = subprocess.run(
+        [helm, "template", RELEASE, str(CHART), "--set", setting], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and complaint in result.stderr, result.stderr
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+def containers(documents):
+    for kind in ("Deployment", "Job"):
+        for doc in of_kind(documents, kind):
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                yield doc, container
+
+
+@pytest.mark.parametrize("profile", ["default", "external"])
+def test_every_process_of_the_system_runs_from_the_one_image(rendered, profile):
+    documents = rendered[profile]
+    commands = {" ".join(container["command"]) for _, container in containers(documents)}
+    assert commands >= {
+        "uvicorn todo_project.asgi:application --host 0.0.0.0 --port 8000",
+        "python manage.py relay_outbox",
+        "python manage.py run_consumer audit",
+        "python manage.py run_consumer recurrence",
+        "python manage.py run_consumer notifications",
+        "python manage.py run_consumer realtime",
+        "python manage.py run_scheduler",
+        "celery -A todo_project worker --loglevel=INFO",
+        "celery -A todo_project beat --loglevel=INFO",
+    }
+    assert {container["image"] for _, container in containers(documents)} == {"todo-platform:0.1.0"}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_long_running_process_has_probes_resources_and_runs_as_non_root(rendered, profile):
+    for doc, container in containers(rendered[profile]):
+        pod = doc["spec"]["template"]["spec"]
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] == "Deployment":
+            assert "livenessProbe" in container and "readinessProbe" in container, where
+        assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], where
+        assert pod["securityContext"]["runAsNonRoot"] is True, where
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False, where
+
+
+def test_workers_are_probed_on_the_metrics_port_and_get_time_to_commit_on_shutdown(rendered):
+    deployments = by_name(rendered["default"], "Deployment")
+    for name in ["relay", *CONSUMER_GROUPS]:
+        pod = deployments[full(name)]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in container["ports"]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert pod["terminationGracePeriodSeconds"] >= 60
+    config = by_name(rendered["default"], "ConfigMap")[full("config")]["data"]
+    assert config["METRICS_PORT"] == "9100"
+
+
+def test_web_probes_pass_djangos_host_check(rendered):
+    web = by_name(rendered["default"], "Deployment")[full("web")]["spec"]["template"]["spec"]["containers"][0]
+    assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    host = {h["name"]: h["value"] for h in web["livenessProbe"]["httpGet"]["httpHeaders"]}["Host"]
+    config = by_name(rendered["default"], "ConfigMap")[full("config")]["data"]
+    assert host in config["ALLOWED_HOSTS"].split(",")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_celery_beat_runs_exactly_one_replica_and_never_two_during_a_rollout(rendered, profile):
+    beat = by_name(rendered[profile], "Deployment")[full("celery-beat")]
+    assert beat["spec"]["replicas"] == 1
+    assert beat["spec"]["strategy"] == {"type": "Recreate"}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_migrations_run_as_a_hook_before_install_and_upgrade(rendered, profile):
+    (job,) = of_kind(rendered[profile], "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    if profile in {"default", "strimzi", "dapr", "keda"}:
+        # KafkaTopic resources own the topics of a Strimzi cluster, which does not exist yet then.
+        assert command == ["sh", "-c", "python manage.py migrate --noinput"]
+    else:
+        assert command == ["sh", "-c", "python manage.py migrate --noinput && python manage.py create_topics"]
+    # What the hook reads must exist before it: the ConfigMap, Secret and ServiceAccount are
+    # hooks too, of a lower weight.
+    job_weight = int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
+    needed = [by_name(rendered[profile], "ConfigMap")[full("config")], *of_kind(rendered[profile], "ServiceAccount"),
+              *of_kind(rendered[profile], "Secret")]
+    for doc in needed:
+        annotations = doc["metadata"]["annotations"]
+        assert "pre-install" in annotations["helm.sh/hook"], doc["kind"]
+        assert int(annotations["helm.sh/hook-weight"]) < job_weight, doc["kind"]
+
+
+def test_every_pod_and_pdb_selects_only_its_own_process(rendered):
+    documents = rendered["default"]
+    for pdb in of_kind(documents, "PodDisruptionBudget"):
+        targets = [
+            doc for doc in of_kind(documents, "Deployment")
+            if pdb["spec"]["selector"]["matchLabels"].items() <= doc["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert [doc["metadata"]["name"] for doc in targets] == [pdb["metadata"]["name"]]
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+def test_configmap_and_secret_carry_every_variable_of_env_example(rendered):
+    documented = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    documents = rendered["default"]
+    config = by_name(documents, "ConfigMap")[full("config")]["data"]
+    secret = by_name(documents, "Secret")[full("secrets")]["stringData"]
+    assert documented - SECRET_VARIABLES <= set(config), documented - SECRET_VARIABLES - set(config)
+    assert set(secret) == SECRET_VARIABLES
+    assert not set(config) & SECRET_VARIABLES
+
+
+@pytest.mark.parametrize("profile", ["default", "redpanda-cloud+dapr+keda"])
+def test_django_settings_accept_the_rendered_configuration(rendered, profile):
+    documents = rendered[profile]
+    env = dict(by_name(documents, "ConfigMap")[full("config")]["data"])
+    secrets = of_kind(documents, "Secret")
+    env.update(secrets[0]["stringData"] if secrets else {name: "from-the-existing-secret" for name in SECRET_VARIABLES})
+    if not secrets:
+        env["DATABASE_URL"] = "postgres://todo:secret@postgres:5432/todo"
+    # As inside a pod: Kubernetes sets KUBERNETES_SERVICE_HOST, which makes SECRET_KEY mandatory.
+    env.update(
+        {"PATH": "/usr/bin:/bin", "KUBERNETES_SERVICE_HOST": "kubernetes.default.svc",
+         "DJANGO_SETTINGS_MODULE": "todo_project.settings"}
+    )
+    probe = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.EVENT_TRANSPORT, s.KAFKA_SECURITY_PROTOCOL, s.EMAIL_PORT, s.DEBUG, 'localhost' in s.ALLOWED_HOSTS)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    transport, protocol, email_port, debug, localhost_allowed = result.stdout.split()
+    assert transport == env["EVENT_TRANSPORT"] and protocol == env["KAFKA_SECURITY_PROTOCOL"]
+    assert (email_port, debug, localhost_allowed) == ("587", "False", "True")
+
+
+def test_an_existing_secret_replaces_the_charts_own(rendered):
+    documents = rendered["redpanda-cloud"]
+    assert not of_kind(documents, "Secret")
+    for _, container in containers(documents):
+        assert {"secretRef": {"name": "todo-secrets"}} in container["envFrom"]
+
+
+def test_redpanda_cloud_speaks_sasl_scram_over_tls(rendered):
+    config = by_name(rendered["redpanda-cloud"], "ConfigMap")[full("config")]["data"]
+    assert config["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-256"
+    assert config["KAFKA_SASL_USERNAME"] == "todo-platform"
+    assert config["KAFKA_BOOTSTRAP_SERVERS"] == "seed-0a1b2c3d.cloud.redpanda.com:9092"
+
+
+def test_ingress_keeps_websockets_open(rendered):
+    (ingress,) = of_kind(rendered["default"], "Ingress")
+    annotations = ingress["metadata"]["annotations"]
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == full("web")
+
+
+# --- Strimzi ------------------------------------------------------------------------------------
+
+def test_strimzi_cluster_is_kraft_on_kafka_4_with_metrics(rendered):
+    documents = rendered["strimzi"]
+    (kafka,) = of_kind(documents, "Kafka")
+    (pool,) = of_kind(documents, "KafkaNodePool")
+    assert kafka["apiVersion"] == pool["apiVersion"] == "kafka.strimzi.io/v1"
+    assert kafka["spec"]["kafka"]["version"].startswith("4.")
+    assert sorted(pool["spec"]["roles"]) == ["broker", "controller"]
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+    metrics_ref = kafka["spec"]["kafka"]["metricsConfig"]["valueFrom"]["configMapKeyRef"]
+    metrics = by_name(documents, "ConfigMap")[metrics_ref["name"]]
+    assert yaml.safe_load(metrics["data"][metrics_ref["key"]])["rules"]
+    config = by_name(documents, "ConfigMap")[full("config")]["data"]
+    assert config["KAFKA_BOOTSTRAP_SERVERS"] == f"{kafka['metadata']['name']}-kafka-bootstrap:9092"
+
+
+def test_strimzi_topics_are_the_applications_topics(rendered):
+    topics = {doc["spec"]["topicName"]: doc["spec"] for doc in of_kind(rendered["strimzi"], "KafkaTopic")}
+    assert set(topics) == {spec.base_name for spec in TOPICS}
+    for spec in TOPICS:
+        assert topics[spec.base_name]["partitions"] == 3
+        assert topics[spec.base_name].get("config", {}) == spec.config
+    assert {dead_letter_topic(name) for name in ("task-events", "reminders", "task-updates")} <= set(topics)
+
+
+# --- Dapr ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("profile", ["dapr", "redpanda-cloud+dapr+keda"])
+def test_dapr_gives_each_consumer_service_its_own_group_and_a_dead_letter_topic(rendered, profile):
+    documents = rendered[profile]
+    prefix = "prod." if "redpanda-cloud" in profile else ""
+    components = by_name(documents, "Component")
+    subscriptions = of_kind(documents, "Subscription")
+    deployments = by_name(documents, "Deployment")
+    delivered = {}
+    for subscription in subscriptions:
+        assert subscription["apiVersion"] == "dapr.io/v2alpha1"
+        spec = subscription["spec"]
+        assert spec["deadLetterTopic"] == spec["topic"] + ".dlq"
+        assert spec["metadata"]["rawPayload"] == "true"
+        component = components[spec["pubsubname"]]
+        metadata = {item["name"]: item for item in component["spec"]["metadata"]}
+        (app_id,) = subscription["scopes"]
+        assert component["scopes"] == [app_id]
+        delivered[spec["topic"]] = delivered.get(spec["topic"], []) + [metadata["consumerGroup"]["value"]]
+        # Dapr delivers to a pod of that app-id, which runs the web process.
+        (deployment,) = [
+            d for d in deployments.values()
+            if d["spec"]["template"]["metadata"]["annotations"].get("dapr.io/app-id") == app_id
+        ]
+        assert deployment["spec"]["template"]["metadata"]["annotations"]["dapr.io/app-port"] == "8000"
+    expected = {}
+    for name, (topic, group) in CONSUMER_GROUPS.items():
+        if name != "scheduler":
+            expected.setdefault(prefix + topic, []).append(prefix + group)
+    assert {topic: sorted(groups) for topic, groups in delivered.items()} == {
+        topic: sorted(groups) for topic, groups in expected.items()
+    }
+
+
+@pytest.mark.parametrize("profile", ["dapr", "redpanda-cloud+dapr+keda"])
+def test_dapr_components_speak_kafka_4_and_take_sasl_from_the_secret(rendered, profile):
+    documents = rendered[profile]
+    for component in of_kind(documents, "Component"):
+        assert component["spec"]["type"] == "pubsub.kafka"
+        metadata = {item["name"]: item for item in component["spec"]["metadata"]}
+        assert metadata["version"]["value"].startswith("4.")
+        if profile == "dapr":
+            assert metadata["authType"]["value"] == "none"
+        else:
+            assert metadata["authType"]["value"] == "password"
+            assert metadata["saslMechanism"]["value"] == "SHA-256"
+            assert metadata["saslPassword"]["secretKeyRef"] == {"name": "todo-secrets", "key": "KAFKA_SASL_PASSWORD"}
+            assert metadata["disableTls"]["value"] == "false"
+    (resiliency,) = of_kind(documents, "Resiliency")
+    targets = resiliency["spec"]["targets"]["components"]
+    assert set(targets) == set(by_name(documents, "Component"))
+    config = by_name(documents, "ConfigMap")[full("config")]["data"]
+    assert config["EVENT_TRANSPORT"] == "dapr"
+    assert targets[config["DAPR_PUBSUB_NAME"]]["outbound"]["retry"] in resiliency["spec"]["policies"]["retries"]
+
+
+def test_without_dapr_no_pod_gets_a_sidecar(rendered):
+    for doc, _ in containers(rendered["default"]):
+        assert "dapr.io/enabled" not in doc["spec"]["template"]["metadata"].get("annotations", {})
+    assert by_name(rendered["default"], "ConfigMap")[full("config")]["data"]["EVENT_TRANSPORT"] == "kafka"
+
+
+# --- KEDA ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("profile", ["keda", "redpanda-cloud+dapr+keda"])
+def test_keda_scales_each_consumer_on_its_own_lag_up_to_the_partition_count(rendered, profile):
+    documents = rendered[profile]
+    prefix = "prod." if "redpanda-cloud" in profile else ""
+    deployments = by_name(documents, "Deployment")
+    scaled = by_name(documents, "ScaledObject")
+    consumers = {name: topic_group for name, topic_group in CONSUMER_GROUPS.items() if name != "scheduler"}
+    assert set(scaled) == {full(name) for name in consumers}
+    assert deployments[full("scheduler")]["spec"]["replicas"] == 1
+    for name, (topic, group) in consumers.items():
+        spec = scaled[full(name)]["spec"]
+        target = deployments[spec["scaleTargetRef"]["name"]]
+        assert "replicas" not in target["spec"], "KEDA owns the replica count"
+        assert spec["maxReplicaCount"] == 3
+        (trigger,) = spec["triggers"]
+        assert trigger["type"] == "kafka"
+        assert trigger["metadata"]["consumerGroup"] == prefix + group
+        assert trigger["metadata"]["topic"] == prefix + topic
+        assert int(trigger["metadata"]["lagThreshold"]) > 0
+    if prefix:
+        (auth,) = of_kind(documents, "TriggerAuthentication")
+        assert auth["spec"]["secretTargetRef"] == [
+            {"parameter": "password", "name": "todo-secrets", "key": "KAFKA_SASL_PASSWORD"}
+        ]
+
+
+# --- Dockerfile (it cannot be built here: no container engine; these are its structural promises) --
+
+def dockerfile_stages():
+    text = (ROOT / "Dockerfile").read_text()
+    return re.split(r"^FROM\s", text, flags=re.MULTILINE)[1:]
+
+
+def test_dockerfile_builds_in_one_stage_and_runs_non_root_in_another():
+    stages = dockerfile_stages()
+    assert len(stages) >= 2
+    runtime = stages[-1]
+    users = re.findall(r"^USER\s+(\S+)", runtime, re.MULTILINE)
+    assert users and users[-1].split(":")[0] not in {"root", "0"}
+    assert re.search(r"^COPY --from=\S+ /opt/venv /opt/venv", runtime, re.MULTILINE)
+    assert "collectstatic" in runtime
+    assert "requirements.lock" in stages[0]
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image():
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", ".cache", ".env"} <= ignored
