@@ -18,7 +18,7 @@ from tasks.events import reminder_event, sync_event, task_event, task_object
 from tasks.models import Task, User
 
 EDITABLE_FIELDS = frozenset(
-    {"title", "description", "due_date", "remind_at", "priority", "recurrence_rule", "tags", "parent_task_id"}
+    {"title", "description", "due_date", "remind_at", "priority", "recurrence_rule", "tags", "parent_task_id", "series_start"}
 )
 
 
@@ -87,6 +87,8 @@ def task_update(*, task, context, **changes):
         return task
     for name, value in changed.items():
         setattr(task, name, value)
+    if "series_start" not in changed and changed.keys() & {"due_date", "recurrence_rule"}:
+        task.series_start = None  # a new due date or rule starts a new series from this task
     _validate(task)
     task.version += 1
     task.save()
