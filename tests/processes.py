@@ -18,15 +18,20 @@ def worker_environment(**extra):
 
 
 class Worker:
-    """``python manage.py <args>`` with its output in ``log_path``."""
+    """``python manage.py <args>`` (or any ``command``) with its output in ``log_path``."""
 
-    def __init__(self, args, log_path, env):
+    def __init__(self, args, log_path, env, *, command=None):
         self.args = args
         self.log_path = Path(log_path)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "manage.py", *args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+                command or [sys.executable, "manage.py", *args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
             )
+
+    @classmethod
+    def command(cls, command, log_path, env):
+        """A program of the virtualenv, e.g. ``celery``."""
+        return cls(command, log_path, env, command=[str(Path(sys.executable).parent / command[0]), *command[1:]])
 
     def log(self):
         return self.log_path.read_text(errors="replace")

@@ -13,6 +13,7 @@ from django.utils import timezone
 from events.models import OutboxEvent
 from events.schemas import make_event, utc_timestamp
 from notifications.models import ScheduledReminder
+from notifications.tasks import fire_stuck_reminders
 from notifications.scheduler import ReminderClock, fire_due_reminders, record_cancelled, record_scheduled
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -152,3 +153,12 @@ def test_a_rescheduled_reminder_fires_at_its_new_time():
     moved = timezone.now() - timedelta(seconds=1)
     schedule(moved, reminder_id=event["data"]["reminder_id"], task_id=event["data"]["task_id"])
     assert fire_due_reminders() == 1
+
+
+def test_the_celery_safety_net_fires_only_reminders_stuck_past_their_time():
+    stuck = schedule(timezone.now() - timedelta(minutes=2))
+    just_due = schedule(timezone.now() - timedelta(seconds=10))
+    assert fire_stuck_reminders() == 1
+    statuses = dict(ScheduledReminder.objects.values_list("reminder_id", "status"))
+    assert statuses[uuid.UUID(stuck["data"]["reminder_id"])] == "fired"
+    assert statuses[uuid.UUID(just_due["data"]["reminder_id"])] == "pending"
