@@ -94,8 +94,8 @@ def test_a_reminder_fires_once_within_a_second_of_its_time(running_clock):
 
 
 def test_the_due_event_carries_the_reminder_and_the_scheduling_correlation_id(running_clock):
-    running_clock()
     event = schedule(timezone.now() - timedelta(seconds=1))
+    running_clock()
     fired = wait_for(due_events, timeout=10)
     due = json.loads(fired[0].payload)
     assert due["data"] == event["data"]
