@@ -3,10 +3,11 @@
     python bench/bench_scheduler.py [--pending 100000] [--burst 2000] [--spread 500]
 
 Needs the infrastructure up (`make infra`). On a scratch database it loads ``--pending``
-reminders due in a day (the backlog the scheduler must not be slowed by), then schedules
-``--burst`` reminders due together a few seconds ahead and ``--spread`` more spread over the
-following ten seconds, starts `run_scheduler` as in the Procfile, and prints the lateness
-(fired_at - remind_at, both on the database clock of the scheduler) p50/p99/max of each group.
+reminders due in a day straight into the schedule (the backlog the scheduler must not be slowed
+by), starts `run_scheduler` and `relay_outbox` as in the Procfile, then schedules ``--burst``
+reminders due together a few seconds ahead and ``--spread`` more over the following ten seconds
+the way the API does (reminder.scheduled events through the outbox and Kafka), and prints the
+lateness (fired_at - remind_at, on the scheduler's clock) p50/p99/max of each group.
 """
 
 import argparse
@@ -37,6 +38,21 @@ def reminders(count, remind_at_of):
     ]
 
 
+def schedule_through_kafka(group):
+    """reminder.scheduled for each reminder, emitted through the outbox as the tasks service does."""
+    from django.db import transaction
+
+    from events.outbox import emit_all
+    from events.schemas import make_event
+    from notifications.scheduler import reminder_due_data
+
+    with transaction.atomic():
+        emit_all(
+            (make_event("reminder.scheduled", reminder_due_data(r), source="todo-api", correlation_id="bench"), r.task_id)
+            for r in group
+        )
+
+
 def wait_until_fired(group, scheduler, timeout=120):
     from notifications.models import ScheduledReminder
 
@@ -65,20 +81,22 @@ def main():
         ScheduledReminder.objects.bulk_create(reminders(args.pending, lambda i: tomorrow), batch_size=5000)
 
         scheduler = subprocess.Popen([sys.executable, "manage.py", "run_scheduler"], cwd=REPO, env=env)
+        relay = subprocess.Popen([sys.executable, "manage.py", "relay_outbox"], cwd=REPO, env=env)
         try:
             # Its start-up is not what is measured: wait until it fires a reminder due already.
             warm_up = reminders(1, lambda i: timezone.now())
             ScheduledReminder.objects.bulk_create(warm_up)
             wait_until_fired(warm_up, scheduler)
-            start = timezone.now() + timedelta(seconds=3)
+            start = timezone.now() + timedelta(seconds=5)
             burst = reminders(args.burst, lambda i: start)
             spread = reminders(args.spread, lambda i: start + timedelta(seconds=10 * i / args.spread))
-            ScheduledReminder.objects.bulk_create(burst + spread, batch_size=5000)
+            schedule_through_kafka(burst + spread)
             print(f"{args.burst:,} reminders due together and {args.spread:,} over 10 s, from {start:%H:%M:%S} …", flush=True)
             wait_until_fired(burst + spread, scheduler)
         finally:
-            scheduler.terminate()
-            scheduler.wait(60)
+            for process in (scheduler, relay):
+                process.terminate()
+                process.wait(60)
 
         for label, group in [("burst", burst), ("spread", spread)]:
             rows = ScheduledReminder.objects.filter(pk__in=[r.pk for r in group]).values_list("remind_at", "fired_at")

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from events.outbox import emit
+from events.outbox import emit_all
 from tasks.events import reminder_event, sync_event, task_event, task_object
 from tasks.models import Task, User
 
@@ -57,8 +57,7 @@ def _when(reminder):
 
 
 def _emit(task_id, events):
-    for event in events:
-        emit(event, key=task_id)
+    emit_all([(event, task_id) for event in events])
 
 
 @transaction.atomic
