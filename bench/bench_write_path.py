@@ -28,11 +28,8 @@ import time
 import uuid
 from http.client import HTTPConnection
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "todo_project.settings")
+from scratch import REPO, scratch_environment
 
 
 def free_port():
@@ -162,76 +159,46 @@ def main():
     parser.add_argument("--rate", type=float, default=50, help="creates per second in the latency phase")
     args = parser.parse_args()
 
-    run_id = uuid.uuid4().hex[:8]
-    base_url = os.environ.get("DATABASE_URL", "postgres://todo:todo@127.0.0.1:5432/todo")
-    parts = urlsplit(base_url)
-    database = f"bench_{run_id}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": urlunsplit(parts._replace(path="/" + database)),
-        "KAFKA_TOPIC_PREFIX": f"bench-{run_id}-",
-        "KAFKA_GROUP_PREFIX": f"bench-{run_id}-",
-        # As the Procfile's web process: a connection pool.
-        "DATABASE_POOL_MAX_SIZE": os.environ.get("DATABASE_POOL_MAX_SIZE", "10"),
-        "LOG_LEVEL": "WARNING",
-    }
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "KAFKA_TOPIC_PREFIX", "KAFKA_GROUP_PREFIX")})
-    import django
-    import psycopg
-
-    django.setup()
-    from events.kafka import create_topics, delete_topics
-    from events.topics import TOPICS, topic_name
-
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-    processes = []
-    python = sys.executable
-    try:
-        print(f"setting up database {database} and topics bench-{run_id}-* …", flush=True)
-        subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True)
-        create_topics()
+    # As the Procfile's web process: a connection pool.
+    pool = os.environ.get("DATABASE_POOL_MAX_SIZE", "10")
+    with scratch_environment("bench", DATABASE_POOL_MAX_SIZE=pool) as env:
+        python = sys.executable
         port = free_port()
         uvicorn = str(Path(python).with_name("uvicorn"))
-        processes.append(subprocess.Popen(
-            [uvicorn, "todo_project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-             "--no-access-log", "--log-level", "warning"], cwd=REPO, env=env))
-        processes.append(subprocess.Popen([python, "manage.py", "relay_outbox"], cwd=REPO, env=env))
-        wait_until(lambda: answers(port), 60, "the web server")
-        registered = Api(port).post(
-            "/api/auth/register/", {"username": f"bench-{run_id}", "password": "bench-passphrase-1"}
-        )
-        token = registered["token"]
+        processes = [
+            subprocess.Popen(
+                [uvicorn, "todo_project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+                 "--no-access-log", "--log-level", "warning"], cwd=REPO, env=env),
+            subprocess.Popen([python, "manage.py", "relay_outbox"], cwd=REPO, env=env),
+        ]
+        try:
+            wait_until(lambda: answers(port), 60, "the web server")
+            registered = Api(port).post(
+                "/api/auth/register/", {"username": f"bench-{uuid.uuid4().hex[:8]}", "password": "bench-passphrase-1"}
+            )
+            token = registered["token"]
 
-        print(f"throughput: {args.clients} clients for {args.seconds:.0f} s …", flush=True)
-        rate, latencies, errors = throughput(port, token, args.seconds, args.clients)
-        print(f"  create-task: {rate:.0f} requests/s; response time p50 {percentile(latencies, .5) * 1000:.1f} ms, "
-              f"p99 {percentile(latencies, .99) * 1000:.1f} ms; {len(errors)} errors")
+            print(f"throughput: {args.clients} clients for {args.seconds:.0f} s …", flush=True)
+            rate, latencies, errors = throughput(port, token, args.seconds, args.clients)
+            print(f"  create-task: {rate:.0f} requests/s; response time p50 {percentile(latencies, .5) * 1000:.1f} ms, "
+                  f"p99 {percentile(latencies, .99) * 1000:.1f} ms; {len(errors)} errors")
 
-        print(f"relay latency: {args.rate:.0f} creates/s for {args.seconds:.0f} s …", flush=True)
-        relay, end_to_end = relay_latency(port, token, args.seconds, args.rate)
-        for label, delays in [
-            ("commit-to-Kafka (outbox row written -> Kafka acknowledged, relay clock)", relay),
-            ("HTTP response received -> event consumed from Kafka", end_to_end),
-        ]:
-            print(f"  {label}, {len(delays)} events: p50 {statistics.median(delays) * 1000:.1f} ms, "
-                  f"p99 {percentile(delays, .99) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        from django.db import connections
-
-        connections.close_all()
-        delete_topics([topic_name(spec.base_name) for spec in TOPICS])
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-
+            print(f"relay latency: {args.rate:.0f} creates/s for {args.seconds:.0f} s …", flush=True)
+            relay, end_to_end = relay_latency(port, token, args.seconds, args.rate)
+            for label, delays in [
+                ("commit-to-Kafka (outbox row written -> Kafka acknowledged, relay clock)", relay),
+                ("HTTP response received -> event consumed from Kafka", end_to_end),
+            ]:
+                print(f"  {label}, {len(delays)} events: p50 {statistics.median(delays) * 1000:.1f} ms, "
+                      f"p99 {percentile(delays, .99) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
 
 if __name__ == "__main__":
     main()

@@ -37,16 +37,26 @@ def emit(event, *, key):
     same key must not overlap: lock the aggregate's row first (the task services do), and the
     later transaction's rows get larger ids and commit after the earlier ones.
     """
+    return emit_all([(event, key)])[0]
+
+
+def emit_all(keyed_events):
+    """``emit`` for a sequence of ``(event, key)`` pairs in one INSERT; ids follow their order."""
     if not connection.in_atomic_block:
         raise NotInTransaction("emit() must run inside transaction.atomic() with the change it describes")
-    validate_event(event)
-    return OutboxEvent.objects.create(
-        event_id=event["event_id"],
-        event_type=event["event_type"],
-        topic=topic_of(event["event_type"]),
-        key=str(key),
-        payload=serialise(event),
-    )
+    rows = []
+    for event, key in keyed_events:
+        validate_event(event)
+        rows.append(
+            OutboxEvent(
+                event_id=event["event_id"],
+                event_type=event["event_type"],
+                topic=topic_of(event["event_type"]),
+                key=str(key),
+                payload=serialise(event),
+            )
+        )
+    return OutboxEvent.objects.bulk_create(rows)
 
 
 def purge_sent(older_than=timedelta(days=1)):

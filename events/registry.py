@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from events.schemas import EVENT_TYPES
-from events.topics import TASK_EVENTS, TASK_UPDATES, dead_letter_topic
+from events.topics import REMINDERS, TASK_EVENTS, TASK_UPDATES, dead_letter_topic
 
 
 @dataclass(frozen=True)
@@ -125,5 +125,36 @@ register(
         handler="tasks.handlers.forward_task_change",
         batch_handler="tasks.handlers.forward_task_changes",
         event_types={"sync.task_changed"},
+    )
+)
+
+register(
+    ConsumerSpec(
+        name="recurrence",
+        topic=TASK_EVENTS,
+        group="recurring-task-service",
+        handler="recurrence.handlers.on_task_completed",
+        event_types={"task.completed"},
+    )
+)
+
+register(
+    ConsumerSpec(
+        name="notifications",
+        topic=REMINDERS,
+        group="notification-service",
+        handler="notifications.handlers.on_reminder_due",
+        event_types={"reminder.due"},
+    )
+)
+
+# The reminder scheduler's consumer half; `run_scheduler` runs it beside the clock that fires.
+register(
+    ConsumerSpec(
+        name="scheduler",
+        topic=REMINDERS,
+        group="reminder-scheduler",
+        handler="notifications.scheduler.on_schedule_change",
+        event_types={"reminder.scheduled", "reminder.cancelled"},
     )
 )

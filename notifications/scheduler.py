@@ -16,7 +16,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from prometheus_client import Counter, Histogram
 
-from events.outbox import emit
+from events.outbox import emit_all
 from events.schemas import make_event, utc_timestamp
 from notifications.models import ScheduledReminder
 
@@ -113,14 +113,13 @@ def fire_due_reminders(overdue_by=timedelta(0), batch_size=FIRE_BATCH_SIZE):
                 .filter(status=Status.PENDING, remind_at__lte=now - overdue_by)
                 .order_by("remind_at")[:batch_size]
             )
-            for reminder in due:
-                event = make_event(
-                    "reminder.due",
-                    reminder_due_data(reminder),
-                    source=SOURCE,
-                    correlation_id=reminder.correlation_id,
+            emit_all(
+                (
+                    make_event("reminder.due", reminder_due_data(r), source=SOURCE, correlation_id=r.correlation_id),
+                    str(r.task_id),
                 )
-                emit(event, key=str(reminder.task_id))
+                for r in due
+            )
             fired_at = timezone.now()
             ScheduledReminder.objects.filter(pk__in=[reminder.pk for reminder in due]).update(
                 status=Status.FIRED, fired_at=fired_at
@@ -187,3 +186,11 @@ class ReminderClock:
 
 
 clock = ReminderClock()
+
+
+SCHEDULE_CHANGES = {"reminder.scheduled": record_scheduled, "reminder.cancelled": record_cancelled}
+
+
+def on_schedule_change(event):
+    """Handler of the ``scheduler`` consumer (group reminder-scheduler)."""
+    SCHEDULE_CHANGES[event["event_type"]](event)

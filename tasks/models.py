@@ -1,7 +1,6 @@
 import uuid
 import zoneinfo
 
-from dateutil.rrule import rrulestr
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.fields import ArrayField
@@ -9,6 +8,8 @@ from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+from recurrence.rules import InvalidRecurrenceRule, parse_rule
 
 MAX_TAGS = 20
 MAX_TAG_LENGTH = 50
@@ -34,19 +35,11 @@ def validate_tags(value):
 
 
 def validate_rrule_body(value):
-    """An RFC 5545 RRULE body (``FREQ=...;...``): no ``RRULE:`` prefix, no DTSTART, one line."""
-    if ":" in value or "\n" in value or "\r" in value:
-        raise ValidationError("Give the RRULE body only (e.g. FREQ=WEEKLY;BYDAY=MO), without DTSTART or 'RRULE:'.")
-    if not value.upper().startswith("FREQ=") and ";FREQ=" not in value.upper():
-        raise ValidationError("An RRULE needs FREQ (e.g. FREQ=DAILY).")
-
-
-def parse_rrule(body, dtstart):
-    """The rule of ``body`` starting at ``dtstart``; ValidationError when dateutil cannot read it."""
+    """An RFC 5545 RRULE body (``FREQ=...;...``) that the recurring-task service can expand."""
     try:
-        return rrulestr(body, dtstart=dtstart)
-    except Exception as exc:  # noqa: BLE001 - dateutil raises ValueError, TypeError, KeyError, ... for bad rules
-        raise ValidationError(f"Not a valid RRULE: {exc}") from None
+        parse_rule(value)
+    except InvalidRecurrenceRule as exc:
+        raise ValidationError(str(exc)) from None
 
 
 class User(AbstractUser):
@@ -72,8 +65,12 @@ class Task(models.Model):
     )
     recurrence_rule = models.CharField(max_length=500, null=True, blank=True, validators=[validate_rrule_body])
     tags = ArrayField(models.CharField(max_length=MAX_TAG_LENGTH), default=list, blank=True, validators=[validate_tags])
-    # The task this one was created from (the previous occurrence of a recurring series).
-    parent_task_id = models.UUIDField(null=True, blank=True, db_index=True)
+    # The task this one was created from (the previous occurrence of a recurring series); unique,
+    # so that a completed occurrence has exactly one next one however often its event arrives.
+    parent_task_id = models.UUIDField(null=True, blank=True, unique=True)
+    # Due date of the first task of this recurring series: the rule is expanded from it, so that
+    # COUNT counts the whole series. Null: this task starts its series (its due date is the start).
+    series_start = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -99,11 +96,6 @@ class Task(models.Model):
         errors = {}
         if self.recurrence_rule and self.due_date is None:
             errors["recurrence_rule"] = "A recurring task needs a due_date."
-        elif self.recurrence_rule:
-            try:
-                parse_rrule(self.recurrence_rule, self.due_date)
-            except ValidationError as exc:
-                errors["recurrence_rule"] = exc.messages
         if self.remind_at is not None:
             if self.due_date is None:
                 errors["remind_at"] = "A reminder needs a due_date."

@@ -45,7 +45,7 @@ class TaskInputSerializer(serializers.Serializer):
     tags = serializers.ListField(
         child=StringField(max_length=MAX_TAG_LENGTH), required=False, max_length=MAX_TAGS, default=list
     )
-    parent_task_id = serializers.UUIDField(required=False, allow_null=True, default=None)
+    # parent_task_id is not input: only the recurring-task service links an occurrence to its parent.
 
     def validate_recurrence_rule(self, value):
         return value or None  # "" means "no recurrence"

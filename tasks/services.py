@@ -13,13 +13,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from events.outbox import emit
+from events.outbox import emit_all
 from tasks.events import reminder_event, sync_event, task_event, task_object
 from tasks.models import Task, User
 from tasks.sync import record_change
 
 EDITABLE_FIELDS = frozenset(
-    {"title", "description", "due_date", "remind_at", "priority", "recurrence_rule", "tags", "parent_task_id"}
+    {"title", "description", "due_date", "remind_at", "priority", "recurrence_rule", "tags", "parent_task_id", "series_start"}
 )
 
 
@@ -58,8 +58,8 @@ def _when(reminder):
 
 
 def _emit(task_id, events):
+    emit_all([(event, task_id) for event in events])
     for event in events:
-        emit(event, key=task_id)
         if event["event_type"] == "sync.task_changed":
             record_change(event)  # the catch-up log of GET /api/sync/, in the same transaction
 
@@ -90,6 +90,8 @@ def task_update(*, task, context, **changes):
         return task
     for name, value in changed.items():
         setattr(task, name, value)
+    if "series_start" not in changed and changed.keys() & {"due_date", "recurrence_rule"}:
+        task.series_start = None  # a new due date or rule starts a new series from this task
     _validate(task)
     task.version += 1
     task.save()

@@ -1,14 +1,8 @@
-import logging
-import signal
+from django.core.management.base import BaseCommand
 
-from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
-
-from events.consumer import ConsumerRuntime, DeadLetterRateExceeded
+from events.consumer import ConsumerRuntime
 from events.registry import CONSUMERS, get_consumer
-from events.worker_http import start_worker_http_server
-
-logger = logging.getLogger("events.consumer")
+from events.worker import run_in_foreground
 
 
 class Command(BaseCommand):
@@ -22,21 +16,4 @@ class Command(BaseCommand):
         parser.add_argument("name", choices=sorted(CONSUMERS), help="the consumer to run")
 
     def handle(self, *args, name, **options):
-        runtime = ConsumerRuntime(get_consumer(name))
-
-        def request_stop(signum, frame):
-            logger.info("consumer %s: %s received, finishing the current batch", name, signal.Signals(signum).name)
-            runtime.stop()
-
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
-        server = None
-        if settings.METRICS_PORT:
-            server = start_worker_http_server(settings.METRICS_PORT, runtime.health, addr=settings.METRICS_ADDR)
-        try:
-            runtime.run()
-        except DeadLetterRateExceeded as exc:
-            raise CommandError(str(exc)) from exc
-        finally:
-            if server is not None:
-                server.shutdown()
+        run_in_foreground(ConsumerRuntime(get_consumer(name)))

@@ -1,0 +1,111 @@
+"""Benchmark of the reminder scheduler: lateness with 100,000 reminders pending and bursts.
+
+    python bench/bench_scheduler.py [--pending 100000] [--burst 2000] [--spread 500]
+
+Needs the infrastructure up (`make infra`). On a scratch database it loads ``--pending``
+reminders due in a day straight into the schedule (the backlog the scheduler must not be slowed
+by), starts `run_scheduler` and `relay_outbox` as in the Procfile, then schedules ``--burst``
+reminders due together a few seconds ahead and ``--spread`` more over the following ten seconds
+the way the API does (reminder.scheduled events through the outbox and Kafka), and prints the
+lateness (fired_at - remind_at, on the scheduler's clock) p50/p99/max of each group.
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+
+from scratch import REPO, scratch_environment
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def reminders(count, remind_at_of):
+    from notifications.models import ScheduledReminder
+
+    return [
+        ScheduledReminder(
+            reminder_id=uuid.uuid4(), task_id=uuid.uuid4(), user_id="1", title=f"reminder {index}",
+            due_at=None, remind_at=remind_at_of(index), correlation_id="bench",
+        )
+        for index in range(count)
+    ]
+
+
+def schedule_through_kafka(group):
+    """reminder.scheduled for each reminder, emitted through the outbox as the tasks service does."""
+    from django.db import transaction
+
+    from events.outbox import emit_all
+    from events.schemas import make_event
+    from notifications.scheduler import reminder_due_data
+
+    with transaction.atomic():
+        emit_all(
+            (make_event("reminder.scheduled", reminder_due_data(r), source="todo-api", correlation_id="bench"), r.task_id)
+            for r in group
+        )
+
+
+def wait_until_fired(group, scheduler, timeout=120):
+    from notifications.models import ScheduledReminder
+
+    ids = [reminder.pk for reminder in group]
+    deadline = time.monotonic() + timeout
+    while ScheduledReminder.objects.filter(pk__in=ids, status="fired").count() < len(ids):
+        if time.monotonic() > deadline or scheduler.poll() is not None:
+            raise SystemExit(f"the scheduler did not fire {len(ids):,} reminders within {timeout} s")
+        time.sleep(0.2)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pending", type=int, default=100_000)
+    parser.add_argument("--burst", type=int, default=2_000)
+    parser.add_argument("--spread", type=int, default=500)
+    args = parser.parse_args()
+
+    with scratch_environment("benchsched") as env:
+        from django.utils import timezone
+
+        from notifications.models import ScheduledReminder
+
+        print(f"loading {args.pending:,} pending reminders due in a day …", flush=True)
+        tomorrow = timezone.now() + timedelta(days=1)
+        ScheduledReminder.objects.bulk_create(reminders(args.pending, lambda i: tomorrow), batch_size=5000)
+
+        scheduler = subprocess.Popen([sys.executable, "manage.py", "run_scheduler"], cwd=REPO, env=env)
+        relay = subprocess.Popen([sys.executable, "manage.py", "relay_outbox"], cwd=REPO, env=env)
+        try:
+            # Its start-up is not what is measured: wait until it fires a reminder due already.
+            warm_up = reminders(1, lambda i: timezone.now())
+            ScheduledReminder.objects.bulk_create(warm_up)
+            wait_until_fired(warm_up, scheduler)
+            start = timezone.now() + timedelta(seconds=5)
+            burst = reminders(args.burst, lambda i: start)
+            spread = reminders(args.spread, lambda i: start + timedelta(seconds=10 * i / args.spread))
+            schedule_through_kafka(burst + spread)
+            print(f"{args.burst:,} reminders due together and {args.spread:,} over 10 s, from {start:%H:%M:%S} …", flush=True)
+            wait_until_fired(burst + spread, scheduler)
+        finally:
+            for process in (scheduler, relay):
+                process.terminate()
+                process.wait(60)
+
+        for label, group in [("burst", burst), ("spread", spread)]:
+            rows = ScheduledReminder.objects.filter(pk__in=[r.pk for r in group]).values_list("remind_at", "fired_at")
+            lateness = [(fired - due).total_seconds() for due, fired in rows]
+            print(f"  {label:6} ({len(lateness):,}): lateness p50 {statistics.median(lateness) * 1000:.0f} ms, "
+                  f"p99 {percentile(lateness, .99) * 1000:.0f} ms, max {max(lateness) * 1000:.0f} ms")
+        still_pending = ScheduledReminder.objects.filter(status="pending").count()
+        print(f"  pending after the run: {still_pending:,} (the backlog, none fired early)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The recurring-task service: one next occurrence per completed one, right in the owner's zone."""
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import connection
+
+from events.models import OutboxEvent
+from recurrence.handlers import on_task_completed
+from recurrence.services import create_next_occurrence
+from tasks.events import EventContext
+from tasks.models import Task, User
+from tasks.services import task_complete, task_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+API = EventContext(source="todo-api", correlation_id="req-42")
+
+
+def utc(*args):
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.fixture
+def owner():
+    return User.objects.create_user("rita", password="pw-123456", timezone="America/New_York")
+
+
+def completed_event(task):
+    """Complete ``task`` through the service layer and return its task.completed event."""
+    task_complete(task=task, context=API)
+    row = OutboxEvent.objects.filter(event_type="task.completed", key=str(task.id)).get()
+    return json.loads(row.payload)
+
+
+def recurring(owner, rule, due, **fields):
+    return task_create(user=owner, context=API, title="Team sync", recurrence_rule=rule, due_date=due, **fields)
+
+
+def test_the_next_occurrence_carries_the_task_over_and_is_linked_to_its_parent(owner):
+    # Monday 2026-12-07 09:00 in New York is 14:00 UTC.
+    task = recurring(
+        owner, "FREQ=WEEKLY;BYDAY=MO", utc(2026, 12, 7, 14), remind_at=utc(2026, 12, 7, 13, 30),
+        description="Agenda in the doc", priority=2, tags=["work"],
+    )
+    event = completed_event(task)
+    on_task_completed(event)
+
+    following = Task.objects.get(parent_task_id=task.id)
+    assert following.due_date == utc(2026, 12, 14, 14)
+    assert following.remind_at == utc(2026, 12, 14, 13, 30)
+    assert (following.title, following.description, following.priority, following.tags) == (
+        "Team sync", "Agenda in the doc", 2, ["work"],
+    )
+    assert following.recurrence_rule == "FREQ=WEEKLY;BYDAY=MO" and not following.completed
+    created = json.loads(OutboxEvent.objects.get(event_type="task.created", key=str(following.id)).payload)
+    assert created["metadata"] == {"source": "recurring-task-service", "correlation_id": event["metadata"]["correlation_id"]}
+    assert created["data"]["parent_task_id"] == str(task.id)
+
+
+@pytest.mark.parametrize(
+    "due, following_due",
+    [
+        # Daylight saving ends on 2027-11-07: 09:00 EDT is 13:00 UTC, 09:00 EST is 14:00 UTC.
+        (utc(2027, 11, 1, 13), utc(2027, 11, 8, 14)),
+        # It begins on 2027-03-14: 09:00 EST is 14:00 UTC, 09:00 EDT is 13:00 UTC.
+        (utc(2027, 3, 8, 14), utc(2027, 3, 15, 13)),
+    ],
+)
+def test_monday_nine_stays_nine_local_across_daylight_saving_changes(owner, due, following_due):
+    task = recurring(owner, "FREQ=WEEKLY;BYDAY=MO", due)
+    on_task_completed(completed_event(task))
+    assert Task.objects.get(parent_task_id=task.id).due_date == following_due
+
+
+def test_the_same_completion_delivered_twice_creates_one_next_occurrence(owner):
+    task = recurring(owner, "FREQ=DAILY", utc(2026, 12, 7, 14))
+    event = completed_event(task)
+    on_task_completed(event)
+    on_task_completed(event)
+    assert Task.objects.filter(parent_task_id=task.id).count() == 1
+
+
+def test_two_consumers_racing_on_one_completion_create_one_next_occurrence(owner):
+    task = recurring(owner, "FREQ=DAILY", utc(2026, 12, 7, 14))
+    data = completed_event(task)["data"]
+    start = threading.Barrier(4)
+    results = []
+
+    def consume():
+        start.wait()
+        try:
+            results.append(create_next_occurrence(data, correlation_id="c"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=consume) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert Task.objects.filter(parent_task_id=task.id).count() == 1
+    assert sum(result is not None for result in results) == 1
+
+
+def test_count_ends_the_series_counted_across_all_its_tasks(owner):
+    task = recurring(owner, "FREQ=DAILY;COUNT=3", utc(2026, 12, 7, 14))
+    for _ in range(2):
+        on_task_completed(completed_event(task))
+        task = Task.objects.get(parent_task_id=task.id)
+    on_task_completed(completed_event(task))  # the third and last occurrence
+    assert Task.objects.filter(title="Team sync").count() == 3
+    assert not Task.objects.filter(parent_task_id=task.id).exists()
+
+
+def test_a_late_completion_skips_to_the_first_occurrence_after_now(owner):
+    long_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10)
+    task = recurring(owner, "FREQ=DAILY", long_ago)
+    on_task_completed(completed_event(task))
+    following = Task.objects.get(parent_task_id=task.id)
+    assert datetime.now(UTC) < following.due_date <= datetime.now(UTC) + timedelta(days=1)
+    zone = ZoneInfo(owner.timezone)
+    assert following.due_date.astimezone(zone).time() == long_ago.astimezone(zone).time()
+
+
+def test_a_task_without_a_rule_has_no_next_occurrence(owner):
+    task = task_create(user=owner, context=API, title="Once", due_date=utc(2026, 12, 7, 14))
+    on_task_completed(completed_event(task))
+    assert not Task.objects.filter(parent_task_id=task.id).exists()
