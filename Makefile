@@ -32,6 +32,7 @@ topics: infra
 
 # The whole system in the foreground; Ctrl-C stops every process it started.
 run: migrate topics
+	@mkdir -p .cache/static  # WhiteNoise's STATIC_ROOT; files are served from the apps until collectstatic fills it
 	@echo "==> starting the processes of Procfile (web on http://127.0.0.1:$${WEB_PORT:-8000}); Ctrl-C stops them"
 	@exec $(VENV)/bin/honcho --no-colour start -f Procfile
 

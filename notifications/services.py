@@ -1,5 +1,7 @@
 """Delivering reminders: the in-app notification, its push to open clients, and the e-mail."""
 
+from zoneinfo import ZoneInfo
+
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -22,10 +24,12 @@ def notification_payload(notification):
     }
 
 
-def reminder_body(title, due_at):
+def reminder_body(title, due_at, timezone_name):
+    """The notification's text, with the due time on the owner's clock."""
     if due_at is None:
         return f"Reminder: {title}"
-    return f"Reminder: {title} is due at {due_at:%Y-%m-%d %H:%M} UTC"
+    local = due_at.astimezone(ZoneInfo(timezone_name))
+    return f"Reminder: {title} is due at {local:%Y-%m-%d %H:%M} ({timezone_name})"
 
 
 def deliver_reminder(*, user, reminder_id, task_id, title, due_at):
@@ -37,7 +41,7 @@ def deliver_reminder(*, user, reminder_id, task_id, title, due_at):
     """
     notification, created = Notification.objects.get_or_create(
         reminder_id=reminder_id,
-        defaults={"user": user, "task_id": task_id, "title": title, "body": reminder_body(title, due_at)},
+        defaults={"user": user, "task_id": task_id, "title": title, "body": reminder_body(title, due_at, user.timezone)},
     )
     if not created:
         return notification

@@ -81,3 +81,13 @@ def test_the_notification_is_pushed_to_the_users_group_after_commit():
     assert message["message"]["event_type"] == "notification.created"
     assert message["message"]["data"]["id"] == notification.id
     assert message["message"]["data"]["read"] is False
+
+
+def test_the_notification_gives_the_due_time_on_the_owners_clock(smtp):
+    from datetime import UTC, datetime
+
+    user = User.objects.create_user("kenji", password="pw-123456", timezone="Asia/Tokyo")
+    notification = deliver_reminder(
+        user=user, reminder_id=uuid.uuid4(), task_id=uuid.uuid4(), title="Flight", due_at=datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
+    )
+    assert notification.body == "Reminder: Flight is due at 2026-12-01 09:30 (Asia/Tokyo)"
