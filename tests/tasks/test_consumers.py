@@ -10,7 +10,6 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from tasks.consumers import CLOSE_UNAUTHENTICATED
-from tasks.models import User
 from tasks.realtime import user_group_name
 from todo_project.asgi import application
 
@@ -49,16 +48,6 @@ async def closed_with(headers):
 
 async def push(user, message):
     await get_channel_layer().group_send(user_group_name(user.id), {"type": "push", "message": message})
-
-
-@pytest.fixture
-def ada():
-    return User.objects.create_user("ada", password="pw-123456")
-
-
-@pytest.fixture
-def bob():
-    return User.objects.create_user("bob", password="pw-123456")
 
 
 def test_a_handshake_without_credentials_is_closed_with_4401():

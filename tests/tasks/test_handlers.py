@@ -17,7 +17,6 @@ from events.consumer import ConsumerRuntime
 from events.registry import get_consumer
 from events.schemas import make_event, utc_timestamp
 from events.topics import TASK_UPDATES, dead_letter_topic, group_name
-from tasks.models import User
 from tests.events.kafka_helpers import (  # noqa: F401 - isolated_kafka is a fixture
     TestProducer,
     committed_offsets,
@@ -61,16 +60,6 @@ async def connect(key):
     connected, _ = await socket.connect(timeout=10)
     assert connected
     return socket
-
-
-@pytest.fixture
-def ada():
-    return User.objects.create_user("ada", password="pw-123456")
-
-
-@pytest.fixture
-def bob():
-    return User.objects.create_user("bob", password="pw-123456")
 
 
 def test_each_event_reaches_its_owners_sockets_only_in_version_order_and_poison_is_dead_lettered(isolated_kafka, ada, bob):
