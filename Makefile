@@ -51,6 +51,7 @@ helm-lint: tools
 	@for values in helm/todo-platform/ci/*-values.yaml; do .cache/bin/helm lint --strict --quiet helm/todo-platform -f $$values || exit 1; done
 
 test: infra tools browser
+	@bash scripts/infra.sh kafka-jars
 	@echo "==> running the test suite against the real Kafka, PostgreSQL and Redis…"
 	@$(PY) -m pytest $(PYTEST_ARGS)
 

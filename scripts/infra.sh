@@ -571,7 +571,7 @@ redis_status() {
 # ----------------------------------------------------------------- main ----
 
 usage() {
-  echo "usage: $0 up|down|status" >&2
+  echo "usage: $0 up|down|status|kafka-jars" >&2
   exit 2
 }
 
@@ -595,6 +595,12 @@ main() {
       kafka_status
       pg_status
       redis_status
+      ;;
+    kafka-jars)
+      # The broker jars alone: tests start private brokers from them even when a running
+      # broker was reused by `up`.
+      need_java
+      kafka_fetch_jars
       ;;
     *) usage ;;
   esac
