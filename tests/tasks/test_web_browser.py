@@ -180,6 +180,7 @@ def test_a_task_created_in_one_tab_shows_live_in_the_users_other_tab_and_never_i
     dialog.get_by_label("Repeat").select_option("weekly")
     shoot(laptop, "web-task-dialog")
     dialog.get_by_role("button", name="Save").click()
+    expect(task_item(laptop, "Team meeting")).to_be_visible()  # saved: the API answered
     meeting = task_item(phone, "Team meeting")
     expect(meeting).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     expect(meeting).to_contain_text("Jan 7, 2030")
