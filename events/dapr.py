@@ -107,8 +107,19 @@ class DaprDeadLetters:
 class DaprMessage:
     """A delivered message with the accessors of confluent_kafka.Message that the runtime reads."""
 
-    def __init__(self, topic, value, key=None):
-        self._topic, self._value, self._key = topic, value, key
+    def __init__(self, topic, value):
+        self._topic, self._value = topic, value
+        # What the relay put in the Kafka key and headers, recovered from the event (Dapr does not
+        # pass them on), so that a dead letter keeps the task's partition and the usual headers.
+        self._key, self._headers = None, []
+        try:
+            event = json.loads(value)
+            self._key = event["data"]["task_id"]
+            self._headers = [(name, str(event[name]).encode()) for name in ("event_type", "event_id")]
+        except (ValueError, TypeError, KeyError):
+            pass
+        if not isinstance(self._key, str):
+            self._key = None
 
     def topic(self):
         return self._topic
@@ -126,7 +137,7 @@ class DaprMessage:
         return self._value
 
     def headers(self):
-        return []
+        return list(self._headers)
 
     def error(self):
         return None
@@ -190,7 +201,7 @@ def deliver(name, body):
     # No circuit breaker here (ratio 1.0 never trips): a web process cannot stop consuming;
     # Dapr's Resiliency policy is the place for one.
     runtime = ConsumerRuntime(spec, dlq_stop_ratio=1.0, dead_letters=DaprDeadLetters(sidecar, settings.DAPR_PUBSUB_NAME))
-    message = DaprMessage(topic or runtime.topic, value, key=_task_key(value))
+    message = DaprMessage(topic or runtime.topic, value)
     done = []
     try:
         runtime.process([message], done)
@@ -200,15 +211,6 @@ def deliver(name, body):
     finally:
         sidecar.close()
     return SUCCESS if done else RETRY
-
-
-def _task_key(value):
-    """The contract's Kafka key (the task id) for the dead letter's partition, when there is one."""
-    try:
-        task_id = json.loads(value)["data"]["task_id"]
-    except (ValueError, TypeError, KeyError):
-        return None
-    return task_id if isinstance(task_id, str) else None
 
 
 def _text(value):

@@ -191,6 +191,8 @@ def test_a_failing_handler_is_retried_then_dead_lettered_through_the_sidecar(
     [letter] = dead_letters(dapr_sidecar)
     assert json.loads(letter["body"]) == event
     assert letter["query"]["metadata.partitionKey"] == event["data"]["task_id"]
+    assert letter["query"]["metadata.event_id"] == event["event_id"]
+    assert letter["query"]["metadata.event_type"] == event["event_type"]
     assert letter["query"]["metadata.dlq.attempts"] == "3"
     assert letter["query"]["metadata.dlq.error.type"] == "RuntimeError"
     # Its idempotency record was rolled back with the failed handler: a replay runs it again.
