@@ -30,6 +30,11 @@ Handlers take the validated event dict only; one that needs the Kafka coordinate
 (the audit trail) reads them with ``delivery_of(event)``. A consumer may also name a batch
 handler taking a list of events (same effects as the handler on each, in fewer statements) for
 the events fetched together.
+
+Steps 1 to 3 are ``ConsumerRuntime.process``, which needs no Kafka consumer: with
+EVENT_TRANSPORT=dapr the web process runs it on each message Dapr delivers over HTTP
+(events.dapr), with a dead-letter writer that publishes through the Dapr sidecar, and Dapr
+commits the offset when the route answers SUCCESS.
 """
 
 import contextvars
@@ -406,7 +411,9 @@ class ConsumerRuntime:
             ("dlq.attempts", str(attempts)),
             ("dlq.failed_at", utc_timestamp()),
         ]
-        error_text = self.dead_letters.write(self.dead_letter_topic, key=message.key(), value=message.value(), headers=headers)
+        error_text = self.dead_letters.write(
+            self.dead_letter_topic, key=message.key(), value=message.value(), headers=headers
+        )
         if error_text is not None:
             raise DeadLetterWriteFailed(
                 f"{self.dead_letter_topic} did not confirm the dead letter of {_coordinates(message)}: {error_text}"

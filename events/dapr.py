@@ -178,7 +178,8 @@ def unwrap(body):
         envelope = json.loads(body)
     except ValueError:
         return None, body  # not JSON: the runtime dead-letters it as it came
-    if not (isinstance(envelope, dict) and "specversion" in envelope and ("data" in envelope or "data_base64" in envelope)):
+    wrapped = isinstance(envelope, dict) and "specversion" in envelope
+    if not (wrapped and ("data" in envelope or "data_base64" in envelope)):
         return None, body
     topic = envelope.get("topic")
     if "data_base64" in envelope:
@@ -200,7 +201,8 @@ def deliver(name, body):
     sidecar = DaprSidecar()
     # No circuit breaker here (ratio 1.0 never trips): a web process cannot stop consuming;
     # Dapr's Resiliency policy is the place for one.
-    runtime = ConsumerRuntime(spec, dlq_stop_ratio=1.0, dead_letters=DaprDeadLetters(sidecar, settings.DAPR_PUBSUB_NAME))
+    dead_letters = DaprDeadLetters(sidecar, settings.DAPR_PUBSUB_NAME)
+    runtime = ConsumerRuntime(spec, dlq_stop_ratio=1.0, dead_letters=dead_letters)
     message = DaprMessage(topic or runtime.topic, value)
     done = []
     try:

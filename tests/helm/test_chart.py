@@ -507,7 +507,8 @@ def test_dapr_with_an_app_token_secret_gives_the_sidecar_and_the_app_the_same_to
     ]
     assert len(delivered) == 4
     for deployment in delivered:
-        assert deployment["spec"]["template"]["metadata"]["annotations"]["dapr.io/app-token-secret"] == "todo-dapr-app-token"
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["dapr.io/app-token-secret"] == "todo-dapr-app-token"
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         env = {item["name"]: item for item in container["env"]}
         assert env["DAPR_APP_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "todo-dapr-app-token", "key": "token"}
