@@ -30,6 +30,11 @@ Handlers take the validated event dict only; one that needs the Kafka coordinate
 (the audit trail) reads them with ``delivery_of(event)``. A consumer may also name a batch
 handler taking a list of events (same effects as the handler on each, in fewer statements) for
 the events fetched together.
+
+Steps 1 to 3 are ``ConsumerRuntime.process``, which needs no Kafka consumer: with
+EVENT_TRANSPORT=dapr the web process runs it on each message Dapr delivers over HTTP
+(events.dapr), with a dead-letter writer that publishes through the Dapr sidecar, and Dapr
+commits the offset when the route answers SUCCESS.
 """
 
 import contextvars
@@ -102,7 +107,7 @@ def delivery_of(event):
 
 
 class ConsumerRuntime:
-    def __init__(self, spec, *, dlq_stop_ratio=None, dlq_stop_window=None, batch_size=None):
+    def __init__(self, spec, *, dlq_stop_ratio=None, dlq_stop_window=None, batch_size=None, dead_letters=None):
         self.spec = spec
         self.name = spec.name
         self.topic = topic_name(spec.topic)
@@ -120,6 +125,9 @@ class ConsumerRuntime:
         self._last_heartbeat = time.monotonic()
         self._consumer = None
         self._producer = None
+        # Where dead letters are written: Kafka (the loop's own producer, made in run()) or,
+        # for events Dapr delivers over HTTP, the sidecar's publish API (events.dapr).
+        self.dead_letters = dead_letters
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -130,6 +138,7 @@ class ConsumerRuntime:
     def run(self):
         self._consumer = Consumer(self._consumer_config())
         self._producer = Producer(client_config(**{"acks": "all", "enable.idempotence": True, "linger.ms": 0}))
+        self.dead_letters = KafkaDeadLetters(self._producer)
         self._consumer.subscribe([self.topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
         logger.info("consumer %s: reading %s as group %s", self.name, self.topic, self.group)
         commit_interval = settings.CONSUMER_COMMIT_INTERVAL_MS / 1000
@@ -185,33 +194,40 @@ class ConsumerRuntime:
         """Process messages in order; store the offsets of those finished (a prefix of them)."""
         started = time.perf_counter()
         done = []  # (message, outcome) in message order
-        pending = []  # consecutive valid events waiting for one handler transaction
         try:
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.fatal():
-                        raise KafkaException(error)
-                    logger.warning("consumer %s: %s", self.name, error)
-                    continue
-                event, invalid = self._parse(message)
-                if invalid is None:
-                    if event is None or not self.spec.wants(event["event_type"]):
-                        SKIPPED.labels(self.name, "unknown_type" if event is None else "not_subscribed").inc()
-                        event = None  # acknowledged in its turn, without the handler
-                    pending.append((message, event))
-                    continue
-                # Finish the events ahead of this message first: offsets only ever move past done work.
-                if pending and not self._handle_events(pending, done):
-                    return
-                pending = []
-                outcome = self._dead_letter(message, invalid, attempts=0, reason="invalid")
-                done.append((message, outcome))
-                self._note(outcome)
-            if pending:
-                self._handle_events(pending, done)
+            self.process(messages, done)
         finally:
             self._acknowledge(done, started)
+
+    def process(self, messages, done):
+        """Validate, record and handle (or dead-letter) the messages in order, appending
+        (message, outcome) to ``done`` for each one finished: a prefix of them if this raises or
+        is asked to stop. Needs no Kafka consumer: events.dapr hands Dapr deliveries to it too.
+        A message is anything with confluent_kafka.Message's accessors (topic(), value(), ...)."""
+        pending = []  # consecutive valid events waiting for one handler transaction
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                logger.warning("consumer %s: %s", self.name, error)
+                continue
+            event, invalid = self._parse(message)
+            if invalid is None:
+                if event is None or not self.spec.wants(event["event_type"]):
+                    SKIPPED.labels(self.name, "unknown_type" if event is None else "not_subscribed").inc()
+                    event = None  # acknowledged in its turn, without the handler
+                pending.append((message, event))
+                continue
+            # Finish the events ahead of this message first: offsets only ever move past done work.
+            if pending and not self._handle_events(pending, done):
+                return
+            pending = []
+            outcome = self._dead_letter(message, invalid, attempts=0, reason="invalid")
+            done.append((message, outcome))
+            self._note(outcome)
+        if pending:
+            self._handle_events(pending, done)
 
     def _parse(self, message):
         """(event, None) for a valid event; (None, error) for a dead letter; (None, None) to skip."""
@@ -395,19 +411,12 @@ class ConsumerRuntime:
             ("dlq.attempts", str(attempts)),
             ("dlq.failed_at", utc_timestamp()),
         ]
-        report = {}
-        self._producer.produce(
-            self.dead_letter_topic,
-            key=message.key(),
-            value=message.value(),
-            headers=headers,
-            on_delivery=lambda err, msg: report.update(error=err),
+        error_text = self.dead_letters.write(
+            self.dead_letter_topic, key=message.key(), value=message.value(), headers=headers
         )
-        self._producer.flush(settings.CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS)
-        if "error" not in report or report["error"] is not None:
+        if error_text is not None:
             raise DeadLetterWriteFailed(
-                f"{self.dead_letter_topic} did not confirm the dead letter of {_coordinates(message)}: "
-                f"{report.get('error', 'timed out')}"
+                f"{self.dead_letter_topic} did not confirm the dead letter of {_coordinates(message)}: {error_text}"
             )
         DEAD_LETTERED.labels(self.name, reason).inc()
         logger.error(
@@ -494,6 +503,24 @@ class ConsumerRuntime:
         if age > limit:
             return False, f"consumer {self.name}: loop last came round {age:.0f}s ago (limit {limit:.0f}s)"
         return True, f"consumer {self.name}: loop came round {age:.1f}s ago"
+
+
+class KafkaDeadLetters:
+    """Writes dead letters with the consumer's producer and waits for the broker's confirmation."""
+
+    def __init__(self, producer):
+        self._producer = producer
+
+    def write(self, topic, *, key, value, headers):
+        """None once the broker confirmed the write, else what went wrong."""
+        report = {}
+        self._producer.produce(
+            topic, key=key, value=value, headers=headers, on_delivery=lambda err, msg: report.update(error=err)
+        )
+        self._producer.flush(settings.CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS)
+        if "error" not in report:
+            return "timed out"
+        return None if report["error"] is None else str(report["error"])
 
 
 def _coordinates(message):

@@ -64,6 +64,8 @@ class ConsumerSpec:
     event_types: frozenset = field(default_factory=frozenset)  # empty: every type of the topic
     dead_letter_topic: str = ""  # base name; defaults to "<topic>.dlq"
     retry: RetryPolicy | None = None  # None: the CONSUMER_RETRY_* settings
+    # Dapr may deliver this consumer's events over HTTP (EVENT_TRANSPORT=dapr, events.dapr).
+    via_dapr: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "event_types", frozenset(self.event_types))
@@ -156,5 +158,6 @@ register(
         group="reminder-scheduler",
         handler="notifications.scheduler.on_schedule_change",
         event_types={"reminder.scheduled", "reminder.cancelled"},
+        via_dapr=False,  # the clock beside it needs its own Kafka consumer, in both transports
     )
 )

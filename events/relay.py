@@ -40,9 +40,7 @@ import threading
 import time
 import uuid
 from datetime import datetime
-from http.client import HTTPConnection, HTTPException
 from typing import NamedTuple
-from urllib.parse import quote, urlencode
 
 import psycopg
 from confluent_kafka import Producer
@@ -51,6 +49,7 @@ from django.db import DatabaseError, InterfaceError, connection, connections
 from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
 
+from events.dapr import DaprSidecar
 from events.kafka import client_config
 from events.models import OutboxEvent
 from events.outbox import NOTIFY_CHANNEL
@@ -277,45 +276,22 @@ class DaprPublisher:
     nothing of a task is published after one of its events that was not.
     """
 
-    def __init__(self, *, host="127.0.0.1", port, pubsub, timeout=30.0):
-        self.host, self.port, self.pubsub, self.timeout = host, port, pubsub, timeout
-        self._connection = None
+    def __init__(self, *, port, pubsub, timeout=30.0):
+        self.pubsub = pubsub
+        self.sidecar = DaprSidecar(port=port, timeout=timeout)
 
     def publish(self, rows):
         outcome = {}
         for row in rows:
-            outcome[row.id] = self._post(row)
+            outcome[row.id] = self.sidecar.publish(
+                self.pubsub, topic_name(row.topic), row.payload.encode(), key=row.key, metadata=row.headers()
+            )
             if outcome[row.id] is not None:
                 break
         return outcome
 
-    def publish_path(self, row):
-        query = urlencode(
-            {"metadata.rawPayload": "true", "metadata.partitionKey": row.key}
-            | {f"metadata.{name}": value for name, value in row.headers().items()}
-        )
-        return f"/v1.0/publish/{quote(self.pubsub, safe='')}/{quote(topic_name(row.topic), safe='')}?{query}"
-
-    def _post(self, row):
-        if self._connection is None:
-            self._connection = HTTPConnection(self.host, self.port, timeout=self.timeout)
-        try:
-            self._connection.request(
-                "POST", self.publish_path(row), body=row.payload.encode(), headers={"Content-Type": "application/json"}
-            )
-            response = self._connection.getresponse()
-            body = response.read()
-        except (OSError, HTTPException) as exc:
-            self.close()
-            return f"Dapr sidecar at {self.host}:{self.port} unreachable: {exc}"
-        if response.status in (200, 204):
-            return None
-        return f"Dapr publish answered {response.status}: {body[:300]!r}"
-
     def close(self):
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self.sidecar.close()
 
 
 def make_publisher(stop, shutdown_grace):

@@ -192,6 +192,15 @@ if EVENT_TRANSPORT not in {"kafka", "dapr"}:
 # injects DAPR_HTTP_PORT; the Helm chart names the publisher component in DAPR_PUBSUB_NAME.
 DAPR_HTTP_PORT = env_int("DAPR_HTTP_PORT", 3500)
 DAPR_PUBSUB_NAME = env("DAPR_PUBSUB_NAME", "pubsub")
+# Dapr delivers events to POST /dapr/events/<consumer> (events/dapr.py). The Helm chart subscribes
+# declaratively (Subscription resources), so GET /dapr/subscribe answers [] unless this is true:
+# then it lists the consumers of DAPR_CONSUMERS (empty: every registered consumer), for a
+# `dapr run` without Subscription files. Dead letters are published to DAPR_PUBSUB_NAME.
+DAPR_PROGRAMMATIC_SUBSCRIPTIONS = env_bool("DAPR_PROGRAMMATIC_SUBSCRIPTIONS", False)
+DAPR_CONSUMERS = env_list("DAPR_CONSUMERS", "")
+# The token the sidecar sends in the dapr-api-token header (Dapr's APP_API_TOKEN); when set, the
+# /dapr/ routes refuse requests without it.
+DAPR_APP_API_TOKEN = env("DAPR_APP_API_TOKEN", env("APP_API_TOKEN", ""))
 
 # Readiness checks must answer well within a Kubernetes probe's timeout.
 READINESS_TIMEOUT_SECONDS = float(env("READINESS_TIMEOUT_SECONDS", "2"))

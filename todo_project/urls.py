@@ -9,6 +9,8 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    # The Dapr sidecar's routes (EVENT_TRANSPORT=dapr): subscription document and deliveries.
+    path("dapr/", include("events.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # Each app owns its API routes under /api/.

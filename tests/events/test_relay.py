@@ -1,11 +1,8 @@
 """relay_outbox publishes committed outbox rows to Kafka: nothing lost, nothing reordered per task."""
 
-import threading
 import time
 import uuid
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl
 
 import pytest
 from django.db import transaction
@@ -17,6 +14,7 @@ from events.topics import topic_name
 from tasks import services
 from tasks.events import EventContext
 from tasks.models import User
+from tests.events.dapr_helpers import dapr_sidecar  # noqa: F401 - fixture
 from tests.kafka_reader import read_events
 from tests.outbox_relay import relay_thread
 
@@ -167,57 +165,14 @@ def test_sigterm_stops_a_relay_waiting_for_an_absent_broker_and_leaves_its_event
     assert unsent() == 1
 
 
-class FakeDaprSidecar:
-    """A local HTTP server speaking Dapr's publish API: records each request, answers 204
-    (or the statuses queued in ``failures`` first). Dapr itself cannot run here."""
-
-    def __init__(self):
-        self.requests = []
-        self.failures = []
-        sidecar = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                path, _, query = self.path.partition("?")
-                sidecar.requests.append(
-                    {"path": path, "query": dict(parse_qsl(query)), "content_type": self.headers["Content-Type"],
-                     "body": body}
-                )
-                status = sidecar.failures.pop(0) if sidecar.failures else 204
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def dapr_sidecar(settings):
-    sidecar = FakeDaprSidecar()
-    settings.EVENT_TRANSPORT = "dapr"
-    settings.DAPR_HTTP_PORT = sidecar.port
-    settings.DAPR_PUBSUB_NAME = "todo-pubsub"
-    yield sidecar
-    sidecar.close()
-
-
 def test_in_dapr_mode_the_relay_posts_raw_payloads_keyed_by_task_to_the_sidecar(dapr_sidecar):
     task_id = str(uuid.uuid4())
     with transaction.atomic():
         rows = [emit(sync_event(task_id), key=task_id) for _ in range(3)]
     with relay_thread():
         wait_for(lambda: unsent() == 0, 30, "rows published through the sidecar")
-    assert [request["body"].decode() for request in dapr_sidecar.requests] == [row.payload for row in rows]
+    # Byte for byte what the Kafka transport produces (row.payload.encode()), in the task's order.
+    assert [request["body"] for request in dapr_sidecar.requests] == [row.payload.encode() for row in rows]
     for request, row in zip(dapr_sidecar.requests, rows):
         assert request["path"] == f"/v1.0/publish/todo-pubsub/{topic_name('task-updates')}"
         assert request["query"] == {

@@ -27,6 +27,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from events.dapr import dapr_consumers
 from events.topics import TOPICS, dead_letter_topic
 
 pytestmark = pytest.mark.timeout(1200)
@@ -471,6 +472,46 @@ def test_dapr_components_speak_kafka_4_and_take_sasl_from_the_secret(rendered, p
     config = by_name(documents, "ConfigMap")[full("config")]["data"]
     assert config["EVENT_TRANSPORT"] == "dapr"
     assert targets[config["DAPR_PUBSUB_NAME"]]["outbound"]["retry"] in resiliency["spec"]["policies"]["retries"]
+
+
+@pytest.mark.parametrize("profile", ["dapr", "redpanda-cloud+dapr+keda"])
+def test_dapr_delivers_to_the_apps_routes_and_the_app_dead_letters_through_its_own_component(rendered, profile):
+    documents = rendered[profile]
+    deployments = by_name(documents, "Deployment")
+    resiliency = of_kind(documents, "Resiliency")[0]["spec"]
+    config = by_name(documents, "ConfigMap")[full("config")]["data"]
+    # Subscriptions are declarative: the app's programmatic document stays empty.
+    assert config["DAPR_PROGRAMMATIC_SUBSCRIPTIONS"] == "false"
+    routes = set()
+    for subscription in of_kind(documents, "Subscription"):
+        spec = subscription["spec"]
+        routes.add(spec["routes"]["default"])
+        (app_id,) = subscription["scopes"]
+        (deployment,) = [
+            d for d in deployments.values()
+            if d["spec"]["template"]["metadata"]["annotations"].get("dapr.io/app-id") == app_id
+        ]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {item["name"]: item for item in container.get("env", [])}
+        assert env["DAPR_PUBSUB_NAME"]["value"] == spec["pubsubname"]
+        retry = resiliency["targets"]["components"][spec["pubsubname"]]["outbound"]["retry"]
+        assert retry in resiliency["policies"]["retries"]
+    assert routes == {f"/dapr/events/{name}" for name in dapr_consumers()}
+
+
+def test_dapr_with_an_app_token_secret_gives_the_sidecar_and_the_app_the_same_token(helm):
+    documents = render(helm, "dapr", "--set", "dapr.appTokenSecret=todo-dapr-app-token")
+    delivered = [
+        d for d in of_kind(documents, "Deployment")
+        if "dapr.io/app-port" in d["spec"]["template"]["metadata"]["annotations"]
+    ]
+    assert len(delivered) == 4
+    for deployment in delivered:
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["dapr.io/app-token-secret"] == "todo-dapr-app-token"
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {item["name"]: item for item in container["env"]}
+        assert env["DAPR_APP_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "todo-dapr-app-token", "key": "token"}
 
 
 def test_without_dapr_no_pod_gets_a_sidecar(rendered):

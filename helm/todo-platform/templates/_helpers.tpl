@@ -140,7 +140,7 @@ scheduler: {topic: reminders, group: reminder-scheduler, command: [python, manag
 
 {{/* Pod template ------------------------------------------------------------------------------
      Call with (dict "root" $ "component" NAME "command" LIST "ports" LIST "probes" DICT
-     "resources" DICT "annotations" DICT "grace" INT). */}}
+     "resources" DICT "annotations" DICT "grace" INT "env" LIST); "env" overrides the ConfigMap. */}}
 {{- define "todo.podTemplate" -}}
 {{- $root := .root -}}
 metadata:
@@ -186,6 +186,10 @@ spec:
             name: {{ include "todo.fullname" $root }}-config
         - secretRef:
             name: {{ include "todo.secretName" $root }}
+      {{- with .env }}
+      env:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       {{- with .ports }}
       ports:
         {{- toYaml . | nindent 8 }}

@@ -1,0 +1,219 @@
+"""The Dapr transport (EVENT_TRANSPORT=dapr): the sidecar's publish API, and events Dapr delivers.
+
+Publishing: ``DaprSidecar.publish`` posts to ``/v1.0/publish/<pubsub>/<topic>`` with
+``metadata.rawPayload=true`` (the bytes on Kafka are the event JSON, as with the direct
+transport), ``metadata.partitionKey`` (the Kafka key) and any further metadata, which Dapr's Kafka
+component writes as message headers. The outbox relay publishes through it (events.relay), and so
+do dead letters of Dapr deliveries.
+
+Delivery: Dapr POSTs each message of a consumer's topic to ``/dapr/events/<consumer>`` (see
+events.views). ``deliver`` hands it to the consumer runtime's ``process``, the very code path of
+``run_consumer``: validation, the idempotency record and the handler in one transaction, retries
+with backoff, dead letters with the contract's ``dlq.*`` headers. Only the dead-letter writer
+differs: it publishes to the ``.dlq`` topic through the sidecar (this process has no Kafka
+producer of its own in Dapr mode). The outcome decides the answer to Dapr:
+
+* processed, duplicate, skipped (unknown or unwanted type), dead-lettered: SUCCESS (Dapr commits);
+* the dead letter could not be written, or the database is unreachable: RETRY, so that Dapr
+  redelivers (its Resiliency policy), and after its last retry writes the message to the
+  Subscription's ``deadLetterTopic`` (the same ``.dlq`` topic, without our ``dlq.*`` headers).
+
+Kafka coordinates: Dapr does not tell the app a message's partition and offset, so handlers see
+``partition = offset = -1`` (``delivery_of``) for Dapr deliveries.
+"""
+
+import base64
+import binascii
+import json
+import logging
+from http.client import HTTPConnection, HTTPException
+from urllib.parse import quote, urlencode
+
+from django.conf import settings
+
+from events.consumer import ConsumerRuntime
+from events.registry import CONSUMERS
+from events.topics import topic_name
+
+logger = logging.getLogger(__name__)
+
+# What Dapr reads in a delivery's response body (its pub/sub "subscribe" contract).
+SUCCESS, RETRY = "SUCCESS", "RETRY"
+
+
+class DaprSidecar:
+    """The Dapr sidecar's publish API, over one keep-alive HTTP connection (not thread-safe)."""
+
+    def __init__(self, *, host="127.0.0.1", port=None, timeout=30.0):
+        self.host, self.port, self.timeout = host, port or settings.DAPR_HTTP_PORT, timeout
+        self._connection = None
+
+    @staticmethod
+    def publish_path(pubsub, topic, *, key=None, metadata=None):
+        query = {"metadata.rawPayload": "true"}
+        if key is not None:
+            query["metadata.partitionKey"] = key
+        query |= {f"metadata.{name}": value for name, value in (metadata or {}).items()}
+        return f"/v1.0/publish/{quote(pubsub, safe='')}/{quote(topic, safe='')}?{urlencode(query)}"
+
+    def publish(self, pubsub, topic, body, *, key=None, metadata=None, content_type="application/json"):
+        """None once Dapr answered that the broker has the message (204), else what went wrong."""
+        if self._connection is None:
+            self._connection = HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            self._connection.request(
+                "POST", self.publish_path(pubsub, topic, key=key, metadata=metadata), body=body,
+                headers={"Content-Type": content_type},
+            )
+            response = self._connection.getresponse()
+            answer = response.read()
+        except (OSError, HTTPException) as exc:
+            self.close()
+            return f"Dapr sidecar at {self.host}:{self.port} unreachable: {exc}"
+        if response.status in (200, 204):
+            return None
+        return f"Dapr publish answered {response.status}: {answer[:300]!r}"
+
+    def close(self):
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class DaprDeadLetters:
+    """The consumer runtime's dead-letter writer for Dapr deliveries: publishes through the sidecar.
+
+    The ``dlq.*`` headers travel as publish metadata, which the Kafka component writes as headers.
+    """
+
+    def __init__(self, sidecar, pubsub):
+        self.sidecar, self.pubsub = sidecar, pubsub
+
+    def write(self, topic, *, key, value, headers):
+        value = value or b""
+        try:
+            json.loads(value)
+            content_type = "application/json"
+        except ValueError:  # an invalid message is dead-lettered as the bytes it was
+            content_type = "application/octet-stream"
+        return self.sidecar.publish(
+            self.pubsub, topic, value,
+            key=key.decode() if isinstance(key, bytes) else key,
+            metadata={name: _text(header) for name, header in headers},
+            content_type=content_type,
+        )
+
+
+class DaprMessage:
+    """A delivered message with the accessors of confluent_kafka.Message that the runtime reads."""
+
+    def __init__(self, topic, value):
+        self._topic, self._value = topic, value
+        # What the relay put in the Kafka key and headers, recovered from the event (Dapr does not
+        # pass them on), so that a dead letter keeps the task's partition and the usual headers.
+        self._key, self._headers = None, []
+        try:
+            event = json.loads(value)
+            self._key = event["data"]["task_id"]
+            self._headers = [(name, str(event[name]).encode()) for name in ("event_type", "event_id")]
+        except (ValueError, TypeError, KeyError):
+            pass
+        if not isinstance(self._key, str):
+            self._key = None
+
+    def topic(self):
+        return self._topic
+
+    def partition(self):
+        return -1  # not known to a Dapr app
+
+    def offset(self):
+        return -1
+
+    def key(self):
+        return self._key
+
+    def value(self):
+        return self._value
+
+    def headers(self):
+        return list(self._headers)
+
+    def error(self):
+        return None
+
+
+class NotDeliverable(LookupError):
+    """No Dapr-delivered consumer of that name: a routing mistake, not the message's fault."""
+
+
+def dapr_consumers():
+    """The consumers Dapr may deliver to (the scheduler keeps its own Kafka consumer)."""
+    return {name: spec for name, spec in CONSUMERS.items() if spec.via_dapr}
+
+
+def subscriptions():
+    """The programmatic subscription document (GET /dapr/subscribe); [] unless enabled, because
+    the Helm chart subscribes declaratively and both would subscribe twice."""
+    if not settings.DAPR_PROGRAMMATIC_SUBSCRIPTIONS:
+        return []
+    wanted = set(settings.DAPR_CONSUMERS)
+    return [
+        {
+            "pubsubname": settings.DAPR_PUBSUB_NAME,
+            "topic": topic_name(spec.topic),
+            "routes": {"default": f"/dapr/events/{name}"},
+            "deadLetterTopic": topic_name(spec.dead_letter_topic),
+            "metadata": {"rawPayload": "true"},
+        }
+        for name, spec in sorted(dapr_consumers().items())
+        if not wanted or name in wanted
+    ]
+
+
+def unwrap(body):
+    """(topic or None, event bytes) of a delivery: the raw event (rawPayload), or the ``data`` /
+    ``data_base64`` of the CloudEvent Dapr wraps it in without rawPayload."""
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        return None, body  # not JSON: the runtime dead-letters it as it came
+    wrapped = isinstance(envelope, dict) and "specversion" in envelope
+    if not (wrapped and ("data" in envelope or "data_base64" in envelope)):
+        return None, body
+    topic = envelope.get("topic")
+    if "data_base64" in envelope:
+        try:
+            return topic, base64.b64decode(envelope["data_base64"], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            return topic, body  # a broken envelope: dead-lettered whole
+    data = envelope["data"]
+    # A JSON event published as text arrives as a string holding the JSON.
+    return topic, data.encode() if isinstance(data, str) else json.dumps(data).encode()
+
+
+def deliver(name, body):
+    """Process one message Dapr delivered to consumer ``name``; return SUCCESS or RETRY."""
+    spec = dapr_consumers().get(name)
+    if spec is None:
+        raise NotDeliverable(f"no Dapr-delivered consumer named {name!r}; known: {', '.join(sorted(dapr_consumers()))}")
+    topic, value = unwrap(body)
+    sidecar = DaprSidecar()
+    # No circuit breaker here (ratio 1.0 never trips): a web process cannot stop consuming;
+    # Dapr's Resiliency policy is the place for one.
+    dead_letters = DaprDeadLetters(sidecar, settings.DAPR_PUBSUB_NAME)
+    runtime = ConsumerRuntime(spec, dlq_stop_ratio=1.0, dead_letters=dead_letters)
+    message = DaprMessage(topic or runtime.topic, value)
+    done = []
+    try:
+        runtime.process([message], done)
+    except Exception:  # noqa: BLE001 - dead letter not written, database down: Dapr redelivers
+        logger.exception("dapr delivery to %s not processed; asking Dapr to retry", name)
+        return RETRY
+    finally:
+        sidecar.close()
+    return SUCCESS if done else RETRY
+
+
+def _text(value):
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
