@@ -80,7 +80,8 @@ def _task(user, arguments, *, prefer_completed=None):
             raise ToolError(f"There is no such task: {arguments['task_id']}.")
         return task
     title = arguments["task_title"]
-    candidates = selectors.task_list(user=user, search=title)[:REFERENCE_CANDIDATES]
+    # Spacing is not part of a title's words (resolve_task_reference ignores it too).
+    candidates = selectors.task_list(user=user, search=" ".join(title.split()))[:REFERENCE_CANDIDATES]
     found = resolve_task_reference(title, [task_object(task) for task in candidates], prefer_completed=prefer_completed)
     return Task.objects.get(user=user, pk=found["id"])
 
