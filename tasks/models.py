@@ -123,3 +123,40 @@ class TaskChange(models.Model):
 
     def __str__(self):
         return f"{self.event['data']['change_type']} {self.task_id} (cursor {self.id})"
+
+
+class Conversation(models.Model):
+    """A chat of one user with the assistant (POST /api/chat/); its messages are the history."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-updated_at"], name="conversation_user_updated")]
+
+    def __str__(self):
+        return f"conversation {self.id} of {self.user_id}"
+
+
+class ChatMessage(models.Model):
+    """One turn of a conversation: what the user said, or the assistant's reply with its tool calls."""
+
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    id = models.BigAutoField(primary_key=True)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField()
+    # The assistant's tool calls: [{"id", "name", "arguments", "result"} or {..., "error"}].
+    tool_calls = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.role}: {self.content[:50]}"

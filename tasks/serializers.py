@@ -82,3 +82,8 @@ class UserSerializer(serializers.Serializer):
 
 class SyncQuerySerializer(serializers.Serializer):
     since = serializers.IntegerField(required=False, min_value=0, help_text="the cursor of an earlier answer")
+
+
+class ChatInputSerializer(serializers.Serializer):
+    message = StringField(max_length=2000)
+    conversation_id = serializers.UUIDField(required=False, allow_null=True, default=None)

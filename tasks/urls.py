@@ -11,4 +11,5 @@ urlpatterns = [
     path("tasks/<uuid:task_id>/complete/", views.TaskCompleteApi.as_view(), name="task-complete"),
     path("tasks/<uuid:task_id>/reopen/", views.TaskReopenApi.as_view(), name="task-reopen"),
     path("sync/", views.SyncApi.as_view(), name="sync"),
+    path("chat/", views.ChatApi.as_view(), name="chat"),
 ]

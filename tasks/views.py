@@ -16,8 +16,11 @@ from rest_framework.views import APIView
 
 from events.schemas import TASK_OBJECT
 from tasks import selectors, services, sync
+from tasks.chat.agent import LLMError
+from tasks.chat.services import chat_respond
 from tasks.events import EventContext, task_object
 from tasks.serializers import (
+    ChatInputSerializer,
     RegisterSerializer,
     SyncQuerySerializer,
     TaskFilterSerializer,
@@ -217,3 +220,57 @@ class SyncApi(APIView):
         query = validated(SyncQuerySerializer, request, request.query_params.dict())
         changes, cursor, has_more = sync.changes_since(request.user, query.get("since"))
         return Response({"changes": changes, "cursor": cursor, "has_more": has_more})
+
+
+CHAT_TOOL_CALL = {
+    "type": "object",
+    "title": "ChatToolCall",
+    "description": "A tool call carried out for the message: its result, or the error that stopped it.",
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "arguments": {"type": "object", "additionalProperties": True},
+        "result": {"type": "object", "additionalProperties": True},
+        "error": {"type": "string"},
+    },
+    "required": ["id", "name", "arguments"],
+}
+
+
+class ChatApi(APIView):
+    """Talk to the assistant: it manages the caller's tasks with the MCP tools (see tasks/chat/)."""
+
+    @extend_schema(
+        request=ChatInputSerializer,
+        responses={
+            200: {
+                "type": "object",
+                "title": "ChatReply",
+                "properties": {
+                    "conversation_id": {"type": "string", "format": "uuid"},
+                    "reply": {"type": "string"},
+                    "tool_calls": {"type": "array", "items": CHAT_TOOL_CALL},
+                },
+                "required": ["conversation_id", "reply", "tool_calls"],
+            },
+            502: {
+                "type": "object",
+                "title": "ChatModelError",
+                "properties": {"detail": {"type": "string"}, "tool_calls": {"type": "array", "items": CHAT_TOOL_CALL}},
+            },
+        },
+    )
+    def post(self, request):
+        data = validated(ChatInputSerializer, request, request.data)
+        try:
+            turn = chat_respond(
+                user=request.user,
+                message=data["message"],
+                conversation_id=data["conversation_id"],
+                correlation_id=request.correlation_id,
+            )
+        except LLMError as error:
+            return Response(
+                {"detail": str(error), "tool_calls": error.tool_calls}, status=status.HTTP_502_BAD_GATEWAY
+            )
+        return Response({"conversation_id": str(turn.conversation.id), "reply": turn.reply, "tool_calls": turn.tool_calls})

@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP (API, admin, web app) and WebSocket on one port."""
+"""ASGI entry point: HTTP (API, admin, web app), WebSocket and the MCP server on one port."""
 
 import os
 
@@ -12,12 +12,39 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from tasks.auth import WebSocketAuthMiddleware  # noqa: E402
+from tasks.chat.mcp_server import mcp_http_app, mcp_lifespan  # noqa: E402
 from todo_project.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
+MCP_PATHS = ("/mcp", "/mcp/")
+
+router = ProtocolTypeRouter(
     {
         "http": django_http,
         # Session cookie (same-origin only) or an `Authorization: Token` header, see tasks/auth.py.
         "websocket": AuthMiddlewareStack(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )
+
+
+async def lifespan(receive, send):
+    """ASGI lifespan (uvicorn sends it; Channels' router does not route it): runs the MCP session manager."""
+    message = await receive()
+    assert message["type"] == "lifespan.startup"
+    try:
+        async with mcp_lifespan():
+            await send({"type": "lifespan.startup.complete"})
+            message = await receive()
+            assert message["type"] == "lifespan.shutdown"
+    except Exception as error:
+        await send({"type": "lifespan.startup.failed", "message": str(error)})
+        raise
+    await send({"type": "lifespan.shutdown.complete"})
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+    elif scope["type"] == "http" and scope["path"] in MCP_PATHS:
+        await mcp_http_app(scope, receive, send)
+    else:
+        await router(scope, receive, send)

@@ -208,6 +208,34 @@ def test_a_task_created_in_one_tab_shows_live_in_the_users_other_tab_and_never_i
     shoot(bobs, "web-bob")
 
 
+def test_the_assistant_panel_adds_and_completes_tasks_that_show_live_in_the_users_other_tab(system, browser):
+    in_thread(User.objects.create_user, "ada", password=PASSWORD, timezone="Europe/Paris")
+    laptop = signed_in_page(browser, system, "ada")
+    phone = signed_in_page(browser, system, "ada", viewport={"width": 390, "height": 844})
+
+    laptop.get_by_role("button", name="Assistant").click()
+    chat = laptop.locator("#chat-panel")
+    chat.get_by_label("Message to the assistant").fill("add buy milk on Dec 16 2030 at 5pm #shopping")
+    chat.get_by_role("button", name="Send").click()
+    expect(chat.locator(".chat-message.assistant").last).to_have_text(
+        "Added 'buy milk' for Mon 16 Dec 17:00 (#shopping).", timeout=30_000
+    )
+    milk = task_item(phone, "buy milk")
+    expect(milk).to_be_visible(timeout=WARM_UP_TIMEOUT_MS)
+    expect(milk).to_contain_text("#shopping")
+
+    chat.get_by_label("Message to the assistant").fill("mark buy milk as done")
+    chat.get_by_role("button", name="Send").click()
+    expect(chat.locator(".chat-message.assistant").last).to_have_text("Completed 'buy milk'.", timeout=30_000)
+    expect(task_item(phone, "buy milk")).to_have_class(DONE, timeout=LIVE_TIMEOUT_MS)
+
+    chat.get_by_label("Message to the assistant").fill("sing me a song")
+    chat.get_by_role("button", name="Send").click()
+    expect(chat.locator(".chat-message.assistant").last).to_contain_text("Sorry, I did not understand", timeout=30_000)
+    shoot(laptop, "web-chat-panel")
+    assert laptop.evaluate("window.__loadedOnce") is True and phone.evaluate("window.__loadedOnce") is True
+
+
 def test_a_reminder_notification_pops_up_as_a_toast_for_its_user_only(system, browser):
     ada = in_thread(User.objects.create_user, "ada", password=PASSWORD, timezone="Europe/Paris")
     in_thread(User.objects.create_user, "bob", password=PASSWORD)

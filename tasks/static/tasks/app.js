@@ -768,6 +768,56 @@ document.addEventListener("keydown", (event) => {
 // Start: the list as of now, then the socket (whose first catch-up covers the gap since the
 // page was rendered), then notifications.
 
+// --------------------------------------------------------------------------------- chat panel
+// Messages go to POST /api/chat/; tasks the assistant changes arrive through the live sync
+// like any other change, so the panel only shows the conversation.
+
+const chatPanel = $("chat-panel");
+const CHAT_KEY = "todo.chat.conversation";
+
+function toggleChat(open = chatPanel.hidden) {
+  chatPanel.hidden = !open;
+  $("chat-button").setAttribute("aria-expanded", String(open));
+  if (open) $("chat-input").focus();
+  else $("chat-button").focus();
+}
+
+function chatLine(role, text) {
+  const line = element("li", { class: `chat-message ${role}` }, text);
+  $("chat-log").append(line);
+  line.scrollIntoView({ block: "nearest" });
+  return line;
+}
+
+$("chat-button").addEventListener("click", () => toggleChat());
+$("chat-close").addEventListener("click", () => toggleChat(false));
+$("chat-new").addEventListener("click", () => {
+  sessionStorage.removeItem(CHAT_KEY);
+  for (const line of [...$("chat-log").children].slice(1)) line.remove();
+  $("chat-input").focus();
+});
+$("chat-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const message = $("chat-input").value.trim();
+  if (!message) return;
+  chatLine("user", message);
+  $("chat-input").value = "";
+  $("chat-send").disabled = true;
+  const body = { message };
+  const conversation = sessionStorage.getItem(CHAT_KEY);
+  if (conversation) body.conversation_id = conversation;
+  try {
+    const answer = await api("/api/chat/", { method: "POST", body });
+    sessionStorage.setItem(CHAT_KEY, answer.conversation_id);
+    chatLine("assistant", answer.reply);
+  } catch (error) {
+    if (error.status === 404) sessionStorage.removeItem(CHAT_KEY);  // the conversation is gone: start anew
+    chatLine("error", `The assistant could not answer: ${firstMessage(error)}`);
+  } finally {
+    $("chat-send").disabled = false;
+  }
+});
+
 async function start() {
   try {
     const all = await allPages("/api/tasks/?page_size=200&ordering=-created_at");

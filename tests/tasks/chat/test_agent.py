@@ -1,91 +1,21 @@
 """The agent loop against a scripted OpenAI-compatible server on localhost.
 
-The server is a real HTTP server speaking the chat-completions protocol (POST
-/v1/chat/completions, answers with ``choices[0].message``), standing in for the paid provider.
-It plays back a script of answers and records every request, so the tests assert exactly what
-the agent sent: the tools, the tool results, the auth header. The executor is a recording
-function: it is the seam where the MCP tools will plug in.
+The server (tests/tasks/chat/scripted_llm.py) speaks the chat-completions protocol and records
+every request, so the tests assert exactly what the agent sent. The executor here is a
+recording function; tests/tasks/chat/test_services.py runs the real one.
 """
 
 import json
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from tasks.chat.agent import LLMError, run_agent, system_message
 from tasks.chat.tools import TOOL_NAMES, ToolError, openai_tools
+from tests.tasks.chat.scripted_llm import MODEL, ScriptedChatServer, completion, tool_call
 
 API_KEY = "sk-test-123"
-MODEL = "scripted-model"
 USER_MESSAGE = {"role": "user", "content": "add buy milk tomorrow at 5pm and show my tasks"}
-
-
-class ScriptedChatServer:
-    """Answers each POST /v1/chat/completions with the next scripted reply and records the request.
-
-    A scripted reply is a JSON body (HTTP 200), or ``(status, body)``, or ``"hang"``: an answer
-    held back until the test ends, to let the client time out.
-    """
-
-    def __init__(self, script):
-        self.script = list(script)
-        self.requests = []
-        self.released = threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                server.requests.append(
-                    {"path": self.path, "headers": dict(self.headers), "body": json.loads(self.rfile.read(length))}
-                )
-                reply = server.script.pop(0) if server.script else (500, {"error": {"message": "script exhausted"}})
-                if reply == "hang":
-                    server.released.wait(timeout=30)
-                    return
-                status, body = reply if isinstance(reply, tuple) else (200, reply)
-                payload = (body if isinstance(body, str) else json.dumps(body)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.released.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
-
-
-def completion(content=None, tool_calls=None):
-    message = {"role": "assistant", "content": content}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    return {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "model": MODEL,
-        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if tool_calls else "stop"}],
-    }
-
-
-def tool_call(call_id, name, arguments):
-    raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
-    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": raw}}
 
 
 class RecordingExecutor:
