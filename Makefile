@@ -56,7 +56,7 @@ test: infra tools browser
 # Fault drills: kill -9 and restart each process, the broker and PostgreSQL under load (all PRIVATE
 # instances: a Kafka broker and a PostgreSQL cluster of its own), then check nothing was lost.
 faults: infra
-	@$(PY) bench/faults.py $(FAULTS_ARGS)
+	@$(PY) -u bench/faults.py $(FAULTS_ARGS)
 
 # Stop the background infrastructure that `make infra` started (servers we merely reused stay up).
 stop:
