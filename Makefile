@@ -58,6 +58,11 @@ test: infra tools browser
 faults: infra
 	@$(PY) -u bench/faults.py $(FAULTS_ARGS)
 
+# Every benchmark in one run (write path, freshness, consumers, reminders, memory) on a scratch
+# database and topic namespace: prints a table, writes bench/results.json and bench/results.png.
+bench: migrate
+	@$(PY) -u bench/run_all.py $(BENCH_ARGS)
+
 # Stop the background infrastructure that `make infra` started (servers we merely reused stay up).
 stop:
 	@bash scripts/infra.sh down
