@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # Procfile commands (uvicorn, python, celery) resolve to the project's virtualenv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test stop infra install migrate topics lock status tools helm-lint browser
+.PHONY: run test stop infra install migrate topics lock status tools helm-lint browser faults bench
 
 # Python dependencies, installed once per change of requirements.lock.
 install: $(INSTALLED)
@@ -54,6 +54,16 @@ test: infra tools browser
 	@bash scripts/infra.sh kafka-jars
 	@echo "==> running the test suite against the real Kafka, PostgreSQL and Redis…"
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+# Fault drills: kill -9 and restart each process, the broker and PostgreSQL under load (all PRIVATE
+# instances: a Kafka broker and a PostgreSQL cluster of its own), then check nothing was lost.
+faults: infra
+	@$(PY) -u bench/faults.py $(FAULTS_ARGS)
+
+# Every benchmark in one run (write path, freshness, consumers, reminders, memory) on a scratch
+# database and topic namespace: prints a table, writes bench/results.json and bench/results.png.
+bench: migrate
+	@$(PY) -u bench/run_all.py $(BENCH_ARGS)
 
 # Stop the background infrastructure that `make infra` started (servers we merely reused stay up).
 stop:

@@ -1,13 +1,16 @@
-"""Throughput of the audit consumer next to a bare confluent-kafka consume-and-parse loop.
+"""Throughput of the audit, recurrence and realtime consumers next to a bare consume-and-parse loop.
 
-    DATABASE_URL=... python bench/bench_consumers.py [--events 20000]
+    DATABASE_URL=... python bench/bench_consumers.py [--events 20000] [--consumers audit recurrence realtime]
 
-Produces N task events to a throw-away topic namespace on the configured broker, then reads
-them twice: once with a bare loop (consume + json.loads, nothing else) and once with the real
-audit consumer (validation, the processed-event records and audit rows of the events fetched
-together in one transaction, offset storing and commits). Both rates are measured from the first message to the
-last, so group joins do not count. The audit rows, processed-event records and topics are
-removed afterwards.
+For each consumer, in a throw-away topic namespace of its own on the configured broker, it
+produces N events of the kind that consumer handles (audit: task.updated; recurrence:
+task.completed of a daily recurring task, so each creates the next occurrence; realtime:
+sync.task_changed, pushed to the owner's channel-layer group), then reads them twice: once
+with a bare loop (consume + json.loads, nothing else) and once with the real consumer
+(validation, the processed-event records and the handler's effects in one transaction, offset
+storing and commits). Both rates are measured from the first message to the last, so group
+joins do not count. Prints one line per consumer and, last, a JSON line. Everything it made
+(bench user and its tasks, audit rows, processed-event records, topics) is removed afterwards.
 """
 
 import argparse
@@ -38,28 +41,44 @@ from events.kafka import client_config, create_topics, delete_topics  # noqa: E4
 from events.models import ProcessedEvent  # noqa: E402
 from events.registry import get_consumer  # noqa: E402
 from events.schemas import make_event  # noqa: E402
-from events.topics import TASK_EVENTS, TOPICS, group_name, topic_name  # noqa: E402
+from events.topics import TOPICS, group_name, topic_name  # noqa: E402
+from tasks.models import User  # noqa: E402
 
 
-def task_event(index):
-    return make_event(
-        "task.updated",
-        {
-            "task_id": str(uuid.uuid4()), "title": f"Task number {index}", "description": "Benchmark task",
-            "completed": False, "due_date": "2026-12-20T18:00:00Z", "remind_at": None, "priority": 2,
-            "recurrence_rule": None, "tags": ["bench", "work"], "parent_task_id": None, "version": 2,
-            "user_id": "1",
-        },
-        source="todo-api",
-        correlation_id=str(uuid.uuid4()),
-    )
+def task_data(index, user_id, **fields):
+    return {
+        "task_id": str(uuid.uuid4()), "title": f"Task number {index}", "description": "Benchmark task",
+        "completed": False, "due_date": "2026-12-20T18:00:00Z", "remind_at": None, "priority": 2,
+        "recurrence_rule": None, "tags": ["bench", "work"], "parent_task_id": None, "version": 2,
+        "user_id": str(user_id), **fields,
+    }
 
 
-def produce(count):
+def audit_event(index, user_id):
+    return make_event("task.updated", task_data(index, user_id), source="todo-api", correlation_id=str(uuid.uuid4()))
+
+
+def recurrence_event(index, user_id):
+    data = task_data(index, user_id, completed=True, recurrence_rule="FREQ=DAILY", version=2)
+    return make_event("task.completed", data, source="todo-api", correlation_id=str(uuid.uuid4()))
+
+
+def realtime_event(index, user_id):
+    data = task_data(index, user_id)
+    task = {"id": data.pop("task_id"), **data, "completed_at": None,
+            "created_at": "2026-12-01T08:00:00Z", "updated_at": "2026-12-01T08:00:00Z"}
+    data = {"task_id": task["id"], "change_type": "updated", "task": task, "user_id": task["user_id"]}
+    return make_event("sync.task_changed", data, source="todo-api", correlation_id=str(uuid.uuid4()))
+
+
+EVENTS = {"audit": audit_event, "recurrence": recurrence_event, "realtime": realtime_event}
+
+
+def produce(name, count, user_id):
     producer = Producer(client_config(**{"linger.ms": 20, "batch.num.messages": 10000}))
-    topic = topic_name(TASK_EVENTS)
+    topic = topic_name(get_consumer(name).topic)
     for index in range(count):
-        event = task_event(index)
+        event = EVENTS[name](index, user_id)
         headers = [("event_type", event["event_type"]), ("event_id", event["event_id"])]
         while True:
             try:
@@ -71,9 +90,9 @@ def produce(count):
     assert producer.flush(60) == 0
 
 
-def bare_loop(count):
+def bare_loop(name, count):
     consumer = Consumer(client_config(**{"group.id": group_name("bench-bare"), "auto.offset.reset": "earliest"}))
-    consumer.subscribe([topic_name(TASK_EVENTS)])
+    consumer.subscribe([topic_name(get_consumer(name).topic)])
     seen, first = 0, None
     try:
         while seen < count:
@@ -89,11 +108,11 @@ def bare_loop(count):
         consumer.close()
 
 
-def audit_consumer(count):
-    runtime = ConsumerRuntime(get_consumer("audit"))
+def real_consumer(name, count):
+    runtime = ConsumerRuntime(get_consumer(name))
 
     def processed():
-        return REGISTRY.get_sample_value("todo_consumer_processed_total", {"consumer": "audit"}) or 0
+        return REGISTRY.get_sample_value("todo_consumer_processed_total", {"consumer": name}) or 0
     thread = threading.Thread(target=runtime.run, daemon=True)
     thread.start()
     try:
@@ -102,7 +121,7 @@ def audit_consumer(count):
         first, at_first = time.perf_counter(), processed()
         while processed() < count:
             if not thread.is_alive():
-                raise RuntimeError("the audit consumer stopped early")
+                raise RuntimeError(f"the {name} consumer stopped early")
             time.sleep(0.01)
         return (count - at_first) / (time.perf_counter() - first)
     finally:
@@ -113,21 +132,31 @@ def audit_consumer(count):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20000)
-    count = parser.parse_args().events
-    create_topics()
+    parser.add_argument("--consumers", nargs="+", default=list(EVENTS), choices=list(EVENTS))
+    args = parser.parse_args()
+    user = User.objects.create_user(f"{PREFIX}user", password=uuid.uuid4().hex)
+    results = {}
     try:
-        print(f"broker {settings.KAFKA_BOOTSTRAP_SERVERS}, database {settings.DATABASES['default']['NAME']}, "
-              f"{count} task events on {topic_name(TASK_EVENTS)} ({settings.KAFKA_TOPIC_PARTITIONS} partitions)")
-        produce(count)
-        bare = bare_loop(count)
-        audit = audit_consumer(count)
-        print(f"bare confluent-kafka consume + json.loads: {bare:12,.0f} events/s")
-        print(f"audit consumer (run_consumer audit):     {audit:12,.0f} events/s")
-        print(f"ratio audit / bare: {audit / bare:.3f} ({bare / audit:.0f}x slower)")
+        for name in args.consumers:
+            # A namespace per consumer: each bare loop and consumer reads only its own events.
+            settings.KAFKA_TOPIC_PREFIX = settings.KAFKA_GROUP_PREFIX = f"{PREFIX}{name}-"
+            create_topics()
+            try:
+                produce(name, args.events, user.id)
+                bare = bare_loop(name, args.events)
+                real = real_consumer(name, args.events)
+                results[name] = {"events": args.events, "bare_per_s": round(bare), "consumer_per_s": round(real),
+                                 "ratio": round(real / bare, 4)}
+                print(f"{name:<11} {args.events} events on {topic_name(get_consumer(name).topic)}: bare consume + "
+                      f"json.loads {bare:10,.0f}/s, run_consumer {name} {real:8,.0f}/s, ratio {real / bare:.3f} "
+                      f"({bare / real:.0f}x slower)", flush=True)
+            finally:
+                ProcessedEvent.objects.filter(consumer_group=group_name(get_consumer(name).group)).delete()
+                AuditEntry.objects.filter(topic=topic_name(get_consumer(name).topic)).delete()
+                delete_topics([topic_name(spec.base_name) for spec in TOPICS])
     finally:
-        AuditEntry.objects.filter(topic=topic_name(TASK_EVENTS)).delete()
-        ProcessedEvent.objects.filter(consumer_group=group_name("audit-service")).delete()
-        delete_topics([topic_name(spec.base_name) for spec in TOPICS])
+        user.delete()
+    print(json.dumps({"consumers": results}))
 
 
 if __name__ == "__main__":
