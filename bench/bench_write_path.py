@@ -18,7 +18,6 @@ Everything it made is dropped at the end.
 import argparse
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -29,7 +28,7 @@ import uuid
 from http.client import HTTPConnection
 from pathlib import Path
 
-from scratch import REPO, scratch_environment
+from scratch import REPO, scratch_environment, stop_all
 
 
 def free_port():
@@ -192,13 +191,7 @@ def main():
                 print(f"  {label}, {len(delays)} events: p50 {statistics.median(delays) * 1000:.1f} ms, "
                       f"p99 {percentile(delays, .99) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
         finally:
-            for process in processes:
-                process.send_signal(signal.SIGTERM)
-            for process in processes:
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_all(processes)
 
 if __name__ == "__main__":
     main()

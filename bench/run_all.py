@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import time
 import uuid
 from pathlib import Path
 
-from scratch import REPO, scratch_environment
+from scratch import REPO, scratch_environment, stop_all
 
 sys.path.insert(0, str(REPO / "bench"))
 from bench_write_path import Api, answers, free_port, percentile, throughput, wait_until  # noqa: E402
@@ -112,17 +111,6 @@ class PeakRss:
 def start(command, env, log_dir, name):
     log = open(log_dir / f"{name}.log", "ab")
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop_all(processes):
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def uvicorn(app, port):

@@ -7,6 +7,7 @@ Needs the infrastructure up (`make infra`). Django is set up on the scratch data
 """
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -56,3 +57,15 @@ def scratch_environment(label, **extra_env):
         delete_topics([topic_name(spec.base_name) for spec in TOPICS])
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def stop_all(processes):
+    """SIGTERM every process still running, wait for each, and kill what does not stop in 30 s."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -39,6 +39,12 @@ def free_port():
         return sock.getsockname()[1]
 
 
-# Fixtures shared by the tests of several apps.
-from tests.kafka_broker import private_kafka  # noqa: E402, F401
-from tests.outbox_relay import outbox_relay, relay_processes  # noqa: E402, F401
+# Fixtures shared by the tests of several apps: isolated_kafka, private_kafka, outbox_relay,
+# relay_processes, workers, dapr_sidecar.
+pytest_plugins = [
+    "tests.events.kafka_helpers",
+    "tests.kafka_broker",
+    "tests.outbox_relay",
+    "tests.processes",
+    "tests.events.dapr_helpers",
+]

@@ -13,7 +13,6 @@ from events.registry import get_consumer
 from events.topics import TASK_EVENTS, topic_name
 from tests.events.kafka_helpers import (
     TestProducer,
-    isolated_kafka,  # noqa: F401 - fixture
     running,
     task_event,
     wait_for,

@@ -18,7 +18,6 @@ from events.registry import ConsumerSpec, RetryPolicy, get_consumer
 from events.topics import TASK_EVENTS, group_name, topic_name
 from tests.events.kafka_helpers import (
     TestProducer,
-    isolated_kafka,  # noqa: F401 - fixture
     message_count,
     read_topic,
     running,

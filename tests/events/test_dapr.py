@@ -16,7 +16,6 @@ from audit.models import AuditEntry
 from events.models import ProcessedEvent
 from events.registry import CONSUMERS, ConsumerSpec, RetryPolicy
 from events.topics import REMINDERS, TASK_EVENTS, TASK_UPDATES, group_name, topic_name
-from tests.events.dapr_helpers import dapr_sidecar  # noqa: F401 - fixture
 from tests.events.kafka_helpers import task_event
 
 pytestmark = pytest.mark.django_db(transaction=True)

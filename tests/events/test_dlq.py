@@ -12,7 +12,6 @@ from events.registry import ConsumerSpec, RetryPolicy
 from events.topics import TASK_EVENTS
 from tests.events.kafka_helpers import (
     TestProducer,
-    isolated_kafka,  # noqa: F401 - fixture
     message_count,
     read_topic,
     running,

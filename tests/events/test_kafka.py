@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
-from django.conf import settings
 from django.core.management import call_command
 
 from events.kafka import admin_client, client_config, delete_topics

@@ -14,7 +14,6 @@ from events.topics import topic_name
 from tasks import services
 from tasks.events import EventContext
 from tasks.models import User
-from tests.events.dapr_helpers import dapr_sidecar  # noqa: F401 - fixture
 from tests.kafka_reader import read_events
 from tests.outbox_relay import relay_thread
 

@@ -20,7 +20,6 @@ from tests.events.kafka_helpers import (
     TestProducer,
     committed_offsets,
     end_offsets,
-    isolated_kafka,  # noqa: F401 - fixture
     task_event,
     wait_for,
 )

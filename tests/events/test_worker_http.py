@@ -13,7 +13,6 @@ from events.topics import TASK_EVENTS
 from events.worker_http import start_worker_http_server
 from tests.events.kafka_helpers import (
     TestProducer,
-    isolated_kafka,  # noqa: F401 - fixture
     running,
     task_event,
     wait_for,

@@ -13,7 +13,7 @@ from events.schemas import make_event, utc_timestamp
 from events.topics import REMINDERS
 from notifications.models import Notification
 from tasks.models import User
-from tests.events.kafka_helpers import TestProducer, isolated_kafka, read_topic, running, wait_for  # noqa: F401
+from tests.events.kafka_helpers import TestProducer, read_topic, running, wait_for
 from tests.notifications.smtp_server import SMTPServer
 
 pytestmark = pytest.mark.django_db(transaction=True)

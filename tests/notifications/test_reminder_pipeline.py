@@ -13,9 +13,8 @@ from notifications.models import Notification, ScheduledReminder
 from tasks.events import EventContext
 from tasks.models import User
 from tasks.services import task_complete, task_create, task_delete, task_update
-from tests.events.kafka_helpers import isolated_kafka, read_topic, wait_for  # noqa: F401 - fixture
+from tests.events.kafka_helpers import read_topic, wait_for
 from tests.notifications.smtp_server import SMTPServer
-from tests.processes import workers  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,16 +17,14 @@ from events.consumer import ConsumerRuntime
 from events.registry import get_consumer
 from events.schemas import make_event, utc_timestamp
 from events.topics import TASK_UPDATES, dead_letter_topic, group_name
-from tests.events.kafka_helpers import (  # noqa: F401 - isolated_kafka is a fixture
+from tests.events.kafka_helpers import (
     TestProducer,
     committed_offsets,
     end_offsets,
-    isolated_kafka,
     read_topic,
     running,
     wait_for,
 )
-from tests.outbox_relay import outbox_relay  # noqa: F401 - a fixture
 from todo_project.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
