@@ -32,6 +32,12 @@ LDFLAGS="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 for pkg in pkg/lint/rules pkg/chartutil; do
     LDFLAGS+=" -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$KUBE_MINOR"
 done
-"$GO" install -trimpath -ldflags "$LDFLAGS" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+LOG="$PWD/.cache/logs/helm-build.log"
+mkdir -p "$(dirname "$LOG")"
+if ! "$GO" install -trimpath -ldflags "$LDFLAGS" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >"$LOG" 2>&1; then
+    tail -n 20 "$LOG" >&2
+    echo "error: building helm failed (full log: $LOG)" >&2
+    exit 1
+fi
 echo "$BUILD_ID" > "$STAMP"
 "$HELM" version --short
