@@ -92,15 +92,15 @@ def test_a_session_connection_receives_its_users_pushes(ada):
     assert run(scenario) == {"event_type": "notification.created", "data": {"id": 7}}
 
 
-def test_every_connection_of_a_user_receives_a_push_and_no_other_users_connection_does(ada, bob):
-    ada_headers, ada_session, bob_headers = token_headers(ada), session_headers(ada), token_headers(bob)
+def test_every_connection_of_a_user_receives_a_push_and_no_other_users_connection_does(ada, grace):
+    ada_headers, ada_session, bob_headers = token_headers(ada), session_headers(ada), token_headers(grace)
 
     async def scenario():
         ada_phone, ada_laptop, bob_laptop = await asyncio.gather(
             connect(ada_headers), connect(ada_session), connect(bob_headers)
         )
         await push(ada, {"for": "ada"})
-        await push(bob, {"for": "bob"})
+        await push(grace, {"for": "bob"})
         received = {
             "ada_phone": [await ada_phone.receive_json_from(timeout=5)],
             "ada_laptop": [await ada_laptop.receive_json_from(timeout=5)],

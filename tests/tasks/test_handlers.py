@@ -60,11 +60,11 @@ async def connect(key):
     return socket
 
 
-def test_each_event_reaches_its_owners_sockets_only_in_version_order_and_poison_is_dead_lettered(isolated_kafka, ada, bob):
+def test_each_event_reaches_its_owners_sockets_only_in_version_order_and_poison_is_dead_lettered(isolated_kafka, ada, grace):
     task_id = uuid.uuid4()
     adas = [sync_event(ada, task_id, version) for version in range(1, 21)]
-    bobs = [sync_event(bob, uuid.uuid4(), 1, "created")]
-    ada_key, bob_key = token(ada), token(bob)
+    bobs = [sync_event(grace, uuid.uuid4(), 1, "created")]
+    ada_key, bob_key = token(ada), token(grace)
 
     async def scenario():
         ada_phone, ada_laptop, bob_laptop = await connect(ada_key), await connect(ada_key), await connect(bob_key)

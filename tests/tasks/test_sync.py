@@ -8,24 +8,6 @@ from tasks import sync
 pytestmark = pytest.mark.django_db
 
 
-def register(username):
-    client = APIClient()
-    response = client.post("/api/auth/register/", {"username": username, "password": "a-long-passphrase"}, format="json")
-    assert response.status_code == 201, response.json()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
-    return client
-
-
-@pytest.fixture
-def alice():
-    return register("alice")
-
-
-@pytest.fixture
-def bob():
-    return register("bob")
-
-
 def create(client, title="A task"):
     response = client.post("/api/tasks/", {"title": title}, format="json")
     assert response.status_code == 201, response.json()

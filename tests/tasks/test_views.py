@@ -11,27 +11,6 @@ from tasks.models import Task
 pytestmark = pytest.mark.django_db
 
 
-def register(username, timezone="UTC"):
-    client = APIClient()
-    response = client.post(
-        "/api/auth/register/", {"username": username, "password": "a-long-passphrase", "timezone": timezone},
-        format="json",
-    )
-    assert response.status_code == 201, response.json()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
-    return client
-
-
-@pytest.fixture
-def alice():
-    return register("alice", timezone="Europe/Paris")
-
-
-@pytest.fixture
-def bob():
-    return register("bob")
-
-
 def create(client, **fields):
     response = client.post("/api/tasks/", {"title": "A task", **fields}, format="json")
     assert response.status_code == 201, response.json()
