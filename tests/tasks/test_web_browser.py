@@ -20,12 +20,10 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 import pytest
-from django.core.management import get_commands
 from django.db import connections
 from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
-from events.registry import CONSUMERS
 from notifications.services import deliver_reminder
 from tasks.models import Task, User
 from tests.outbox_relay import test_database_url
@@ -46,8 +44,6 @@ LIVE_TIMEOUT_MS = 1000
 WARM_UP_TIMEOUT_MS = 60_000
 
 DONE = re.compile(r"\bdone\b")
-
-REMINDER_PIPELINE = "run_scheduler" in get_commands() and "notifications" in CONSUMERS
 
 
 def in_thread(function, *args, **kwargs):
@@ -104,10 +100,9 @@ def system(transactional_db, free_port, tmp_path):
         "relay": ["manage.py", "relay_outbox", "--poll-interval", "0.2"],
         "realtime": ["manage.py", "run_consumer", "realtime"],
         "audit": ["manage.py", "run_consumer", "audit"],
+        "scheduler": ["manage.py", "run_scheduler"],
+        "notifications": ["manage.py", "run_consumer", "notifications"],
     }
-    if REMINDER_PIPELINE:
-        commands["scheduler"] = ["manage.py", "run_scheduler"]
-        commands["notifications"] = ["manage.py", "run_consumer", "notifications"]
     with ExitStack() as stack:
         procs = {name: stack.enter_context(process(name, args, tmp_path, env)) for name, args in commands.items()}
         ready = wait_for(lambda: serves(free_port) or any(p.poll() is not None for p in procs.values()), timeout=60)
@@ -257,7 +252,6 @@ def test_a_reminder_notification_pops_up_as_a_toast_for_its_user_only(system, br
     expect(bobs.locator("#unread-count")).to_be_hidden()
 
 
-@pytest.mark.skipif(not REMINDER_PIPELINE, reason="run_scheduler and the notifications consumer are not on this branch yet")
 def test_a_reminder_coming_due_shows_a_toast_without_reload(system, browser):
     in_thread(User.objects.create_user, "ada", password=PASSWORD, timezone="Europe/Paris")
     page = signed_in_page(browser, system, "ada")
