@@ -21,8 +21,8 @@ import mcp_types as types
 from channels.db import database_sync_to_async
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from rest_framework.authtoken.models import Token
 
+from tasks.auth import user_of_token
 from tasks.chat.executor import SOURCE, execute_tool
 from tasks.chat.tools import TOOLS, ToolError
 from tasks.events import EventContext
@@ -91,14 +91,6 @@ async def mcp_lifespan():
     _session_manager = None
 
 
-@database_sync_to_async
-def _token_user(key):
-    token = Token.objects.select_related("user").filter(key=key).first()
-    if token is None or not token.user.is_active:
-        return None
-    return token.user
-
-
 def _bearer(scope):
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
@@ -123,7 +115,7 @@ async def _send_json(send, status, body, headers=()):
 async def mcp_http_app(scope, receive, send):
     """ASGI app of ``/mcp/``: bearer-token authentication, then the SDK's streamable HTTP transport."""
     key = _bearer(scope)
-    user = await _token_user(key) if key else None
+    user = await user_of_token(key) if key else None
     if user is None:
         await _send_json(
             send,
