@@ -135,6 +135,12 @@ class InvalidEvent(ValueError):
     """A message that is not an event of the contract: it belongs in the dead-letter topic."""
 
 
+class ForgedEvent(InvalidEvent):
+    """A well-formed event that the database contradicts (a task of another owner, a reminder the
+    scheduler never fired...): not written by our own producers, so it is dead-lettered at once
+    and has no effect."""
+
+
 class UnknownEventType(InvalidEvent):
     """A well-formed event of a type this system does not know: skipped, not dead-lettered."""
 
