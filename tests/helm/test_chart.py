@@ -60,7 +60,9 @@ CONSUMER_GROUPS = {
     "realtime": ("task-updates", "websocket-service"),
     "scheduler": ("reminders", "reminder-scheduler"),
 }
-SECRET_VARIABLES = {"SECRET_KEY", "DATABASE_URL", "KAFKA_SASL_PASSWORD", "EMAIL_HOST_PASSWORD", "LLM_API_KEY"}
+SECRET_VARIABLES = {
+    "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "REDIS_PASSWORD", "KAFKA_SASL_PASSWORD", "EMAIL_HOST_PASSWORD", "LLM_API_KEY",
+}
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -345,10 +347,11 @@ def test_configmap_and_secret_carry_every_variable_of_env_example(rendered):
 def test_django_settings_accept_the_rendered_configuration(rendered, profile):
     documents = rendered[profile]
     env = dict(by_name(documents, "ConfigMap")[full("config")]["data"])
-    secrets = of_kind(documents, "Secret")
-    env.update(secrets[0]["stringData"] if secrets else {name: "from-the-existing-secret" for name in SECRET_VARIABLES})
-    if not secrets:
+    secret = by_name(documents, "Secret").get(full("secrets"))
+    env.update(secret["stringData"] if secret else {name: "from-the-existing-secret" for name in SECRET_VARIABLES})
+    if not secret:
         env["DATABASE_URL"] = "postgres://todo:secret@postgres:5432/todo"
+        env["REDIS_URL"] = "redis://:secret@redis:6379/0"
     # As inside a pod: Kubernetes sets KUBERNETES_SERVICE_HOST, which makes SECRET_KEY mandatory.
     env.update(
         {"PATH": "/usr/bin:/bin", "KUBERNETES_SERVICE_HOST": "kubernetes.default.svc",
@@ -367,11 +370,20 @@ def test_django_settings_accept_the_rendered_configuration(rendered, profile):
     assert (email_port, debug, localhost_allowed) == ("587", "False", "True")
 
 
+def secret_refs(container):
+    """{variable: (Secret name, key)} of a container's variables that come from Secrets."""
+    return {
+        item["name"]: (item["valueFrom"]["secretKeyRef"]["name"], item["valueFrom"]["secretKeyRef"]["key"])
+        for item in container.get("env", []) if "secretKeyRef" in item.get("valueFrom", {})
+    }
+
+
 def test_an_existing_secret_replaces_the_charts_own(rendered):
     documents = rendered["redpanda-cloud"]
     assert not of_kind(documents, "Secret")
     for _, container in containers(documents):
-        assert {"secretRef": {"name": "todo-secrets"}} in container["envFrom"]
+        assert secret_refs(container)["SECRET_KEY"] == ("todo-secrets", "SECRET_KEY")
+        assert all(name == "todo-secrets" for name, _ in secret_refs(container).values())
 
 
 def test_redpanda_cloud_speaks_sasl_scram_over_tls(rendered):
@@ -405,7 +417,7 @@ def test_strimzi_cluster_is_kraft_on_kafka_4_with_metrics(rendered):
     metrics = by_name(documents, "ConfigMap")[metrics_ref["name"]]
     assert yaml.safe_load(metrics["data"][metrics_ref["key"]])["rules"]
     config = by_name(documents, "ConfigMap")[full("config")]["data"]
-    assert config["KAFKA_BOOTSTRAP_SERVERS"] == f"{kafka['metadata']['name']}-kafka-bootstrap:9092"
+    assert config["KAFKA_BOOTSTRAP_SERVERS"] == f"{kafka['metadata']['name']}-kafka-bootstrap:9093"
 
 
 def test_strimzi_topics_are_the_applications_topics(rendered):
@@ -459,8 +471,13 @@ def test_dapr_components_speak_kafka_4_and_take_sasl_from_the_secret(rendered, p
         assert component["spec"]["type"] == "pubsub.kafka"
         metadata = {item["name"]: item for item in component["spec"]["metadata"]}
         assert metadata["version"]["value"].startswith("4.")
-        if profile == "dapr":
-            assert metadata["authType"]["value"] == "none"
+        if profile == "dapr":  # on the chart's Strimzi cluster: each component its process's KafkaUser
+            assert metadata["authType"]["value"] == "password"
+            assert metadata["saslMechanism"]["value"] == "SHA-512"
+            user = metadata["saslUsername"]["value"]
+            assert user in by_name(documents, "KafkaUser")
+            assert metadata["saslPassword"]["secretKeyRef"] == {"name": user, "key": "password"}
+            assert metadata["caCert"]["secretKeyRef"]["key"] == "ca.crt"
         else:
             assert metadata["authType"]["value"] == "password"
             assert metadata["saslMechanism"]["value"] == "SHA-256"
@@ -499,19 +516,33 @@ def test_dapr_delivers_to_the_apps_routes_and_the_app_dead_letters_through_its_o
     assert routes == {f"/dapr/events/{name}" for name in dapr_consumers()}
 
 
-def test_dapr_with_an_app_token_secret_gives_the_sidecar_and_the_app_the_same_token(helm):
-    documents = render(helm, "dapr", "--set", "dapr.appTokenSecret=todo-dapr-app-token")
-    delivered = [
+def delivery_deployments(documents):
+    return [
         d for d in of_kind(documents, "Deployment")
         if "dapr.io/app-port" in d["spec"]["template"]["metadata"]["annotations"]
     ]
-    assert len(delivered) == 4
+
+
+@pytest.mark.parametrize("token_values", [[], ["--set", "dapr.appTokenSecret=my-token"]], ids=["generated", "given"])
+def test_dapr_delivery_pods_run_the_delivery_app_of_their_consumer_with_the_sidecars_token(helm, token_values):
+    documents = render(helm, "dapr", *token_values)
+    token_secret = "my-token" if token_values else full("dapr-app-token")
+    generated = by_name(documents, "Secret").get(full("dapr-app-token"))
+    if token_values:
+        assert generated is None
+    else:
+        assert len(generated["data"]["token"]) >= 48  # random, base64; `lookup` keeps it on upgrades
+    delivered = delivery_deployments(documents)
+    assert len(delivered) == len(dapr_consumers()) == 4
     for deployment in delivered:
+        consumer = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-        assert annotations["dapr.io/app-token-secret"] == "todo-dapr-app-token"
+        assert annotations["dapr.io/app-token-secret"] == token_secret
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["command"][:2] == ["uvicorn", "todo_project.delivery_asgi:application"]
         env = {item["name"]: item for item in container["env"]}
-        assert env["DAPR_APP_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "todo-dapr-app-token", "key": "token"}
+        assert env["DAPR_APP_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": token_secret, "key": "token"}
+        assert env["DAPR_CONSUMERS"]["value"] == consumer
 
 
 def test_without_dapr_no_pod_gets_a_sidecar(rendered):
