@@ -429,6 +429,179 @@ def test_strimzi_topics_are_the_applications_topics(rendered):
     assert {dead_letter_topic(name) for name in ("task-events", "reminders", "task-updates")} <= set(topics)
 
 
+# Exactly what each process may do on the chart's Kafka (CONTRACT.md section 4's producers and
+# groups): the relay alone writes events; a consumer reads its topic under its group and writes
+# its dead letters; the web process may only ask for metadata (/readyz).
+KAFKA_RIGHTS = {
+    "relay": {("topic", "task-events"): ["Write", "Describe"], ("topic", "reminders"): ["Write", "Describe"],
+              ("topic", "task-updates"): ["Write", "Describe"], ("cluster", None): ["IdempotentWrite"]},
+    **{
+        name: {("topic", topic): ["Read", "Describe"], ("group", group): ["Read"], ("topic", f"{topic}.dlq"): ["Write", "Describe"]}
+        for name, (topic, group) in CONSUMER_GROUPS.items()
+    },
+    "web": {},
+}
+
+
+def test_strimzi_authenticates_every_client_over_tls_and_authorizes_each_with_acls(rendered):
+    (kafka,) = of_kind(rendered["strimzi"], "Kafka")
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    assert listener["tls"] is True and listener["authentication"] == {"type": "scram-sha-512"}
+    assert kafka["spec"]["kafka"]["authorization"] == {"type": "simple"}
+    # Only the pods of the processes that use Kafka may open a connection.
+    (peer,) = listener["networkPolicyPeers"]
+    (expression,) = peer["podSelector"]["matchExpressions"]
+    assert sorted(expression["values"]) == sorted(KAFKA_RIGHTS)
+    config = by_name(rendered["strimzi"], "ConfigMap")[full("config")]["data"]
+    assert (config["KAFKA_SECURITY_PROTOCOL"], config["KAFKA_SASL_MECHANISM"]) == ("SASL_SSL", "SCRAM-SHA-512")
+
+
+def test_each_process_has_a_kafka_user_allowed_exactly_its_topics_and_group(rendered):
+    users = by_name(rendered["strimzi"], "KafkaUser")
+    rights = {}
+    for name, user in users.items():
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+        assert user["spec"]["authorization"]["type"] == "simple"
+        rights[name] = {
+            (acl["resource"]["type"], acl["resource"].get("name")): acl["operations"]
+            for acl in user["spec"]["authorization"]["acls"]
+        }
+        assert all(acl.get("type", "allow") == "allow" and acl["resource"].get("patternType", "literal") == "literal"
+                   for acl in user["spec"]["authorization"]["acls"])
+    assert rights == {full(process): expected for process, expected in KAFKA_RIGHTS.items()}
+
+
+def test_each_kafka_process_authenticates_as_its_own_user_and_trusts_the_cluster_ca(rendered):
+    documents = rendered["strimzi"]
+    config = by_name(documents, "ConfigMap")[full("config")]["data"]
+    (kafka,) = of_kind(documents, "Kafka")
+    for doc, container in containers(documents):
+        process = doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        env = {item["name"]: item for item in container["env"]}
+        volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
+        if process not in KAFKA_RIGHTS:  # celery, and the migrate Job (KafkaTopics own the topics)
+            assert "KAFKA_SASL_PASSWORD" not in env and "kafka-ca" not in volumes, process
+            continue
+        assert env["KAFKA_SASL_USERNAME"]["value"] == full(process)
+        assert secret_refs(container)["KAFKA_SASL_PASSWORD"] == (full(process), "password")
+        assert volumes["kafka-ca"]["secret"]["secretName"] == f"{kafka['metadata']['name']}-cluster-ca-cert"
+        mount = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["kafka-ca"]
+        assert config["KAFKA_SSL_CA_LOCATION"] == f"{mount}/ca.crt"
+
+
+# Which of the Secret's keys each process may read: the LLM key only the web process, the mail
+# password only the celery worker (which sends the e-mails), Redis only its users.
+SECRETS_OF = {
+    "web": {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "LLM_API_KEY"},
+    "relay": {"SECRET_KEY", "DATABASE_URL"},
+    "audit": {"SECRET_KEY", "DATABASE_URL"},
+    "recurrence": {"SECRET_KEY", "DATABASE_URL"},
+    "scheduler": {"SECRET_KEY", "DATABASE_URL"},
+    "notifications": {"SECRET_KEY", "DATABASE_URL", "REDIS_URL"},
+    "realtime": {"SECRET_KEY", "DATABASE_URL", "REDIS_URL"},
+    "celery-worker": {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "EMAIL_HOST_PASSWORD"},
+    "celery-beat": {"SECRET_KEY", "DATABASE_URL", "REDIS_URL"},
+    "migrate": {"SECRET_KEY", "DATABASE_URL"},
+}
+
+
+@pytest.mark.parametrize("profile", ["default", "redpanda-cloud", "dapr"])
+def test_every_process_gets_only_the_secrets_it_uses(rendered, profile):
+    documents = rendered[profile]
+    secret_name = "todo-secrets" if profile == "redpanda-cloud" else full("secrets")
+    shared_sasl = profile == "redpanda-cloud"
+    for doc, container in containers(documents):
+        process = doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert container["envFrom"] == [{"configMapRef": {"name": full("config")}}], process
+        from_secret = {var for var, (name, _) in secret_refs(container).items() if name == secret_name}
+        kafka = {"KAFKA_SASL_PASSWORD"} if shared_sasl and (process in KAFKA_RIGHTS or process == "migrate") else set()
+        assert from_secret == SECRETS_OF[process] | kafka, process
+
+
+def test_redis_needs_a_password_that_redis_url_carries_and_upgrades_keep(rendered):
+    secret = by_name(rendered["default"], "Secret")[full("secrets")]["stringData"]
+    assert len(secret["REDIS_PASSWORD"]) >= 32
+    assert secret["REDIS_URL"] == f"redis://:{secret['REDIS_PASSWORD']}@redis:6379/0"
+    assert "REDIS_URL" not in by_name(rendered["default"], "ConfigMap")[full("config")]["data"]
+
+
+def selects(selector, labels):
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        value = labels.get(expression["key"])
+        if (expression["operator"] == "In") != (value in expression["values"]):
+            return False
+    return True
+
+
+def test_network_policies_admit_the_ingress_only_to_web_and_postgres_and_redis_only_to_their_users(rendered):
+    documents = rendered["default"]
+    policies = by_name(documents, "NetworkPolicy")
+    pods = {d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]["metadata"]["labels"]
+            for d in [*of_kind(documents, "Deployment"), *of_kind(documents, "Job")]}
+    # Every pod of the release is covered by exactly one ingress policy; only web's admits the Ingress controller.
+    controller = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    for process, labels in pods.items():
+        (policy,) = [p for p in policies.values() if selects(p["spec"]["podSelector"], labels)]
+        peers = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+        assert (controller in peers) == (process == "web"), process
+    for service, users in (("postgresql", set(SECRETS_OF)), ("redis", {p for p, keys in SECRETS_OF.items() if "REDIS_URL" in keys})):
+        policy = policies[full(service)]["spec"]
+        assert policy["policyTypes"] == ["Ingress"]
+        (rule,) = policy["ingress"]
+        admitted = {process for process, labels in pods.items() if any(selects(peer["podSelector"], labels) for peer in rule["from"])}
+        assert admitted == users & set(pods), service
+
+
+def ingress_admits(paths, path):
+    """Kubernetes Ingress path matching: Exact, or Prefix by whole path elements."""
+    for rule in paths:
+        if rule["pathType"] == "Exact" and path == rule["path"]:
+            return True
+        if rule["pathType"] == "Prefix":
+            prefix = [e for e in rule["path"].split("/") if e]
+            if [e for e in path.split("/") if e][: len(prefix)] == prefix:
+                return True
+    return False
+
+
+def public_routes():
+    """Every route the web process serves, first path element and all, from the URLconf, the
+    WebSocket routing and the MCP mount: a new route shows up here without anyone listing it."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    from todo_project.asgi import MCP_PATHS
+    from todo_project.routing import websocket_urlpatterns
+
+    def walk(patterns, prefix=""):
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern).lstrip("^").rstrip("$")
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern):
+                yield "/" + re.sub(r"<[^>]+>|\(.*?\)", "x", route)
+
+    return {*walk(get_resolver().url_patterns), *walk(websocket_urlpatterns), *MCP_PATHS}
+
+
+# Served by the web process but never by the Ingress: probes and metrics are in-cluster only,
+# /dapr/ exists only on the delivery pods.
+PRIVATE_ROUTES = ("/healthz", "/readyz", "/metrics", "/dapr/")
+
+
+def test_the_ingress_routes_every_public_path_of_the_urlconf_and_none_of_the_private_ones(rendered):
+    (ingress,) = of_kind(rendered["default"], "Ingress")
+    paths = ingress["spec"]["rules"][0]["http"]["paths"]
+    routes = public_routes()
+    private = {route for route in routes if route.startswith(PRIVATE_ROUTES)}
+    assert {"/healthz", "/readyz", "/metrics"} <= private
+    assert [route for route in sorted(routes - private) if not ingress_admits(paths, route)] == []
+    assert [route for route in sorted(private) if ingress_admits(paths, route)] == []
+    for probe in ("/dapr/events/audit", "/dapr/subscribe", "/metrics", "/readyz", "/healthz"):
+        assert not ingress_admits(paths, probe), probe
+
+
 # --- Dapr ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("profile", ["dapr", "redpanda-cloud+dapr+keda"])

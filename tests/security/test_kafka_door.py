@@ -1,7 +1,7 @@
 """The Kafka door: what someone who can produce to our topics can and cannot do.
 
-Who can produce at all is the chart's business (test_the_chart_lets_only_the_producers_write:
-each service has its own KafkaUser and ACLs). This module is about what is left when that
+Who can produce at all is the chart's business (tests/helm/test_chart.py, KAFKA_RIGHTS: each
+process has its own KafkaUser, only the relay may write events, a consumer only its dead letters). This module is about what is left when that
 fails: a leaked credential, a broker without authentication (the local one). Such a producer
 writes well-formed events, so the schema lets them through; what stops them is that the
 consumers never trust an event's ``user_id`` and check it against the database (CONTRACT.md
