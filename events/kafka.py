@@ -30,6 +30,8 @@ def client_config(**overrides):
                 "sasl.password": settings.KAFKA_SASL_PASSWORD,
             }
         )
+    if settings.KAFKA_SSL_CA_LOCATION:
+        config["ssl.ca.location"] = settings.KAFKA_SSL_CA_LOCATION
     config.update(overrides)
     return config
 

@@ -11,6 +11,15 @@ per loop, so a batch costs a few Redis round trips rather than a new loop and ne
 (which is what ``async_to_sync`` per message would cost). Pushes need no idempotency of their
 own: a redelivered event reaches clients again and they drop it, its version being no newer
 than what they have.
+
+Nothing reaches a socket that the sync log does not vouch for. Anyone who can write to
+task-updates could name any user, so before anything is sent, ONE query (``logged_events``)
+looks up the batch's events in the sync log, which the services write in the same transaction
+as the change and its outbox row: a real event is always there, with its owner, by the time the
+relay has published it. An event that is not, or whose data differs from the logged one (another
+owner, another task, altered content), raises ForgedEvent. The runtime then re-runs the batch's
+events one by one, so the legitimate ones still go out and only the forged one is dead-lettered;
+checking the whole batch before sending any of it means none is pushed twice.
 """
 
 import asyncio
@@ -18,7 +27,9 @@ from collections import defaultdict
 
 from channels.layers import get_channel_layer
 
+from events.schemas import ForgedEvent
 from tasks.realtime import push_message, user_group_name
+from tasks.sync import logged_events
 
 # Users whose events are sent at once: enough to overlap Redis round trips, few enough not to
 # queue thousands of commands on the channel layer's connection pool.
@@ -35,11 +46,23 @@ def _bridge_loop():
 
 
 def forward_task_changes(events):
+    check_against_sync_log(events)
     _bridge_loop().run_until_complete(send_to_owners(events))
 
 
 def forward_task_change(event):
     forward_task_changes([event])
+
+
+def check_against_sync_log(events):
+    """Raise ForgedEvent unless every event is in the sync log exactly as it arrived."""
+    logged = logged_events(event["event_id"] for event in events)
+    for event in events:
+        recorded = logged.get(event["event_id"])
+        if recorded is None:
+            raise ForgedEvent(f"sync.task_changed {event['event_id']} is not in the sync log")
+        if recorded["data"] != event["data"]:
+            raise ForgedEvent(f"sync.task_changed {event['event_id']} differs from the sync log's record")
 
 
 async def send_to_owners(events):

@@ -8,6 +8,7 @@ from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.fields.json import KT
 
 from recurrence.rules import InvalidRecurrenceRule, parse_rule
 
@@ -119,7 +120,13 @@ class TaskChange(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["user", "id"], name="taskchange_user_cursor")]
+        indexes = [
+            models.Index(fields=["user", "id"], name="taskchange_user_cursor"),
+            # The consumers check events against the log (tasks.sync.logged_events, task_version):
+            # by the event's id (the realtime bridge, a batch at a time) and by task (recurrence).
+            models.Index(KT("event__event_id"), name="taskchange_event_id"),
+            models.Index(fields=["task_id"], name="taskchange_task"),
+        ]
 
     def __str__(self):
         return f"{self.event['data']['change_type']} {self.task_id} (cursor {self.id})"

@@ -6,6 +6,10 @@ for the changes after the last cursor they saw. ``record_change`` writes each sy
 ``TaskChange`` in the same transaction as the change (the services call it next to ``emit``),
 so the log holds exactly the committed changes, deletions included.
 
+Because it does, the log is also what the consumers check an event against: every version of
+every task our services wrote is in it, with its owner, for as long as the log keeps it
+(``logged_events`` for the realtime bridge, ``task_at_version`` for the recurring-task service).
+
 The cursor is the ``TaskChange`` id. Ids are handed out at insert, not at commit, so two
 concurrent transactions of one user could commit out of id order and a reader could move its
 cursor past a row that commits a moment later. A per-user transaction-scoped advisory lock taken
@@ -13,6 +17,7 @@ before the insert makes one user's inserts commit in id order; other users are n
 """
 
 from django.db import connection
+from django.db.models.fields.json import KT
 
 from tasks.models import TaskChange
 
@@ -48,3 +53,26 @@ def changes_since(user, cursor=None, *, limit=None):
     page = page[:limit]
     next_cursor = str(page[-1][0]) if page else str(cursor or 0)
     return [event for _, event in page], next_cursor, has_more
+
+
+def logged_events(event_ids):
+    """The logged sync events among ``event_ids``, as ``{event_id: event}``: one indexed query."""
+    rows = (
+        TaskChange.objects.annotate(logged_event_id=KT("event__event_id"))
+        .filter(logged_event_id__in=[str(event_id) for event_id in event_ids])
+        .values_list("logged_event_id", "event")
+    )
+    return dict(rows)
+
+
+def task_at_version(task_id, version):
+    """The task object (CONTRACT.md section 2) of task ``task_id`` as version ``version`` left it, or None.
+
+    Found after the task changed again or was deleted, as long as the log keeps that change.
+    """
+    event = (
+        TaskChange.objects.filter(task_id=task_id, event__data__task__version=version)
+        .values_list("event", flat=True)
+        .first()
+    )
+    return event["data"]["task"] if event else None

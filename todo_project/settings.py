@@ -158,6 +158,9 @@ KAFKA_SECURITY_PROTOCOL = env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
 KAFKA_SASL_MECHANISM = env("KAFKA_SASL_MECHANISM", "")
 KAFKA_SASL_USERNAME = env("KAFKA_SASL_USERNAME", "")
 KAFKA_SASL_PASSWORD = env("KAFKA_SASL_PASSWORD", "")
+# chart (Strimzi TLS listener): a PEM file of the CA that signed the brokers' certificates; empty:
+# the system's CA store.
+KAFKA_SSL_CA_LOCATION = env("KAFKA_SSL_CA_LOCATION", "")
 KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 3)
 # -1 lets the broker apply its default.replication.factor (1 locally, 3 on a real cluster).
 KAFKA_TOPIC_REPLICATION_FACTOR = env_int("KAFKA_TOPIC_REPLICATION_FACTOR", -1)

@@ -60,7 +60,9 @@ CONSUMER_GROUPS = {
     "realtime": ("task-updates", "websocket-service"),
     "scheduler": ("reminders", "reminder-scheduler"),
 }
-SECRET_VARIABLES = {"SECRET_KEY", "DATABASE_URL", "KAFKA_SASL_PASSWORD", "EMAIL_HOST_PASSWORD", "LLM_API_KEY"}
+SECRET_VARIABLES = {
+    "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "REDIS_PASSWORD", "KAFKA_SASL_PASSWORD", "EMAIL_HOST_PASSWORD", "LLM_API_KEY",
+}
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -345,10 +347,11 @@ def test_configmap_and_secret_carry_every_variable_of_env_example(rendered):
 def test_django_settings_accept_the_rendered_configuration(rendered, profile):
     documents = rendered[profile]
     env = dict(by_name(documents, "ConfigMap")[full("config")]["data"])
-    secrets = of_kind(documents, "Secret")
-    env.update(secrets[0]["stringData"] if secrets else {name: "from-the-existing-secret" for name in SECRET_VARIABLES})
-    if not secrets:
+    secret = by_name(documents, "Secret").get(full("secrets"))
+    env.update(secret["stringData"] if secret else {name: "from-the-existing-secret" for name in SECRET_VARIABLES})
+    if not secret:
         env["DATABASE_URL"] = "postgres://todo:secret@postgres:5432/todo"
+        env["REDIS_URL"] = "redis://:secret@redis:6379/0"
     # As inside a pod: Kubernetes sets KUBERNETES_SERVICE_HOST, which makes SECRET_KEY mandatory.
     env.update(
         {"PATH": "/usr/bin:/bin", "KUBERNETES_SERVICE_HOST": "kubernetes.default.svc",
@@ -367,11 +370,20 @@ def test_django_settings_accept_the_rendered_configuration(rendered, profile):
     assert (email_port, debug, localhost_allowed) == ("587", "False", "True")
 
 
+def secret_refs(container):
+    """{variable: (Secret name, key)} of a container's variables that come from Secrets."""
+    return {
+        item["name"]: (item["valueFrom"]["secretKeyRef"]["name"], item["valueFrom"]["secretKeyRef"]["key"])
+        for item in container.get("env", []) if "secretKeyRef" in item.get("valueFrom", {})
+    }
+
+
 def test_an_existing_secret_replaces_the_charts_own(rendered):
     documents = rendered["redpanda-cloud"]
     assert not of_kind(documents, "Secret")
     for _, container in containers(documents):
-        assert {"secretRef": {"name": "todo-secrets"}} in container["envFrom"]
+        assert secret_refs(container)["SECRET_KEY"] == ("todo-secrets", "SECRET_KEY")
+        assert all(name == "todo-secrets" for name, _ in secret_refs(container).values())
 
 
 def test_redpanda_cloud_speaks_sasl_scram_over_tls(rendered):
@@ -405,7 +417,7 @@ def test_strimzi_cluster_is_kraft_on_kafka_4_with_metrics(rendered):
     metrics = by_name(documents, "ConfigMap")[metrics_ref["name"]]
     assert yaml.safe_load(metrics["data"][metrics_ref["key"]])["rules"]
     config = by_name(documents, "ConfigMap")[full("config")]["data"]
-    assert config["KAFKA_BOOTSTRAP_SERVERS"] == f"{kafka['metadata']['name']}-kafka-bootstrap:9092"
+    assert config["KAFKA_BOOTSTRAP_SERVERS"] == f"{kafka['metadata']['name']}-kafka-bootstrap:9093"
 
 
 def test_strimzi_topics_are_the_applications_topics(rendered):
@@ -415,6 +427,179 @@ def test_strimzi_topics_are_the_applications_topics(rendered):
         assert topics[spec.base_name]["partitions"] == 3
         assert topics[spec.base_name].get("config", {}) == spec.config
     assert {dead_letter_topic(name) for name in ("task-events", "reminders", "task-updates")} <= set(topics)
+
+
+# Exactly what each process may do on the chart's Kafka (CONTRACT.md section 4's producers and
+# groups): the relay alone writes events; a consumer reads its topic under its group and writes
+# its dead letters; the web process may only ask for metadata (/readyz).
+KAFKA_RIGHTS = {
+    "relay": {("topic", "task-events"): ["Write", "Describe"], ("topic", "reminders"): ["Write", "Describe"],
+              ("topic", "task-updates"): ["Write", "Describe"], ("cluster", None): ["IdempotentWrite"]},
+    **{
+        name: {("topic", topic): ["Read", "Describe"], ("group", group): ["Read"], ("topic", f"{topic}.dlq"): ["Write", "Describe"]}
+        for name, (topic, group) in CONSUMER_GROUPS.items()
+    },
+    "web": {},
+}
+
+
+def test_strimzi_authenticates_every_client_over_tls_and_authorizes_each_with_acls(rendered):
+    (kafka,) = of_kind(rendered["strimzi"], "Kafka")
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    assert listener["tls"] is True and listener["authentication"] == {"type": "scram-sha-512"}
+    assert kafka["spec"]["kafka"]["authorization"] == {"type": "simple"}
+    # Only the pods of the processes that use Kafka may open a connection.
+    (peer,) = listener["networkPolicyPeers"]
+    (expression,) = peer["podSelector"]["matchExpressions"]
+    assert sorted(expression["values"]) == sorted(KAFKA_RIGHTS)
+    config = by_name(rendered["strimzi"], "ConfigMap")[full("config")]["data"]
+    assert (config["KAFKA_SECURITY_PROTOCOL"], config["KAFKA_SASL_MECHANISM"]) == ("SASL_SSL", "SCRAM-SHA-512")
+
+
+def test_each_process_has_a_kafka_user_allowed_exactly_its_topics_and_group(rendered):
+    users = by_name(rendered["strimzi"], "KafkaUser")
+    rights = {}
+    for name, user in users.items():
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+        assert user["spec"]["authorization"]["type"] == "simple"
+        rights[name] = {
+            (acl["resource"]["type"], acl["resource"].get("name")): acl["operations"]
+            for acl in user["spec"]["authorization"]["acls"]
+        }
+        assert all(acl.get("type", "allow") == "allow" and acl["resource"].get("patternType", "literal") == "literal"
+                   for acl in user["spec"]["authorization"]["acls"])
+    assert rights == {full(process): expected for process, expected in KAFKA_RIGHTS.items()}
+
+
+def test_each_kafka_process_authenticates_as_its_own_user_and_trusts_the_cluster_ca(rendered):
+    documents = rendered["strimzi"]
+    config = by_name(documents, "ConfigMap")[full("config")]["data"]
+    (kafka,) = of_kind(documents, "Kafka")
+    for doc, container in containers(documents):
+        process = doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        env = {item["name"]: item for item in container["env"]}
+        volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
+        if process not in KAFKA_RIGHTS:  # celery, and the migrate Job (KafkaTopics own the topics)
+            assert "KAFKA_SASL_PASSWORD" not in env and "kafka-ca" not in volumes, process
+            continue
+        assert env["KAFKA_SASL_USERNAME"]["value"] == full(process)
+        assert secret_refs(container)["KAFKA_SASL_PASSWORD"] == (full(process), "password")
+        assert volumes["kafka-ca"]["secret"]["secretName"] == f"{kafka['metadata']['name']}-cluster-ca-cert"
+        mount = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["kafka-ca"]
+        assert config["KAFKA_SSL_CA_LOCATION"] == f"{mount}/ca.crt"
+
+
+# Which of the Secret's keys each process may read: the LLM key only the web process, the mail
+# password only the celery worker (which sends the e-mails), Redis only its users.
+SECRETS_OF = {
+    "web": {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "LLM_API_KEY"},
+    "relay": {"SECRET_KEY", "DATABASE_URL"},
+    "audit": {"SECRET_KEY", "DATABASE_URL"},
+    "recurrence": {"SECRET_KEY", "DATABASE_URL"},
+    "scheduler": {"SECRET_KEY", "DATABASE_URL"},
+    "notifications": {"SECRET_KEY", "DATABASE_URL", "REDIS_URL"},
+    "realtime": {"SECRET_KEY", "DATABASE_URL", "REDIS_URL"},
+    "celery-worker": {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "EMAIL_HOST_PASSWORD"},
+    "celery-beat": {"SECRET_KEY", "DATABASE_URL", "REDIS_URL"},
+    "migrate": {"SECRET_KEY", "DATABASE_URL"},
+}
+
+
+@pytest.mark.parametrize("profile", ["default", "redpanda-cloud", "dapr"])
+def test_every_process_gets_only_the_secrets_it_uses(rendered, profile):
+    documents = rendered[profile]
+    secret_name = "todo-secrets" if profile == "redpanda-cloud" else full("secrets")
+    shared_sasl = profile == "redpanda-cloud"
+    for doc, container in containers(documents):
+        process = doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert container["envFrom"] == [{"configMapRef": {"name": full("config")}}], process
+        from_secret = {var for var, (name, _) in secret_refs(container).items() if name == secret_name}
+        kafka = {"KAFKA_SASL_PASSWORD"} if shared_sasl and (process in KAFKA_RIGHTS or process == "migrate") else set()
+        assert from_secret == SECRETS_OF[process] | kafka, process
+
+
+def test_redis_needs_a_password_that_redis_url_carries_and_upgrades_keep(rendered):
+    secret = by_name(rendered["default"], "Secret")[full("secrets")]["stringData"]
+    assert len(secret["REDIS_PASSWORD"]) >= 32
+    assert secret["REDIS_URL"] == f"redis://:{secret['REDIS_PASSWORD']}@redis:6379/0"
+    assert "REDIS_URL" not in by_name(rendered["default"], "ConfigMap")[full("config")]["data"]
+
+
+def selects(selector, labels):
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        value = labels.get(expression["key"])
+        if (expression["operator"] == "In") != (value in expression["values"]):
+            return False
+    return True
+
+
+def test_network_policies_admit_the_ingress_only_to_web_and_postgres_and_redis_only_to_their_users(rendered):
+    documents = rendered["default"]
+    policies = by_name(documents, "NetworkPolicy")
+    pods = {d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]["metadata"]["labels"]
+            for d in [*of_kind(documents, "Deployment"), *of_kind(documents, "Job")]}
+    # Every pod of the release is covered by exactly one ingress policy; only web's admits the Ingress controller.
+    controller = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    for process, labels in pods.items():
+        (policy,) = [p for p in policies.values() if selects(p["spec"]["podSelector"], labels)]
+        peers = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+        assert (controller in peers) == (process == "web"), process
+    for service, users in (("postgresql", set(SECRETS_OF)), ("redis", {p for p, keys in SECRETS_OF.items() if "REDIS_URL" in keys})):
+        policy = policies[full(service)]["spec"]
+        assert policy["policyTypes"] == ["Ingress"]
+        (rule,) = policy["ingress"]
+        admitted = {process for process, labels in pods.items() if any(selects(peer["podSelector"], labels) for peer in rule["from"])}
+        assert admitted == users & set(pods), service
+
+
+def ingress_admits(paths, path):
+    """Kubernetes Ingress path matching: Exact, or Prefix by whole path elements."""
+    for rule in paths:
+        if rule["pathType"] == "Exact" and path == rule["path"]:
+            return True
+        if rule["pathType"] == "Prefix":
+            prefix = [e for e in rule["path"].split("/") if e]
+            if [e for e in path.split("/") if e][: len(prefix)] == prefix:
+                return True
+    return False
+
+
+def public_routes():
+    """Every route the web process serves, first path element and all, from the URLconf, the
+    WebSocket routing and the MCP mount: a new route shows up here without anyone listing it."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    from todo_project.asgi import MCP_PATHS
+    from todo_project.routing import websocket_urlpatterns
+
+    def walk(patterns, prefix=""):
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern).lstrip("^").rstrip("$")
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern):
+                yield "/" + re.sub(r"<[^>]+>|\(.*?\)", "x", route)
+
+    return {*walk(get_resolver().url_patterns), *walk(websocket_urlpatterns), *MCP_PATHS}
+
+
+# Served by the web process but never by the Ingress: probes and metrics are in-cluster only,
+# /dapr/ exists only on the delivery pods.
+PRIVATE_ROUTES = ("/healthz", "/readyz", "/metrics", "/dapr/")
+
+
+def test_the_ingress_routes_every_public_path_of_the_urlconf_and_none_of_the_private_ones(rendered):
+    (ingress,) = of_kind(rendered["default"], "Ingress")
+    paths = ingress["spec"]["rules"][0]["http"]["paths"]
+    routes = public_routes()
+    private = {route for route in routes if route.startswith(PRIVATE_ROUTES)}
+    assert {"/healthz", "/readyz", "/metrics"} <= private
+    assert [route for route in sorted(routes - private) if not ingress_admits(paths, route)] == []
+    assert [route for route in sorted(private) if ingress_admits(paths, route)] == []
+    for probe in ("/dapr/events/audit", "/dapr/subscribe", "/metrics", "/readyz", "/healthz"):
+        assert not ingress_admits(paths, probe), probe
 
 
 # --- Dapr ---------------------------------------------------------------------------------------
@@ -459,8 +644,13 @@ def test_dapr_components_speak_kafka_4_and_take_sasl_from_the_secret(rendered, p
         assert component["spec"]["type"] == "pubsub.kafka"
         metadata = {item["name"]: item for item in component["spec"]["metadata"]}
         assert metadata["version"]["value"].startswith("4.")
-        if profile == "dapr":
-            assert metadata["authType"]["value"] == "none"
+        if profile == "dapr":  # on the chart's Strimzi cluster: each component its process's KafkaUser
+            assert metadata["authType"]["value"] == "password"
+            assert metadata["saslMechanism"]["value"] == "SHA-512"
+            user = metadata["saslUsername"]["value"]
+            assert user in by_name(documents, "KafkaUser")
+            assert metadata["saslPassword"]["secretKeyRef"] == {"name": user, "key": "password"}
+            assert metadata["caCert"]["secretKeyRef"]["key"] == "ca.crt"
         else:
             assert metadata["authType"]["value"] == "password"
             assert metadata["saslMechanism"]["value"] == "SHA-256"
@@ -499,19 +689,33 @@ def test_dapr_delivers_to_the_apps_routes_and_the_app_dead_letters_through_its_o
     assert routes == {f"/dapr/events/{name}" for name in dapr_consumers()}
 
 
-def test_dapr_with_an_app_token_secret_gives_the_sidecar_and_the_app_the_same_token(helm):
-    documents = render(helm, "dapr", "--set", "dapr.appTokenSecret=todo-dapr-app-token")
-    delivered = [
+def delivery_deployments(documents):
+    return [
         d for d in of_kind(documents, "Deployment")
         if "dapr.io/app-port" in d["spec"]["template"]["metadata"]["annotations"]
     ]
-    assert len(delivered) == 4
+
+
+@pytest.mark.parametrize("token_values", [[], ["--set", "dapr.appTokenSecret=my-token"]], ids=["generated", "given"])
+def test_dapr_delivery_pods_run_the_delivery_app_of_their_consumer_with_the_sidecars_token(helm, token_values):
+    documents = render(helm, "dapr", *token_values)
+    token_secret = "my-token" if token_values else full("dapr-app-token")
+    generated = by_name(documents, "Secret").get(full("dapr-app-token"))
+    if token_values:
+        assert generated is None
+    else:
+        assert len(generated["data"]["token"]) >= 48  # random, base64; `lookup` keeps it on upgrades
+    delivered = delivery_deployments(documents)
+    assert len(delivered) == len(dapr_consumers()) == 4
     for deployment in delivered:
+        consumer = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-        assert annotations["dapr.io/app-token-secret"] == "todo-dapr-app-token"
+        assert annotations["dapr.io/app-token-secret"] == token_secret
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["command"][:2] == ["uvicorn", "todo_project.delivery_asgi:application"]
         env = {item["name"]: item for item in container["env"]}
-        assert env["DAPR_APP_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "todo-dapr-app-token", "key": "token"}
+        assert env["DAPR_APP_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": token_secret, "key": "token"}
+        assert env["DAPR_CONSUMERS"]["value"] == consumer
 
 
 def test_without_dapr_no_pod_gets_a_sidecar(rendered):

@@ -1,19 +1,26 @@
-"""The recurring-task service: one next occurrence per completed one, right in the owner's zone."""
+"""The recurring-task service: one next occurrence per completed one, right in the owner's zone,
+and only for a completion the database vouches for."""
 
 import json
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
 
+from events.consumer import ConsumerRuntime
 from events.models import OutboxEvent
+from events.registry import get_consumer
+from events.schemas import make_event
+from events.topics import TASK_EVENTS, dead_letter_topic
 from recurrence.handlers import on_task_completed
 from recurrence.services import create_next_occurrence
-from tasks.events import EventContext
+from tasks.events import EventContext, task_event, task_object
 from tasks.models import Task, User
-from tasks.services import task_complete, task_create
+from tasks.services import task_complete, task_create, task_delete, task_reopen, task_update
+from tests.events.kafka_helpers import TestProducer, read_topic, running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -130,3 +137,78 @@ def test_a_task_without_a_rule_has_no_next_occurrence(owner):
     task = task_create(user=owner, context=API, title="Once", due_date=utc(2026, 12, 7, 14))
     on_task_completed(completed_event(task))
     assert not Task.objects.filter(parent_task_id=task.id).exists()
+
+
+# -- races of a legitimate completion with later changes: the outcome does not depend on the lag --
+
+
+def test_a_completion_edited_before_the_consumer_ran_continues_the_series_from_the_completed_version(owner):
+    task = recurring(owner, "FREQ=DAILY", utc(2026, 12, 7, 14), description="as completed")
+    event = completed_event(task)
+    task_update(task=task, context=API, description="edited afterwards")  # the row is now one version newer
+    on_task_completed(event)
+    following = Task.objects.get(parent_task_id=task.id)
+    assert (following.user, following.description, following.due_date) == (owner, "as completed", utc(2026, 12, 8, 14))
+
+
+def test_a_completion_reopened_and_completed_again_before_the_consumer_ran_has_one_next_occurrence(owner):
+    task = recurring(owner, "FREQ=DAILY", utc(2026, 12, 7, 14))
+    first = completed_event(task)
+    task_reopen(task=task, context=API)
+    task_complete(task=task, context=API)
+    second = json.loads(OutboxEvent.objects.filter(event_type="task.completed", key=str(task.id)).order_by("-id")[0].payload)
+    on_task_completed(first)
+    on_task_completed(second)
+    assert Task.objects.filter(parent_task_id=task.id).count() == 1
+
+
+def test_a_completion_deleted_before_the_consumer_ran_still_continues_the_series(owner):
+    task = recurring(owner, "FREQ=DAILY", utc(2026, 12, 7, 14))
+    event = completed_event(task)
+    task_delete(task=task, context=API)
+    on_task_completed(event)
+    following = Task.objects.get(parent_task_id=task.id)
+    assert (following.user, following.due_date) == (owner, utc(2026, 12, 8, 14))
+
+
+def test_an_occurrence_the_service_created_continues_the_series_when_it_is_completed(owner):
+    task = recurring(owner, "FREQ=DAILY", utc(2026, 12, 7, 14))
+    on_task_completed(completed_event(task))
+    created_by_the_service = Task.objects.get(parent_task_id=task.id)
+    on_task_completed(completed_event(created_by_the_service))
+    third = Task.objects.get(parent_task_id=created_by_the_service.id)
+    assert (third.user, third.due_date) == (owner, utc(2026, 12, 9, 14))
+
+
+# -- forged completions: dead-lettered as ForgedEvent by the real consumer, nothing created -------
+
+
+def forged(data, **changes):
+    return make_event("task.completed", {**data, **changes}, source="todo-api", correlation_id="forged")
+
+
+def test_completions_the_database_contradicts_are_dead_lettered_as_forged_and_create_nothing(isolated_kafka, owner):
+    mallory = User.objects.create_user("mallory", password="pw-123456")
+    ritas = completed_event(recurring(owner, "FREQ=DAILY", utc(2026, 12, 7, 14)))["data"]
+    malloryss = completed_event(recurring(mallory, "FREQ=DAILY", utc(2026, 12, 7, 14)))["data"]
+    open_task = recurring(owner, "FREQ=DAILY", utc(2026, 12, 7, 14))
+    attempts = {
+        "rita's task, claimed by mallory": forged(ritas, user_id=str(mallory.id)),
+        "mallory's task, landing in rita's account": forged(malloryss, user_id=str(owner.id)),
+        "a task that never existed, in rita's account": forged(ritas, task_id=str(uuid.uuid4())),
+        "rita's task with a rule she never set": forged(ritas, recurrence_rule="FREQ=MINUTELY"),
+        "rita's task at a version it never had": forged(ritas, version=ritas["version"] + 1),
+        "rita's open task": task_event("task.completed", {**task_object(open_task), "completed": True}, API),
+    }
+    tasks_before = set(Task.objects.values_list("id", flat=True))
+
+    with running(ConsumerRuntime(get_consumer("recurrence"))) as consumer:
+        TestProducer().events(list(attempts.values()), base_topic=TASK_EVENTS)
+        letters = read_topic(dead_letter_topic(TASK_EVENTS), until=lambda messages: len(messages) >= len(attempts))
+    assert consumer.error is None
+
+    by_event = {letter["headers"]["event_id"]: letter["headers"] for letter in letters}
+    assert {name: by_event.get(event["event_id"], {}).get("dlq.error.type") for name, event in attempts.items()} == {
+        name: "ForgedEvent" for name in attempts
+    }
+    assert set(Task.objects.values_list("id", flat=True)) == tasks_before

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.db import transaction
 from channels.testing import WebsocketCommunicator
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -17,6 +18,7 @@ from events.consumer import ConsumerRuntime
 from events.registry import get_consumer
 from events.schemas import make_event, utc_timestamp
 from events.topics import TASK_UPDATES, dead_letter_topic, group_name
+from tasks.sync import record_change
 from tests.events.kafka_helpers import (
     TestProducer,
     committed_offsets,
@@ -33,7 +35,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FIRST_MESSAGE_TIMEOUT = 60
 
 
-def sync_event(user, task_id, version, change_type="updated"):
+def sync_event(user, task_id, version, change_type="updated", *, logged=True):
+    """A sync event of the user's task; ``logged`` writes it to the sync log, as the services do."""
     now = utc_timestamp()
     task = {
         "id": str(task_id), "title": f"Version {version}", "description": "", "completed": False, "completed_at": None,
@@ -41,7 +44,11 @@ def sync_event(user, task_id, version, change_type="updated"):
         "user_id": str(user.id), "version": version, "created_at": now, "updated_at": now,
     }
     data = {"task_id": str(task_id), "change_type": change_type, "task": task, "user_id": str(user.id)}
-    return make_event("sync.task_changed", data, source="todo-api", correlation_id=str(uuid.uuid4()))
+    event = make_event("sync.task_changed", data, source="todo-api", correlation_id=str(uuid.uuid4()))
+    if logged:
+        with transaction.atomic():
+            record_change(event)
+    return event
 
 
 def fully_committed(group):
@@ -137,3 +144,36 @@ def test_a_client_that_missed_a_message_catches_up_through_the_sync_endpoint(iso
     assert caught_up["changes"][0] == created
     assert (live["data"]["task"]["version"], live["data"]["task"]["completed"]) == (3, True)
     assert json.loads(json.dumps(live))["data"]["task_id"] == task["id"]
+
+
+def test_a_forged_sync_event_never_reaches_the_named_users_sockets_and_the_rest_of_its_batch_still_does(isolated_kafka, ada, grace):
+    adas_task = uuid.uuid4()
+    legit = [sync_event(ada, adas_task, version) for version in (1, 2)]
+    # Someone with write access to task-updates names ada: not in the sync log, or altered on the way.
+    unlogged = sync_event(ada, uuid.uuid4(), 1, "created", logged=False)
+    altered = {**legit[0], "data": {**legit[0]["data"], "task": {**legit[0]["data"]["task"], "title": "Send mallory the codes"}}}
+    graces = sync_event(grace, uuid.uuid4(), 1, "created")
+    # The altered copy comes first: after the real one it would be skipped as a duplicate anyway.
+    batch = [altered, legit[0], unlogged, legit[1], graces]
+    ada_key, grace_key = token(ada), token(grace)
+
+    async def scenario():
+        ada_socket, grace_socket = await connect(ada_key), await connect(grace_key)
+        TestProducer().events(batch, base_topic=TASK_UPDATES, key=str(adas_task))
+        got = {
+            "ada": [await ada_socket.receive_json_from(timeout=FIRST_MESSAGE_TIMEOUT) for _ in legit],
+            "grace": [await grace_socket.receive_json_from(timeout=FIRST_MESSAGE_TIMEOUT)],
+        }
+        assert await ada_socket.receive_nothing(timeout=1), "ada received a forged event"
+        await ada_socket.disconnect()
+        await grace_socket.disconnect()
+        return got
+
+    with running(ConsumerRuntime(get_consumer("realtime"), batch_size=len(batch))) as bridge:
+        received = async_to_sync(scenario)()
+        letters = read_topic(dead_letter_topic(TASK_UPDATES), until=lambda messages: len(messages) >= 2)
+    assert bridge.error is None
+
+    assert received == {"ada": legit, "grace": [graces]}
+    assert sorted(json.loads(letter["value"])["data"]["task"]["title"] for letter in letters) == ["Send mallory the codes", "Version 1"]
+    assert {letter["headers"]["dlq.error.type"] for letter in letters} == {"ForgedEvent"}

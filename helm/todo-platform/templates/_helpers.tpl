@@ -63,7 +63,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "todo.kafka.bootstrapServers" -}}
 {{- $provider := include "todo.kafka.provider" . -}}
 {{- if eq $provider "strimzi" -}}
-{{- printf "%s-kafka-bootstrap:9092" (include "todo.kafka.clusterName" .) -}}
+{{- printf "%s-kafka-bootstrap:9093" (include "todo.kafka.clusterName" .) -}}
 {{- else if eq $provider "redpanda" -}}
 {{- default .Values.kafka.redpanda.bootstrapServers .Values.kafka.bootstrapServers -}}
 {{- else -}}
@@ -74,7 +74,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "todo.kafka.securityProtocol" -}}
 {{- if .Values.kafka.securityProtocol -}}
 {{- .Values.kafka.securityProtocol -}}
-{{- else if eq (include "todo.kafka.provider" .) "redpanda-cloud" -}}
+{{- else if has (include "todo.kafka.provider" .) (list "redpanda-cloud" "strimzi") -}}
 SASL_SSL
 {{- else -}}
 PLAINTEXT
@@ -86,11 +86,14 @@ PLAINTEXT
 {{- .Values.kafka.sasl.mechanism -}}
 {{- else if eq (include "todo.kafka.provider" .) "redpanda-cloud" -}}
 SCRAM-SHA-256
+{{- else if eq (include "todo.kafka.provider" .) "strimzi" -}}
+SCRAM-SHA-512
 {{- end -}}
 {{- end -}}
 
+{{/* The one SASL user of every process; with strimzi each process has its own (todo.kafkaEnv). */}}
 {{- define "todo.kafka.saslUsername" -}}
-{{- if include "todo.kafka.saslMechanism" . -}}
+{{- if and (include "todo.kafka.saslMechanism" .) (ne (include "todo.kafka.provider" .) "strimzi") -}}
 {{- required "kafka.sasl.username is required with SASL (redpanda-cloud or kafka.sasl.mechanism)" .Values.kafka.sasl.username -}}
 {{- end -}}
 {{- end -}}
@@ -107,6 +110,81 @@ recurrence: {topic: task-events, group: recurring-task-service, command: [python
 notifications: {topic: reminders, group: notification-service, command: [python, manage.py, run_consumer, notifications]}
 realtime: {topic: task-updates, group: websocket-service, command: [python, manage.py, run_consumer, realtime]}
 scheduler: {topic: reminders, group: reminder-scheduler, command: [python, manage.py, run_scheduler]}
+{{- end -}}
+
+{{/* Who talks to Kafka and what each process may do there: process -> topics it reads (with its
+     consumer group), topics it writes, cluster operations. With strimzi this is each process's
+     KafkaUser and its ACLs (strimzi.yaml), the listener's networkPolicyPeers and the credentials
+     of its pods (todo.kafkaEnv). The relay is the only producer of events (everything else writes
+     the outbox); a consumer writes only its dead letters. The web process only asks for metadata
+     (the checks.kafka of /readyz): a user without ACLs. The migrate Job creates topics only where
+     KafkaTopic resources do not (not with strimzi), with the one shared SASL user. */}}
+{{- define "todo.kafkaAccess" -}}
+relay: {write: [task-events, reminders, task-updates], cluster: [IdempotentWrite]}
+{{- range $name, $consumer := include "todo.consumers" . | fromYaml }}
+{{ $name }}: {read: [{{ $consumer.topic }}], group: {{ $consumer.group }}, write: [{{ $consumer.topic }}.dlq]}
+{{- end }}
+web: {}
+{{- end -}}
+
+{{- define "todo.kafkaUserName" -}}
+{{- printf "%s-%s" (include "todo.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Where pods find the Strimzi cluster CA (the listener is TLS); the ConfigMap's
+     KAFKA_SSL_CA_LOCATION points at it. */}}
+{{- define "todo.kafka.caDir" -}}/etc/kafka-ca{{- end -}}
+{{- define "todo.kafka.caSecret" -}}{{ include "todo.kafka.clusterName" . }}-cluster-ca-cert{{- end -}}
+
+{{/* The Kafka credentials of one process's pods; call with (dict "root" $ "name" PROCESS). */}}
+{{- define "todo.kafkaEnv" -}}
+{{- $root := .root -}}
+{{- $access := include "todo.kafkaAccess" $root | fromYaml -}}
+{{- $env := list -}}
+{{- if eq (include "todo.kafka.provider" $root) "strimzi" -}}
+{{- if hasKey $access .name -}}
+{{- $user := include "todo.kafkaUserName" . -}}
+{{- $env = list (dict "name" "KAFKA_SASL_USERNAME" "value" $user) (dict "name" "KAFKA_SASL_PASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" $user "key" "password"))) -}}
+{{- end -}}
+{{- else if and (include "todo.kafka.saslMechanism" $root) (or (hasKey $access .name) (eq .name "migrate")) -}}
+{{- $env = list (dict "name" "KAFKA_SASL_PASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" (include "todo.secretName" $root) "key" "KAFKA_SASL_PASSWORD"))) -}}
+{{- end -}}
+{{- toYaml $env -}}
+{{- end -}}
+
+{{/* The keys of the Secret each process reads, and nothing else: every Django process needs
+     SECRET_KEY and DATABASE_URL; Redis (channel layer, celery broker) only those that use it; the
+     LLM key only the web process (chat); the mail password only the celery worker, which sends
+     the e-mails. Kafka credentials: todo.kafkaEnv. Dapr delivery pods are their consumer's. */}}
+{{- define "todo.secretKeysOf" -}}
+web: [REDIS_URL, LLM_API_KEY]
+realtime: [REDIS_URL]
+notifications: [REDIS_URL]
+celery-worker: [REDIS_URL, EMAIL_HOST_PASSWORD]
+celery-beat: [REDIS_URL]
+{{- end -}}
+{{- define "todo.requiredSecretKeys" -}}[SECRET_KEY, DATABASE_URL, REDIS_URL]{{- end -}}
+
+{{- define "todo.secretEnv" -}}
+{{- $root := .root -}}
+{{- $required := include "todo.requiredSecretKeys" $root | fromYamlArray -}}
+{{- $keys := concat (list "SECRET_KEY" "DATABASE_URL") (index (include "todo.secretKeysOf" $root | fromYaml) .name | default list) -}}
+{{- $env := list -}}
+{{- range $keys -}}
+{{- $ref := dict "name" (include "todo.secretName" $root) "key" . -}}
+{{- if not (has . $required) -}}{{- $_ := set $ref "optional" true -}}{{- end -}}
+{{- $env = append $env (dict "name" . "valueFrom" (dict "secretKeyRef" $ref)) -}}
+{{- end -}}
+{{- toYaml $env -}}
+{{- end -}}
+
+{{/* The processes that reach Redis, from todo.secretKeysOf: the Redis NetworkPolicy lets in these only. */}}
+{{- define "todo.redisClients" -}}
+{{- $clients := list -}}
+{{- range $name, $keys := include "todo.secretKeysOf" . | fromYaml -}}
+{{- if has "REDIS_URL" $keys -}}{{- $clients = append $clients $name -}}{{- end -}}
+{{- end -}}
+{{- toYaml $clients -}}
 {{- end -}}
 
 {{/* The run_consumer services: Dapr can deliver to them over HTTP and KEDA can scale them. The
@@ -132,6 +210,11 @@ scheduler: {topic: reminders, group: reminder-scheduler, command: [python, manag
 
 {{- define "todo.dapr.publisherComponent" -}}
 {{- printf "%s-pubsub" (include "todo.fullname" .) -}}
+{{- end -}}
+
+{{/* The app token the sidecars send in dapr-api-token: the given Secret, or the chart's own (dapr.yaml). */}}
+{{- define "todo.dapr.appTokenSecret" -}}
+{{- default (printf "%s-dapr-app-token" (include "todo.fullname" .)) .Values.dapr.appTokenSecret -}}
 {{- end -}}
 
 {{- define "todo.dapr.consumerComponent" -}}
@@ -184,12 +267,10 @@ spec:
       envFrom:
         - configMapRef:
             name: {{ include "todo.fullname" $root }}-config
-        - secretRef:
-            name: {{ include "todo.secretName" $root }}
-      {{- with .env }}
+      {{- /* Only the secrets this process uses (todo.secretEnv, todo.kafkaEnv), then .env. */}}
+      {{- $process := dict "root" $root "name" .component }}
       env:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
+        {{- concat (include "todo.secretEnv" $process | fromYamlArray) (include "todo.kafkaEnv" $process | fromYamlArray) (.env | default list) | toYaml | nindent 8 }}
       {{- with .ports }}
       ports:
         {{- toYaml . | nindent 8 }}
@@ -205,14 +286,27 @@ spec:
         {{- toYaml .resources | nindent 8 }}
       securityContext:
         {{- toYaml $root.Values.securityContext | nindent 8 }}
+      {{- $strimziCa := and (eq (include "todo.kafka.provider" $root) "strimzi") (hasKey (include "todo.kafkaAccess" $root | fromYaml) .component) }}
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        {{- if $strimziCa }}
+        - name: kafka-ca
+          mountPath: {{ include "todo.kafka.caDir" $root }}
+          readOnly: true
+        {{- end }}
   volumes:
     # The root filesystem is read-only; Python, celery and uvicorn may still need a scratch dir.
     - name: tmp
       emptyDir:
         sizeLimit: 256Mi
+    {{- if $strimziCa }}
+    # The CA of the Strimzi cluster's TLS listener (made by the operator, public).
+    - name: kafka-ca
+      secret:
+        secretName: {{ include "todo.kafka.caSecret" $root }}
+        items: [{key: ca.crt, path: ca.crt}]
+    {{- end }}
   {{- with $root.Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
@@ -264,4 +358,19 @@ reminders: {}
 reminders.dlq: {}
 task-updates: {}
 task-updates.dlq: {}
+{{- end -}}
+
+{{/* The public routes of the web process, the only paths the Ingress routes (tests/helm derive the
+     list from the URLconf: a new route must be added here or to the private list there). Never
+     /dapr/ (delivery pods only), /metrics, /readyz, /healthz (probes and Prometheus, in-cluster). */}}
+{{- define "todo.publicPaths" -}}
+- {path: /, pathType: Exact}          # the web app
+- {path: /signup/, pathType: Prefix}
+- {path: /login/, pathType: Prefix}
+- {path: /logout/, pathType: Prefix}
+- {path: /api/, pathType: Prefix}     # REST API, its schema and docs
+- {path: /admin/, pathType: Prefix}
+- {path: /static/, pathType: Prefix}
+- {path: /ws/, pathType: Prefix}      # WebSocket sync
+- {path: /mcp, pathType: Prefix}      # MCP over streamable HTTP (/mcp and /mcp/)
 {{- end -}}

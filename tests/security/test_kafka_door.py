@@ -1,0 +1,126 @@
+"""The Kafka door: what someone who can produce to our topics can and cannot do.
+
+Who can produce at all is the chart's business (tests/helm/test_chart.py, KAFKA_RIGHTS: each
+process has its own KafkaUser, only the relay may write events, a consumer only its dead letters). This module is about what is left when that
+fails: a leaked credential, a broker without authentication (the local one). Such a producer
+writes well-formed events, so the schema lets them through; what stops them is that the
+consumers never trust an event's ``user_id`` and check it against the database (CONTRACT.md
+section 7, "Trust"), dead-lettering what the database contradicts as ForgedEvent.
+"""
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
+from rest_framework.authtoken.models import Token
+
+from events.consumer import ConsumerRuntime
+from events.models import OutboxEvent
+from events.registry import get_consumer
+from events.schemas import make_event
+from events.topics import TASK_EVENTS, TASK_UPDATES, dead_letter_topic, group_name
+from tasks.events import EventContext
+from tasks.models import Task, User
+from tasks.services import task_complete, task_create
+from tests.events.kafka_helpers import TestProducer, committed_offsets, end_offsets, read_topic, running, wait_for
+from todo_project.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+API = EventContext(source="todo-api", correlation_id="req-1")
+
+
+@pytest.fixture
+def victim():
+    return User.objects.create_user("victim", password="pw-123456")
+
+
+@pytest.fixture
+def intruder():
+    return User.objects.create_user("intruder", password="pw-123456")
+
+
+def completion_of(user, title):
+    """A real completion of a recurring task of ``user``: the event our relay would publish."""
+    task = task_create(user=user, context=API, title=title, recurrence_rule="FREQ=DAILY", due_date=datetime(2026, 12, 7, 9, tzinfo=UTC))
+    task_complete(task=task, context=API)
+    return json.loads(OutboxEvent.objects.get(event_type="task.completed", key=str(task.id)).payload)
+
+
+def produce_and_collect_dead_letters(consumer, base_topic, events):
+    """Produce ``events`` to ``base_topic`` under the real consumer; return its dead letters' headers."""
+    with running(ConsumerRuntime(get_consumer(consumer))) as runtime:
+        TestProducer().events(events, base_topic=base_topic)
+        letters = read_topic(dead_letter_topic(base_topic), until=lambda messages: len(messages) >= len(events))
+    assert runtime.error is None
+    return [letter["headers"] for letter in letters]
+
+
+def forged_completion(real, **changes):
+    return make_event("task.completed", {**real["data"], **changes}, source="todo-api", correlation_id="forged")
+
+
+def test_a_producer_cannot_create_a_task_in_another_account(isolated_kafka, victim, intruder):
+    own = completion_of(intruder, "Click this link")
+    before = Task.objects.filter(user=victim).count()
+    letters = produce_and_collect_dead_letters("recurrence", TASK_EVENTS, [forged_completion(own, user_id=str(victim.id))])
+    assert [letter["dlq.error.type"] for letter in letters] == ["ForgedEvent"]
+    assert Task.objects.filter(user=victim).count() == before
+
+
+def test_a_producer_cannot_copy_another_users_task_into_their_own_account(isolated_kafka, victim, intruder):
+    theirs = completion_of(victim, "Bank PIN hint")
+    letters = produce_and_collect_dead_letters("recurrence", TASK_EVENTS, [forged_completion(theirs, user_id=str(intruder.id))])
+    assert [letter["dlq.error.type"] for letter in letters] == ["ForgedEvent"]
+    assert not Task.objects.filter(user=intruder).exists()
+
+
+def test_a_producer_replaying_a_real_completion_creates_no_second_occurrence(isolated_kafka, victim):
+    real = completion_of(victim, "Water the plants")
+    replay = make_event("task.completed", real["data"], source="todo-api", correlation_id="replayed")  # a new event id
+    with running(ConsumerRuntime(get_consumer("recurrence"))) as runtime:
+        TestProducer().events([real, replay], base_topic=TASK_EVENTS)
+        assert_eventually_one_next_occurrence(real["data"]["task_id"])
+    assert runtime.error is None
+
+
+def assert_eventually_one_next_occurrence(task_id):
+    group = group_name("recurring-task-service")
+    done = wait_for(
+        lambda: all(committed_offsets(group, TASK_EVENTS)[p] == end for p, end in end_offsets(TASK_EVENTS).items() if end > 0),
+        timeout=60,
+    )
+    assert done, "the consumer did not get through both events"
+    assert Task.objects.filter(parent_task_id=task_id).count() == 1
+
+
+def test_a_producer_cannot_reach_another_users_websocket(isolated_kafka, victim, intruder):
+    now = "2026-12-07T09:00:00Z"
+    task_id = str(uuid.uuid4())
+    task = {
+        "id": task_id, "title": "Your session expired: sign in at evil.example", "description": "", "completed": False,
+        "completed_at": None, "due_date": None, "remind_at": None, "priority": 1, "recurrence_rule": None, "tags": [],
+        "parent_task_id": None, "user_id": str(victim.id), "version": 1, "created_at": now, "updated_at": now,
+    }
+    forged = make_event(
+        "sync.task_changed", {"task_id": task_id, "change_type": "created", "task": task, "user_id": str(victim.id)},
+        source="todo-api", correlation_id="forged",
+    )
+    key = Token.objects.create(user=victim).key
+
+    async def victims_socket_while(action):
+        socket = WebsocketCommunicator(application, "/ws/sync/", headers=[(b"authorization", f"Token {key}".encode())])
+        assert (await socket.connect(timeout=10))[0]
+        await action()
+        silent = await socket.receive_nothing(timeout=1)
+        await socket.disconnect()
+        return silent
+
+    async def forge():
+        letters = await sync_to_async(produce_and_collect_dead_letters)("realtime", TASK_UPDATES, [forged])
+        assert [letter["dlq.error.type"] for letter in letters] == ["ForgedEvent"]
+
+    assert async_to_sync(victims_socket_while)(forge), "the forged event reached the victim's socket"
