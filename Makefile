@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # Procfile commands (uvicorn, python, celery) resolve to the project's virtualenv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: run test stop infra install migrate topics lock status tools helm-lint browser faults bench
+.PHONY: run test stop infra install migrate topics lock status tools helm-lint browser faults drill bench
 
 # Python dependencies, installed once per change of requirements.lock.
 install: $(INSTALLED)
@@ -59,6 +59,12 @@ test: infra tools browser
 # instances: a Kafka broker and a PostgreSQL cluster of its own), then check nothing was lost.
 faults: infra
 	@$(PY) -u bench/faults.py $(FAULTS_ARGS)
+
+# Hostile drill: normal users' changes while an attacker tries every bad input at every door (REST, sign-in,
+# chat, MCP, /dapr/, WebSocket, raw Kafka), on PRIVATE Kafka and PostgreSQL; prints each attack's answer, the
+# checks that nobody else was affected, and the legitimate traffic's freshness under attack vs without.
+drill: infra
+	@$(PY) -u bench/drill.py $(DRILL_ARGS)
 
 # Every benchmark in one run (write path, freshness, consumers, reminders, memory) on a scratch
 # database and topic namespace: prints a table, writes bench/results.json and bench/results.png.
