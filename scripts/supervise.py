@@ -134,7 +134,8 @@ def run(procfile):
     # Python workers print at once instead of in 8 KiB blocks (honcho set the same).
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     supervisord = Path(sys.executable).parent / "supervisord"
-    print(f"==> supervisord: {', '.join(name for name, _ in processes)} (restarted when they exit; {config})", flush=True)
+    names = ", ".join(name for name, _ in processes)
+    print(f"==> supervisord: {names} (each restarted when it exits; configuration {config})", flush=True)
     os.execv(supervisord, [str(supervisord), "--nodaemon", "--configuration", str(config)])
 
 

@@ -79,7 +79,12 @@ def test_make_run_restarts_a_killed_worker_keeps_serving_and_ctrl_c_leaves_no_pr
     log = (tmp_path / "make-run.log").open("a+")
     mail_port = unused_port()
     # Ports of its own for the mail catcher too, apart from any other `make run` on this machine.
-    env = {**os.environ, "WEB_PORT": str(free_port), "EMAIL_PORT": str(unused_port()), "MAIL_CATCHER_HTTP_PORT": str(mail_port)}
+    env = {
+        **os.environ,
+        "WEB_PORT": str(free_port),
+        "EMAIL_PORT": str(unused_port()),
+        "MAIL_CATCHER_HTTP_PORT": str(mail_port),
+    }
     make = subprocess.Popen(["make", "run"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def output():

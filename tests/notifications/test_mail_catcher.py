@@ -34,7 +34,8 @@ def poll(condition, timeout):
 
 def test_an_email_sent_through_djangos_smtp_backend_shows_on_the_catchers_page(tmp_path):
     smtp_port, http_port = unused_port(), unused_port()
-    env = {**os.environ, "EMAIL_PORT": str(smtp_port), "MAIL_CATCHER_HTTP_PORT": str(http_port), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "EMAIL_PORT": str(smtp_port)}
+    env["MAIL_CATCHER_HTTP_PORT"] = str(http_port)
     catcher = Worker(["run_mail_catcher"], tmp_path / "mail.log", env)
     try:
         assert poll(lambda: page(http_port) and "No e-mail caught yet" in page(http_port), timeout=30), catcher.log()
