@@ -30,11 +30,12 @@ topics: infra
 	@echo "==> kafka: creating topics…"
 	@$(PY) manage.py create_topics
 
-# The whole system in the foreground; Ctrl-C stops every process it started.
+# The whole system in the foreground under supervisord (scripts/supervise.py): a process that exits
+# is restarted; Ctrl-C stops every process it started.
 run: migrate topics
 	@mkdir -p .cache/static  # WhiteNoise's STATIC_ROOT; files are served from the apps until collectstatic fills it
-	@echo "==> starting the processes of Procfile (web on http://127.0.0.1:$${WEB_PORT:-8000}); Ctrl-C stops them"
-	@exec $(VENV)/bin/honcho --no-colour start -f Procfile
+	@echo "==> starting the processes of Procfile (web on http://127.0.0.1:$${WEB_PORT:-8000}, caught e-mails on http://127.0.0.1:$${MAIL_CATCHER_HTTP_PORT:-8025}); Ctrl-C stops them"
+	@exec $(PY) scripts/supervise.py run Procfile
 
 # Debian's Chromium for the browser tests (Playwright drives it; it cannot download browsers here).
 browser:

@@ -13,6 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from events.models import OutboxEvent
+from events.retention import purge_in_batches
 from events.schemas import topic_of, validate_event
 
 NOTIFY_CHANNEL = "outbox"
@@ -60,6 +61,5 @@ def emit_all(keyed_events):
 
 
 def purge_sent(older_than=timedelta(days=1)):
-    """Delete rows Kafka confirmed more than ``older_than`` ago; return how many. Run periodically."""
-    deleted, _ = OutboxEvent.objects.filter(sent_at__lt=timezone.now() - older_than).delete()
-    return deleted
+    """Delete rows Kafka confirmed more than ``older_than`` ago, in bounded batches; return how many."""
+    return purge_in_batches(OutboxEvent.objects.filter(sent_at__lt=timezone.now() - older_than))

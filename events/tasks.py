@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from events.models import ProcessedEvent
 from events.outbox import purge_sent
+from events.retention import purge_in_batches
 
 # Processed-event ids must outlive every redelivery of their event: Kafka keeps task-events for
 # 7 days, so twice that leaves room for a consumer that was down for days.
@@ -21,5 +22,4 @@ def purge_sent_outbox():
 
 @shared_task(name="events.purge_processed_events")
 def purge_processed_events():
-    deleted, _ = ProcessedEvent.objects.filter(processed_at__lt=timezone.now() - PROCESSED_EVENT_RETENTION).delete()
-    return deleted
+    return purge_in_batches(ProcessedEvent.objects.filter(processed_at__lt=timezone.now() - PROCESSED_EVENT_RETENTION))

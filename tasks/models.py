@@ -132,6 +132,21 @@ class TaskChange(models.Model):
         return f"{self.event['data']['change_type']} {self.task_id} (cursor {self.id})"
 
 
+class SyncLogPurge(models.Model):
+    """How far the sync log has been purged: every ``TaskChange`` up to ``purged_through`` may be gone.
+
+    One row (id 1), raised in the transaction of each purge batch (tasks.sync.purge_sync_log). A
+    cursor below it may have missed changes that no longer exist, so ``GET /api/sync/`` answers
+    410 instead of a silently incomplete catch-up.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    purged_through = models.BigIntegerField(default=0)
+
+    def __str__(self):
+        return f"sync log purged through cursor {self.purged_through}"
+
+
 class Conversation(models.Model):
     """A chat of one user with the assistant (POST /api/chat/); its messages are the history."""
 

@@ -14,14 +14,35 @@ The cursor is the ``TaskChange`` id. Ids are handed out at insert, not at commit
 concurrent transactions of one user could commit out of id order and a reader could move its
 cursor past a row that commits a moment later. A per-user transaction-scoped advisory lock taken
 before the insert makes one user's inserts commit in id order; other users are not slowed down.
+
+Retention: the log keeps ``SYNC_LOG_RETENTION_DAYS``. ``purge_sync_log`` deletes older rows in
+bounded batches and raises a watermark (``SyncLogPurge.purged_through``, the highest purged id)
+in the transaction of each batch. A cursor below the watermark is stale: changes after it may be
+gone, so ``changes_since`` raises ``StaleCursor`` (410 Gone) and the client reloads its list
+instead of catching up with a hole in it. A cursor at or above the watermark is complete, however
+old, because nothing above the watermark was ever purged; ``latest_cursor`` never hands out one
+below it, so a user whose own changes were all purged does not get a stale cursor with the page.
 """
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import connection
 from django.db.models.fields.json import KT
+from django.utils import timezone
 
-from tasks.models import TaskChange
+from events.retention import purge_in_batches
+from tasks.models import SyncLogPurge, TaskChange
 
 MAX_CHANGES_PER_PAGE = 500
+
+
+class StaleCursor(Exception):
+    """The cursor is older than what the sync log keeps; ``latest`` is a cursor to start again from."""
+
+    def __init__(self, latest):
+        super().__init__(f"the sync log no longer reaches back to this cursor; reload, then continue from {latest}")
+        self.latest = latest
 
 
 def record_change(event):
@@ -32,23 +53,32 @@ def record_change(event):
     return TaskChange.objects.create(user_id=user_id, task_id=event["data"]["task_id"], event=event)
 
 
+def purged_through():
+    """The sync-log watermark: the highest id purged so far (0 before the first purge)."""
+    return SyncLogPurge.objects.values_list("purged_through", flat=True).first() or 0
+
+
 def latest_cursor(user):
-    """The cursor after every change of ``user`` so far ("0" before the first)."""
+    """The cursor after every change of ``user`` so far, never below the purge watermark."""
     last = TaskChange.objects.filter(user=user).order_by("-id").values_list("id", flat=True).first()
-    return str(last or 0)
+    return str(max(last or 0, purged_through()))
 
 
 def changes_since(user, cursor=None, *, limit=None):
     """The user's sync events after ``cursor`` (all when None), oldest first, at most ``limit``.
 
     Returns ``(events, next_cursor, has_more)``; ``next_cursor`` is the cursor to ask with next
-    (``cursor`` itself when nothing changed).
+    (``cursor`` itself when nothing changed). Raises ``StaleCursor`` for a cursor below the purge
+    watermark. The watermark is read after the rows: a purge that commits between the two reads
+    has raised it by then, so a page it made incomplete is never returned.
     """
     limit = limit or MAX_CHANGES_PER_PAGE
     rows = TaskChange.objects.filter(user=user).order_by("id")
     if cursor is not None:
         rows = rows.filter(id__gt=cursor)
     page = list(rows.values_list("id", "event")[: limit + 1])
+    if cursor is not None and int(cursor) < purged_through():
+        raise StaleCursor(latest_cursor(user))
     has_more = len(page) > limit
     page = page[:limit]
     next_cursor = str(page[-1][0]) if page else str(cursor or 0)
@@ -76,3 +106,22 @@ def task_at_version(task_id, version):
         .first()
     )
     return event["data"]["task"] if event else None
+
+
+def purge_sync_log(older_than=None):
+    """Delete the changes older than ``SYNC_LOG_RETENTION_DAYS`` in bounded batches; return how many."""
+    older_than = older_than or timedelta(days=settings.SYNC_LOG_RETENTION_DAYS)
+
+    def raise_watermark(ids):
+        # GREATEST: a concurrent purge that got less far never lowers it.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {SyncLogPurge._meta.db_table} (id, purged_through) VALUES (1, %s) "
+                f"ON CONFLICT (id) DO UPDATE SET purged_through = "
+                f"GREATEST({SyncLogPurge._meta.db_table}.purged_through, EXCLUDED.purged_through)",
+                [max(ids)],
+            )
+
+    return purge_in_batches(
+        TaskChange.objects.filter(created_at__lt=timezone.now() - older_than), before_delete=raise_watermark
+    )

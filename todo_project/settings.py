@@ -235,6 +235,12 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "todo@localhost")
+# make run's mail catcher (python manage.py run_mail_catcher, development only): it listens on
+# EMAIL_HOST:EMAIL_PORT and shows what it caught on this port.
+MAIL_CATCHER_HTTP_PORT = env_int("MAIL_CATCHER_HTTP_PORT", 8025)
+# Retention of the sync log (tasks.TaskChange): older changes are purged (celery beat, hourly), and
+# GET /api/sync/ answers 410 to a cursor from before the purge (CONTRACT.md 7, Retention).
+SYNC_LOG_RETENTION_DAYS = env_int("SYNC_LOG_RETENTION_DAYS", 14)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

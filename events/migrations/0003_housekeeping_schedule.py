@@ -1,7 +1,9 @@
 """Put the periodic housekeeping of the event pipeline on celery beat's schedule (django-celery-beat),
-where operators see and change it in the admin. One list for the whole system."""
+where operators see and change it in the admin (later jobs: the apps' own migrations, e.g. tasks 0008)."""
 
 from django.db import migrations
+
+from events.periodic import add_periodic_tasks, remove_periodic_tasks
 
 SCHEDULE = {
     "events.purge_sent_outbox": ("Purge outbox rows sent over a day ago", 1, "hours"),
@@ -11,15 +13,11 @@ SCHEDULE = {
 
 
 def add_schedule(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    for task, (name, every, period) in SCHEDULE.items():
-        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=period)
-        PeriodicTask.objects.get_or_create(task=task, defaults={"name": name, "interval": interval})
+    add_periodic_tasks(apps, SCHEDULE)
 
 
 def remove_schedule(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(task__in=SCHEDULE).delete()
+    remove_periodic_tasks(apps, SCHEDULE)
 
 
 class Migration(migrations.Migration):

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tasks', '0005_conversations'),
+        ('tasks', '0008_sync_log_retention'),
     ]
 
     operations = [

@@ -7,8 +7,10 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from events import retention
 from events.models import OutboxEvent, ProcessedEvent
 from events.tasks import purge_processed_events, purge_sent_outbox
+from tests.db_statements import rows_deleted_per_statement
 from tests.events.kafka_helpers import wait_for
 from tests.processes import Worker, worker_environment
 
@@ -40,6 +42,26 @@ def test_processed_event_ids_are_kept_longer_than_kafka_keeps_events():
     assert purge_processed_events() == 1
     assert list(ProcessedEvent.objects.values_list("event_id", flat=True)) == [kept]
     assert expired != kept
+
+
+@pytest.mark.parametrize(
+    "purge, old_row, young_row",
+    [
+        (purge_sent_outbox, lambda: outbox_row(timedelta(days=2)), lambda: outbox_row()),
+        (purge_processed_events, lambda: processed_row(timedelta(days=15)), lambda: processed_row(timedelta(days=1))),
+    ],
+    ids=["outbox", "processed-events"],
+)
+def test_a_backlog_is_purged_in_bounded_batches_never_one_unbounded_delete(purge, old_row, young_row, monkeypatch):
+    for _ in range(5):
+        old_row()
+    young_row()
+    monkeypatch.setattr(retention, "PURGE_BATCH_SIZE", 2)
+
+    with rows_deleted_per_statement() as deleted:
+        assert purge() == 5
+
+    assert deleted == [2, 2, 1]
 
 
 @pytest.mark.django_db  # not transactional: the schedule is data of a migration, which a flush removes

@@ -1,36 +1,9 @@
-"""A real SMTP server (aiosmtpd) for tests: it records every message it receives."""
+"""A real SMTP server (aiosmtpd) for tests: it records every message it receives.
 
-import email
-import threading
+It is `make run`'s mail catcher (notifications/mail_catcher.py) without its page:
+``with SMTPServer(port) as received:`` then ``received.messages`` or ``received.wait_for(count)``.
+"""
 
-from aiosmtpd.controller import Controller
+from notifications.mail_catcher import SMTPServer
 
-
-class RecordingHandler:
-    def __init__(self):
-        self.messages = []
-        self.received = threading.Condition()
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.received:
-            self.messages.append(email.message_from_bytes(envelope.content))
-            self.received.notify_all()
-        return "250 OK"
-
-    def wait_for(self, count, timeout=10):
-        with self.received:
-            self.received.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
-            return list(self.messages)
-
-
-class SMTPServer:
-    def __init__(self, port):
-        self.handler = RecordingHandler()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port)
-
-    def __enter__(self):
-        self.controller.start()
-        return self.handler
-
-    def __exit__(self, *exc):
-        self.controller.stop()
+__all__ = ["SMTPServer"]

@@ -4,7 +4,9 @@
 // (the list load, our own API responses, socket messages, catch-up) goes through `applyChange`,
 // which drops anything whose version is not newer than what the page has. So duplicates and
 // out-of-order messages are harmless, and the socket may be lossy: after every (re)connect the
-// page asks GET /api/sync/?since=<cursor> for what it may have missed.
+// page asks GET /api/sync/?since=<cursor> for what it may have missed. When the server no longer
+// keeps the changes after our cursor (410 Gone: the sync log keeps 14 days), the page loads its
+// list afresh instead and continues from the cursor the 410 gives.
 
 const config = JSON.parse(document.getElementById("app-config").textContent);
 const zone = config.timezone;
@@ -691,7 +693,17 @@ async function catchUp() {
     await previous?.catch(() => {});
     let more = true;
     while (more) {
-      const page = await api(`/api/sync/?since=${encodeURIComponent(syncCursor)}`);
+      let page;
+      try {
+        page = await api(`/api/sync/?since=${encodeURIComponent(syncCursor)}`);
+      } catch (error) {
+        if (error.status !== 410) throw error;
+        // What we missed is partly purged, deletions included: only a fresh list is complete.
+        // The 410's cursor predates the reload, so the next round catches up what changes meanwhile.
+        syncCursor = error.body.cursor;
+        await loadTasks({ replace: true });
+        continue;
+      }
       for (const event of page.changes) applySyncEvent(event, { remote: true });
       syncCursor = page.cursor;
       more = Boolean(page.has_more);
@@ -818,10 +830,28 @@ $("chat-form").addEventListener("submit", async (event) => {
   }
 });
 
+// The task list from the API. With `replace`, a task the page showed before asking but the list
+// lacks was deleted without the page learning of it, and is dropped for good. Tasks that arrived
+// while the list was on its way are newer than it and stay.
+async function loadTasks({ replace = false } = {}) {
+  const shownBefore = new Set(tasks.keys());
+  const all = await allPages("/api/tasks/?page_size=200&ordering=-created_at");
+  if (replace) {
+    const listed = new Set(all.map((task) => task.id));
+    for (const id of shownBefore) {
+      if (!listed.has(id)) {
+        tasks.delete(id);
+        deletedIds.add(id);
+      }
+    }
+  }
+  for (const task of all) applyChange("created", task);
+  scheduleRender();
+}
+
 async function start() {
   try {
-    const all = await allPages("/api/tasks/?page_size=200&ordering=-created_at");
-    for (const task of all) applyChange("created", task);
+    await loadTasks();
   } catch (error) {
     showQuickError(`Could not load your tasks: ${firstMessage(error)}`);
   }

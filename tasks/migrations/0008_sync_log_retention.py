@@ -1,0 +1,37 @@
+"""The sync log's purge watermark, and the web app's housekeeping on celery beat's schedule:
+purging the sync log (hourly; it keeps SYNC_LOG_RETENTION_DAYS) and expired sessions (daily)."""
+
+from django.db import migrations, models
+
+from events.periodic import add_periodic_tasks, remove_periodic_tasks
+
+SCHEDULE = {
+    "tasks.purge_sync_log": ("Purge sync-log changes older than SYNC_LOG_RETENTION_DAYS (14 days)", 1, "hours"),
+    "tasks.clear_expired_sessions": ("Clear expired sign-in sessions", 1, "days"),
+}
+
+
+def add_schedule(apps, schema_editor):
+    add_periodic_tasks(apps, SCHEDULE)
+
+
+def remove_schedule(apps, schema_editor):
+    remove_periodic_tasks(apps, SCHEDULE)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("tasks", "0005_conversations"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+    ]
+
+    operations = [
+        migrations.CreateModel(
+            name="SyncLogPurge",
+            fields=[
+                ("id", models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False)),
+                ("purged_through", models.BigIntegerField(default=0)),
+            ],
+        ),
+        migrations.RunPython(add_schedule, remove_schedule),
+    ]
