@@ -303,12 +303,11 @@ def main():
     import django
 
     django.setup()
-    from rest_framework.authtoken.models import Token
-
     from tasks.models import User
+    from tasks.tokens import issue
 
     user = User.objects.create_user(username="drill", password="drill-password-1")
-    token = Token.objects.create(user=user).key
+    token = issue(user)
     from django.db import connections
 
     connections.close_all()

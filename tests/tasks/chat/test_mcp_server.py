@@ -16,6 +16,7 @@ from events.topics import TASK_EVENTS
 from tasks.chat.tools import TOOLS
 from tasks.models import Task
 from tasks.services import user_register
+from tasks.tokens import issue
 from tests.events.kafka_helpers import read_topic
 from tests.processes import Worker, worker_environment
 
@@ -57,8 +58,8 @@ def server(transactional_db, free_port, tmp_path):
 
 
 def registered(username):
-    user, token = user_register(username=username, password=PASSWORD, timezone="Europe/Paris")
-    return user, token.key
+    user = user_register(username=username, password=PASSWORD, timezone="Europe/Paris")
+    return user, issue(user)
 
 
 @asynccontextmanager
