@@ -286,6 +286,9 @@ def main():
         "KAFKA_TOPIC_PREFIX": prefix,
         "KAFKA_GROUP_PREFIX": prefix,
         "CHANNEL_LAYER_PREFIX": prefix,
+        # The workload is one user scheduling a reminder every eighth change: far beyond a person's cap.
+        "REMINDERS_PER_USER_PER_HOUR": str(args.changes),
+        "RATELIMIT_CACHE_PREFIX": f"{prefix}rl:",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
         "DJANGO_SETTINGS_MODULE": "todo_project.settings",
