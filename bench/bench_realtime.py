@@ -40,11 +40,11 @@ import logging  # noqa: E402
 
 import httpx  # noqa: E402
 import websockets  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
 
 from events.kafka import create_topics, delete_topics  # noqa: E402
 from events.topics import TOPICS, topic_name  # noqa: E402
 from tasks.models import User  # noqa: E402
+from tasks.tokens import issue  # noqa: E402
 
 MAX_IN_FLIGHT = 256
 DELIVERY_GRACE_SECONDS = 15
@@ -185,7 +185,7 @@ def main():
     log_dir.mkdir(parents=True, exist_ok=True)
     create_topics()
     user = User.objects.create_user(f"{PREFIX}user", password=uuid.uuid4().hex)
-    token = Token.objects.create(user=user).key
+    token = issue(user)
     port = free_port()
     processes = start_processes(port, args.web_workers, log_dir)
     try:

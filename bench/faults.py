@@ -286,6 +286,9 @@ def main():
         "KAFKA_TOPIC_PREFIX": prefix,
         "KAFKA_GROUP_PREFIX": prefix,
         "CHANNEL_LAYER_PREFIX": prefix,
+        # The workload is one user scheduling a reminder every eighth change: far beyond a person's cap.
+        "REMINDERS_PER_USER_PER_HOUR": str(args.changes),
+        "RATELIMIT_CACHE_PREFIX": f"{prefix}rl:",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
         "DJANGO_SETTINGS_MODULE": "todo_project.settings",
@@ -303,12 +306,11 @@ def main():
     import django
 
     django.setup()
-    from rest_framework.authtoken.models import Token
-
     from tasks.models import User
+    from tasks.tokens import issue
 
     user = User.objects.create_user(username="drill", password="drill-password-1")
-    token = Token.objects.create(user=user).key
+    token = issue(user)
     from django.db import connections
 
     connections.close_all()

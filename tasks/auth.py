@@ -1,4 +1,4 @@
-"""WebSocket authentication: the browser's session cookie or a DRF ``Authorization: Token``.
+"""WebSocket authentication: the browser's session cookie or an API token (``Authorization: Token``).
 
 Channels' AuthMiddlewareStack (outside this middleware) puts the session's user in the scope.
 This middleware then
@@ -8,6 +8,10 @@ This middleware then
   cookies with cross-site WebSocket handshakes too, so without this any web page could open
   the user's socket (cross-site WebSocket hijacking). A token is never sent implicitly.
 Anything else leaves an anonymous user, and the consumer closes with 4401.
+
+Tokens are knox's (tasks/tokens.py), checked by knox's own DRF authentication, so a socket, an
+MCP request and a REST request accept exactly the same tokens. The scope remembers which token
+opened the socket (``credential_of``), so that revoking it closes that socket.
 """
 
 from urllib.parse import urlsplit
@@ -17,9 +21,14 @@ from channels.middleware import BaseMiddleware
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import validate_host
-from rest_framework.authtoken.models import Token
+from knox.auth import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+
+from tasks.tokens import session_credential
 
 TOKEN_PREFIX = "token "
+# Where the middleware leaves the digest of the token that authenticated the handshake.
+TOKEN_DIGEST_SCOPE_KEY = "api_token_digest"
 
 
 def header(scope, name):
@@ -46,19 +55,33 @@ def origin_is_ours(scope):
 
 
 @database_sync_to_async
-def user_of_token(key):
-    token = Token.objects.select_related("user").filter(key=key).first()
-    if token is None or not token.user.is_active:
+def api_token(key):
+    """The live (unexpired, unrevoked) token of an active user that ``key`` is, or None."""
+    try:
+        _user, token = TokenAuthentication().authenticate_credentials(key.encode())
+    except AuthenticationFailed:
         return None
-    return token.user
+    return token
+
+
+async def user_of_token(key):
+    token = await api_token(key)
+    return None if token is None else token.user
+
+
+def credential_of(scope):
+    """What authenticated a connection, as ``tasks.realtime.close_sockets`` names it."""
+    if TOKEN_DIGEST_SCOPE_KEY in scope:
+        return scope[TOKEN_DIGEST_SCOPE_KEY]
+    return session_credential(scope["session"].session_key)
 
 
 class WebSocketAuthMiddleware(BaseMiddleware):
     async def __call__(self, scope, receive, send):
         key = token_key(scope)
-        user = await user_of_token(key) if key else None
-        if user is None and not origin_is_ours(scope):
-            user = AnonymousUser()
-        if user is not None:
-            scope = dict(scope, user=user)
+        token = await api_token(key) if key else None
+        if token is not None:
+            scope = dict(scope, user=token.user, **{TOKEN_DIGEST_SCOPE_KEY: token.digest})
+        elif not origin_is_ours(scope):
+            scope = dict(scope, user=AnonymousUser())
         return await super().__call__(scope, receive, send)

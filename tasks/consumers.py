@@ -4,10 +4,15 @@ Every connection of a user joins the user's channel-layer group (``tasks.realtim
 is sent to that group as ``{"type": "push", "message": ...}`` — the realtime bridge's
 ``sync.task_changed`` events and the notification service's ``notification.created`` — goes
 to the browser as JSON, unchanged. The socket is one-way: what clients send is ignored.
+
+Revoking the credential that opened a socket (its token, its session, or every credential of
+the user on a password change) sends the group ``credential.revoked``: the sockets it names
+close with 4401, as an unauthenticated handshake does (see tasks/tokens.py).
 """
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from tasks.auth import credential_of
 from tasks.realtime import user_group_name
 
 # Application close code for "not authenticated" (4000-4999 are free for applications).
@@ -16,6 +21,7 @@ CLOSE_UNAUTHENTICATED = 4401
 
 class SyncConsumer(AsyncJsonWebsocketConsumer):
     group = None
+    credential = None
 
     async def connect(self):
         user = self.scope.get("user")
@@ -25,6 +31,7 @@ class SyncConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        self.credential = credential_of(self.scope)
         self.group = user_group_name(user.id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -37,4 +44,12 @@ class SyncConsumer(AsyncJsonWebsocketConsumer):
         """Clients have nothing to say over the socket; changes go through the REST API."""
 
     async def push(self, event):
-        await self.send_json(event["message"])
+        if self.group is not None:  # not after a revocation closed the socket
+            await self.send_json(event["message"])
+
+    async def credential_revoked(self, event):
+        if self.group is None or event["credential"] not in (None, self.credential):
+            return  # closed already (a token's revocation and a password change both say so), or not ours
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        self.group = None
+        await self.close(code=CLOSE_UNAUTHENTICATED)

@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.fields.json import KT
+from django.dispatch import Signal
+from knox.models import AuthToken
 
 from recurrence.rules import InvalidRecurrenceRule, parse_rule
 
@@ -43,10 +45,34 @@ def validate_rrule_body(value):
         raise ValidationError(str(exc)) from None
 
 
+# Sent after a changed password is saved, whichever path changed it (the API, the admin,
+# ``changepassword``); tasks.tokens revokes the user's credentials on it.
+password_changed = Signal()
+
+
 class User(AbstractUser):
     """A person with tasks. Their time zone gives naive input times and recurrence their meaning."""
 
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+
+    def save(self, *args, **kwargs):
+        # set_password() keeps the new password in _password until save; a hash upgraded at
+        # sign-in (check_password's setter) clears it, so it is no change. A new user has nothing to revoke.
+        changes_password = self._password is not None and not self._state.adding
+        super().save(*args, **kwargs)
+        if changes_password:
+            password_changed.send(sender=type(self), user=self)
+
+
+class ApiToken(AuthToken):
+    """knox's token as the admin shows it: by owner and dates, never by key or digest."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "API token"
+
+    def __str__(self):
+        return f"API token of {self.user}, issued {self.created:%Y-%m-%d %H:%M} UTC"
 
 
 class Task(models.Model):

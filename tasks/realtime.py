@@ -20,3 +20,16 @@ def push_message(message):
 def push_to_user(user_id, message):
     """Send ``message`` (a JSON-able dict) to every open connection of the user (from sync code)."""
     async_to_sync(get_channel_layer().group_send)(user_group_name(user_id), push_message(message))
+
+
+def revocation_message(credential):
+    """The control message that ``SyncConsumer.credential_revoked`` closes sockets on."""
+    return {"type": "credential.revoked", "credential": credential}
+
+
+def close_sockets(user_id, credential=None):
+    """Close the user's connections opened with ``credential`` (every one when None), from sync code.
+
+    A credential is what ``tasks.auth.credential_of`` names: a token's digest or a session's hash.
+    """
+    async_to_sync(get_channel_layer().group_send)(user_group_name(user_id), revocation_message(credential))

@@ -73,6 +73,11 @@ class TokenSerializer(serializers.Serializer):
     password = StringField(trim_whitespace=False)
 
 
+class PasswordChangeSerializer(serializers.Serializer):
+    old_password = StringField(trim_whitespace=False)
+    new_password = StringField(trim_whitespace=False)
+
+
 class UserSerializer(serializers.Serializer):
     id = serializers.CharField()
     username = serializers.CharField()

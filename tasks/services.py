@@ -12,11 +12,12 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from events.outbox import emit_all
+from tasks import tokens
 from tasks.events import reminder_event, sync_event, task_event, task_object
 from tasks.models import Task, User
+from tasks.ratelimit import count_scheduled_reminder
 from tasks.sync import record_change
 
 EDITABLE_FIELDS = frozenset(
@@ -58,6 +59,18 @@ def _when(reminder):
     return None if reminder is None else (reminder["remind_at"], reminder["due_date"])
 
 
+def _scheduled(task, reminder, context):
+    """The reminder.scheduled event of a write, counted against the owner's hourly cap.
+
+    Beyond the cap this raises tasks.ratelimit.RateLimited (a 429) and the write's transaction
+    rolls back: nothing changes. The next occurrence of a recurring series is not counted: the
+    recurring-task service creates it, one per completion, and must not fail on the user's cap.
+    """
+    if task.parent_task_id is None:
+        count_scheduled_reminder(reminder["user_id"])
+    return reminder_event("reminder.scheduled", **reminder, context=context)
+
+
 def _emit(task_id, events):
     if not settings.EVENTS_ENABLED:  # the write-path benchmark's "no events" baseline
         return
@@ -76,7 +89,7 @@ def task_create(*, user, context, **fields):
     obj = task_object(task)
     events = [task_event("task.created", obj, context)]
     if reminder := _pending_reminder(task):
-        events.append(reminder_event("reminder.scheduled", **reminder, context=context))
+        events.append(_scheduled(task, reminder, context))
     events.append(sync_event("created", obj, context))
     _emit(task.id, events)
     return task
@@ -105,7 +118,7 @@ def task_update(*, task, context, **changes):
         if before:
             events.append(reminder_event("reminder.cancelled", **before, context=context))
         if after:
-            events.append(reminder_event("reminder.scheduled", **after, context=context))
+            events.append(_scheduled(task, after, context))
     events.append(sync_event("updated", obj, context))
     _emit(task.id, events)
     return task
@@ -145,7 +158,7 @@ def task_reopen(*, task, context):
     events = [task_event("task.updated", obj, context)]
     reminder = _pending_reminder(task)
     if reminder and reminder["remind_at"] > timezone.now():
-        events.append(reminder_event("reminder.scheduled", **reminder, context=context))
+        events.append(_scheduled(task, reminder, context))
     events.append(sync_event("updated", obj, context))
     _emit(task.id, events)
     return task
@@ -170,7 +183,7 @@ def task_delete(*, task, context):
 
 @transaction.atomic
 def user_register(*, username, password, email="", timezone="UTC"):
-    """A new user and their API token. Raises ValidationError naming the bad fields."""
+    """A new user. Raises ValidationError naming the bad fields."""
     user = User(username=username, email=email, timezone=timezone)
     errors = {}
     try:
@@ -189,4 +202,21 @@ def user_register(*, username, password, email="", timezone="UTC"):
             user.save()
     except IntegrityError:  # the same name registered concurrently, after full_clean looked
         raise ValidationError({"username": ["A user with that username already exists."]}) from None
-    return user, Token.objects.create(user=user)
+    return user
+
+
+@transaction.atomic
+def user_change_password(*, user, old_password, new_password):
+    """Set a new password; every old token is revoked (see tasks.tokens). Returns a new API token.
+
+    Raises ValidationError naming old_password (wrong) or new_password (refused by the validators).
+    """
+    if not user.check_password(old_password):
+        raise ValidationError({"old_password": ["The current password is not correct."]})
+    try:
+        validate_password(new_password, user)
+    except ValidationError as exc:
+        raise ValidationError({"new_password": exc.messages}) from None
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    return tokens.issue(user)

@@ -5,6 +5,7 @@ from tasks import views
 urlpatterns = [
     path("auth/register/", views.RegisterApi.as_view(), name="auth-register"),
     path("auth/token/", views.TokenApi.as_view(), name="auth-token"),
+    path("auth/password/", views.PasswordApi.as_view(), name="auth-password"),
     path("auth/me/", views.MeApi.as_view(), name="auth-me"),
     path("tasks/", views.TaskListApi.as_view(), name="task-list"),
     path("tasks/<uuid:task_id>/", views.TaskDetailApi.as_view(), name="task-detail"),

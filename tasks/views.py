@@ -2,25 +2,27 @@
 
 import zoneinfo
 
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, update_session_auth_hash
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from events.schemas import TASK_OBJECT
-from tasks import selectors, services, sync
+from tasks import selectors, services, sync, tokens
 from tasks.chat.agent import LLMError
 from tasks.chat.services import chat_respond
 from tasks.events import EventContext, task_object
 from tasks.serializers import (
     ChatInputSerializer,
+    PasswordChangeSerializer,
     RegisterSerializer,
     SyncQuerySerializer,
     TaskFilterSerializer,
@@ -170,15 +172,28 @@ class RegisterApi(APIView):
     def post(self, request):
         serializer = RegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user, token = call_service(services.user_register, **serializer.validated_data)
-        return Response({"user": user_data(user), "token": token.key}, status=status.HTTP_201_CREATED)
+        with transaction.atomic():
+            user = call_service(services.user_register, **serializer.validated_data)
+            token = tokens.issue(user)
+        return Response({"user": user_data(user), "token": token}, status=status.HTTP_201_CREATED)
+
+
+TOKEN_RESPONSE = inline_serializer("TokenResponse", {"token": serializers.CharField()})
 
 
 class TokenApi(APIView):
-    authentication_classes = []
-    permission_classes = [AllowAny]
+    """POST signs in: a new token per sign-in (tasks/tokens.py). DELETE revokes the presented token,
+    or with ``?all=true`` every token of the user (then a session may ask too)."""
 
-    @extend_schema(request=TokenSerializer, responses={200: inline_serializer("TokenResponse", {"token": serializers.CharField()})})
+    def perform_authentication(self, request):
+        # Signing in needs no credentials: a stale token sent along must not turn it into a 401.
+        if request.method != "POST":
+            super().perform_authentication(request)
+
+    def get_permissions(self):
+        return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
+
+    @extend_schema(request=TokenSerializer, responses={200: TOKEN_RESPONSE})
     def post(self, request):
         serializer = TokenSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -186,8 +201,34 @@ class TokenApi(APIView):
         if user is None:
             # DRF's convention for obtain-token: a 400 naming no field, not a 401 challenge.
             raise ValidationError({"non_field_errors": ["Unable to log in with the given username and password."]})
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        return Response({"token": tokens.issue(user)})
+
+    @extend_schema(
+        parameters=[OpenApiParameter("all", bool, description="revoke every token of the user")],
+        responses={204: None},
+    )
+    def delete(self, request):
+        if request.query_params.get("all") == "true":
+            AuthToken.objects.filter(user=request.user).delete()
+        elif isinstance(request.auth, AuthToken):
+            request.auth.delete()
+        else:
+            raise ValidationError({"non_field_errors": ["No token was presented: send it, or ask for ?all=true."]})
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PasswordApi(APIView):
+    """Change the password: every token of the user is revoked and their sockets close; the answer
+    carries a new token. The session that asked, if any, stays signed in."""
+
+    @extend_schema(request=PasswordChangeSerializer, responses={200: TOKEN_RESPONSE})
+    def post(self, request):
+        serializer = PasswordChangeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token = call_service(services.user_change_password, user=request.user, **serializer.validated_data)
+        if not isinstance(request.auth, AuthToken):
+            update_session_auth_hash(request, request.user)
+        return Response({"token": token})
 
 
 class MeApi(APIView):

@@ -39,7 +39,7 @@ def signup(request):
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            user, _token = services.user_register(**form.cleaned_data)
+            user = services.user_register(**form.cleaned_data)
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
                 form.add_error(field if field in form.fields else None, messages)

@@ -32,6 +32,20 @@ def kafka_namespace():
     delete_topics([topic_name(spec.base_name) for spec in TOPICS])
 
 
+@pytest.fixture(autouse=True)
+def rate_limit_counters(settings, monkeypatch, kafka_namespace):
+    """Each test counts its sign-ins, registrations and reminders afresh, under the default limits.
+
+    The suite registers many users from 127.0.0.1; counters carried over from earlier tests (or
+    from a `make run` on the same Redis) would refuse them. A fresh key prefix per test, also for
+    the servers a test starts, keeps the counters apart; old keys expire with their window.
+    """
+    prefix = f"{kafka_namespace}rl-{uuid.uuid4().hex[:8]}:"
+    settings.RATELIMIT_CACHE_PREFIX = prefix
+    monkeypatch.setenv("RATELIMIT_CACHE_PREFIX", prefix)
+    return prefix
+
+
 @pytest.fixture
 def free_port():
     with socket.socket() as sock:

@@ -3,8 +3,10 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.outbox_relay import test_database_url
@@ -62,3 +64,32 @@ def workers(transactional_db, tmp_path):
     for worker in started:
         if worker.stop() not in (0, None):
             print(f"--- {worker.args} exited with {worker.process.returncode}:\n{worker.log()}")
+
+
+def wait_until_serving(url, worker, timeout=60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert worker.process.poll() is None, worker.log()
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the web server did not start:\n{worker.log()}")
+
+
+@pytest.fixture
+def web_server(transactional_db, free_port, tmp_path):
+    """uvicorn serving todo_project.asgi (HTTP, WebSocket, MCP) on this test's database; yields its URL."""
+    web = Worker.command(
+        ["uvicorn", "todo_project.asgi:application", "--host", "127.0.0.1", "--port", str(free_port)],
+        tmp_path / "web.log",
+        worker_environment(),
+    )
+    url = f"http://127.0.0.1:{free_port}"
+    try:
+        wait_until_serving(url, web)
+        yield url
+    finally:
+        web.stop()

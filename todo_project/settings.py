@@ -4,6 +4,8 @@ Every default is safe for local development on 127.0.0.1; production sets the va
 """
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -51,6 +53,14 @@ def env_list(name, default):
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
+def env_rate(name, default):
+    """A rate limit "<requests>/<window>", the window in s, m, h or d with an optional count (10/15m)."""
+    value = env(name, default)
+    if not re.fullmatch(r"[1-9][0-9]*/([1-9][0-9]*)?[smhd]", value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate such as 10/15m (requests per window)")
+    return value
+
+
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env("SECRET_KEY") or ("insecure-local-development-key" if DEBUG or not env("KUBERNETES_SERVICE_HOST") else "")
 if not SECRET_KEY:
@@ -66,7 +76,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
@@ -88,6 +98,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Refuses sign-in and registration beyond their rates (429) before a password is hashed.
+    "tasks.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -244,7 +256,7 @@ SYNC_LOG_RETENTION_DAYS = env_int("SYNC_LOG_RETENTION_DAYS", 14)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -260,6 +272,25 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+}
+
+# Trust: API tokens and rate limits (tasks/tokens.py, tasks/ratelimit.py).
+# API tokens (django-rest-knox) are stored as SHA-512 digests and expire this long after sign-in.
+API_TOKEN_TTL_HOURS = env_int("API_TOKEN_TTL_HOURS", 24 * 7)
+REST_KNOX = {"TOKEN_TTL": timedelta(hours=API_TOKEN_TTL_HOURS)}
+# Sign-in (POST /api/auth/token/, /login/, /admin/login/, /api/auth/password/) is counted per client
+# address and per username, registration per address; a request beyond its rate gets a 429.
+SIGN_IN_RATE_PER_ADDRESS = env_rate("SIGN_IN_RATE_PER_ADDRESS", "30/15m")
+SIGN_IN_RATE_PER_USERNAME = env_rate("SIGN_IN_RATE_PER_USERNAME", "10/15m")
+REGISTER_RATE_PER_ADDRESS = env_rate("REGISTER_RATE_PER_ADDRESS", "10/h")
+# Task writes that schedule a reminder, per user and hour (beyond: 429, the write does not happen).
+REMINDERS_PER_USER_PER_HOUR = env_int("REMINDERS_PER_USER_PER_HOUR", 100)
+# The counters live in Redis, so that every web process shares them (django-ratelimit's settings).
+RATELIMIT_USE_CACHE = "ratelimit"
+RATELIMIT_CACHE_PREFIX = env("RATELIMIT_CACHE_PREFIX", "rl:")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

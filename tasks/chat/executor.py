@@ -30,6 +30,7 @@ from tasks.chat.tools import (
 )
 from tasks.events import task_object
 from tasks.models import Task
+from tasks.ratelimit import RateLimited
 from tasks.serializers import TaskFilterSerializer, TaskInputSerializer
 
 # metadata.source of the events the chat tools cause (CONTRACT.md section 4).
@@ -43,7 +44,10 @@ def execute_tool(user, name, arguments, *, context):
     """Carry out one tool call for ``user``; returns its JSON-serialisable result or raises ToolError."""
     validate_arguments(name, arguments)
     with timezone.override(zoneinfo.ZoneInfo(user.timezone)):
-        return _TOOLS[name](user, dict(arguments), context)
+        try:
+            return _TOOLS[name](user, dict(arguments), context)
+        except RateLimited as limited:  # the REST API's 429: here a message for the person or model
+            raise ToolError(str(limited)) from None
 
 
 def _parsed(serializer_class, data, **kwargs):

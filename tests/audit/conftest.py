@@ -2,11 +2,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
 from tasks.models import User
+from tasks.tokens import issue
 
 
 @pytest.fixture
@@ -42,5 +42,5 @@ def user(db):
 @pytest.fixture
 def api(user):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue(user)}")
     return client

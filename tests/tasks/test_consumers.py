@@ -7,10 +7,10 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from tasks.consumers import CLOSE_UNAUTHENTICATED
 from tasks.realtime import user_group_name
+from tasks.tokens import issue
 from todo_project.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,7 +23,7 @@ def run(coroutine_function, *args):
 
 
 def token_headers(user):
-    return [(b"authorization", f"Token {Token.objects.create(user=user).key}".encode())]
+    return [(b"authorization", f"Token {issue(user)}".encode())]
 
 
 def session_headers(user, origin=ORIGIN):

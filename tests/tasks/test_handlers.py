@@ -11,7 +11,6 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
 from channels.testing import WebsocketCommunicator
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from events.consumer import ConsumerRuntime
@@ -19,6 +18,7 @@ from events.registry import get_consumer
 from events.schemas import make_event, utc_timestamp
 from events.topics import TASK_UPDATES, dead_letter_topic, group_name
 from tasks.sync import record_change
+from tasks.tokens import issue
 from tests.events.kafka_helpers import (
     TestProducer,
     committed_offsets,
@@ -57,7 +57,7 @@ def fully_committed(group):
 
 
 def token(user):
-    return Token.objects.get_or_create(user=user)[0].key
+    return issue(user)
 
 
 async def connect(key):

@@ -23,8 +23,8 @@ def server_parameters(username):
 
 
 def test_a_stdio_client_lists_the_tools_and_acts_for_the_named_user_only():
-    alice, _ = user_register(username="alice", password="a-long-passphrase")
-    bob, _ = user_register(username="bob", password="a-long-passphrase")
+    alice = user_register(username="alice", password="a-long-passphrase")
+    bob = user_register(username="bob", password="a-long-passphrase")
     Task.objects.create(user=bob, title="bob's task")
 
     async def scenario():

@@ -35,9 +35,12 @@ def test_register_returns_the_user_and_a_token_that_authenticates_me():
     assert me == {"id": body["user"]["id"], "username": "carol", "email": "c@example.com", "timezone": "Asia/Tokyo"}
 
 
-def test_token_login_returns_the_users_token_and_rejects_a_wrong_password(alice):
+def test_token_login_returns_a_token_of_the_user_and_rejects_a_wrong_password(alice):
     response = APIClient().post("/api/auth/token/", {"username": "alice", "password": "a-long-passphrase"}, format="json")
-    assert response.status_code == 200 and len(response.json()["token"]) == 40
+    assert response.status_code == 200
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {response.json()['token']}")
+    assert client.get("/api/auth/me/").json()["username"] == "alice"
     wrong = APIClient().post("/api/auth/token/", {"username": "alice", "password": "nope"}, format="json")
     assert wrong.status_code == 400 and "token" not in wrong.json()
 

@@ -14,11 +14,11 @@ from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from tasks.models import User
+from tasks.tokens import issue
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
 
@@ -32,7 +32,7 @@ def auth_headers(db):
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
     user = User.objects.create_user(username="fuzzer", password="fuzz-password-1")
-    yield {"Authorization": f"Token {Token.objects.create(user=user).key}"}
+    yield {"Authorization": f"Token {issue(user)}"}
     signals.request_started.connect(close_old_connections)
     signals.request_finished.connect(close_old_connections)
 

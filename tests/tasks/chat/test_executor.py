@@ -17,12 +17,12 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def alice():
-    return user_register(username="alice", password="a-long-passphrase", timezone="Europe/Paris")[0]
+    return user_register(username="alice", password="a-long-passphrase", timezone="Europe/Paris")
 
 
 @pytest.fixture
 def bob():
-    return user_register(username="bob", password="a-long-passphrase")[0]
+    return user_register(username="bob", password="a-long-passphrase")
 
 
 def run(user, name, **arguments):

@@ -3,7 +3,6 @@ streamable-HTTP client, with the outbox relay publishing the tools' events to th
 
 import asyncio
 import json
-import time
 from contextlib import asynccontextmanager
 
 import httpx
@@ -16,6 +15,7 @@ from events.topics import TASK_EVENTS
 from tasks.chat.tools import TOOLS
 from tasks.models import Task
 from tasks.services import user_register
+from tasks.tokens import issue
 from tests.events.kafka_helpers import read_topic
 from tests.processes import Worker, worker_environment
 
@@ -24,41 +24,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PASSWORD = "a-long-passphrase"
 
 
-def wait_until_serving(url, worker, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        assert worker.process.poll() is None, worker.log()
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the web server did not start:\n{worker.log()}")
-
-
 @pytest.fixture
-def server(transactional_db, free_port, tmp_path):
-    """uvicorn serving todo_project.asgi on this test's database, plus the outbox relay."""
-    env = worker_environment()
-    web = Worker.command(
-        ["uvicorn", "todo_project.asgi:application", "--host", "127.0.0.1", "--port", str(free_port)],
-        tmp_path / "web.log",
-        env,
-    )
-    relay = Worker(["relay_outbox", "--poll-interval", "0.2"], tmp_path / "relay.log", env)
-    url = f"http://127.0.0.1:{free_port}"
+def server(web_server, tmp_path):
+    """The web server (uvicorn) on this test's database, plus the outbox relay."""
+    relay = Worker(["relay_outbox", "--poll-interval", "0.2"], tmp_path / "relay.log", worker_environment())
     try:
-        wait_until_serving(url, web)
-        yield url
+        yield web_server
     finally:
-        for worker in (web, relay):
-            worker.stop()
+        relay.stop()
 
 
 def registered(username):
-    user, token = user_register(username=username, password=PASSWORD, timezone="Europe/Paris")
-    return user, token.key
+    user = user_register(username=username, password=PASSWORD, timezone="Europe/Paris")
+    return user, issue(user)
 
 
 @asynccontextmanager

@@ -1,0 +1,141 @@
+"""Rate limits: the sign-in and registration doors, and reminders scheduled per user.
+
+Each limit is a django-ratelimit counter ("<requests>/<window>" from settings) in the Redis cache
+``RATELIMIT_USE_CACHE``, so every web process counts together. A request beyond a limit gets
+``too_many_requests``: 429 with ``Retry-After``, the seconds until the counter's window ends.
+
+The doors are checked by ``RateLimitMiddleware`` before the view runs, so a refused guess costs
+no password hash (PBKDF2 is deliberately slow: unthrottled, it is a CPU denial of service too).
+Every attempt counts, right or wrong: the limiter must not need the hash to decide. Sign-in is
+counted per client address (``REMOTE_ADDR``: uvicorn sets it from ``X-Forwarded-For`` for trusted
+proxies only) and per username, so neither many names from one address nor one name from many
+addresses gets far.
+"""
+
+import json
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
+from django.http import JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from django.urls import Resolver404, resolve
+from django_ratelimit.core import get_usage
+
+
+class RateLimited(Exception):
+    """Raised (by the middleware's checks or a service) when a counter is past its limit."""
+
+    def __init__(self, what, retry_after):
+        self.retry_after = retry_after
+        super().__init__(f"Too many {what}: try again in {retry_after} seconds.")
+
+
+def too_many_requests(limited):
+    """The one 429 response of the project, for a RateLimited."""
+    response = JsonResponse({"detail": str(limited)}, status=429)
+    response["Retry-After"] = str(limited.retry_after)
+    return response
+
+
+def count(group, value, rate, *, what="requests"):
+    """Count one request of ``value`` (an address, a username, a user id) against ``rate``.
+
+    Raises RateLimited, saying ``what`` was too many, when this request is beyond the limit of
+    the current window.
+    """
+    usage = get_usage(None, group=group, key=lambda _group, _request: value, rate=rate, increment=True)
+    if usage["should_limit"]:
+        # time_left is -1 when the cache could not count: refused all the same (fail closed).
+        raise RateLimited(what, max(1, usage["time_left"]))
+
+
+def client_address(request):
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def posted_username(request):
+    """The ``username`` of a sign-in body (JSON or form), or None when there is none to read."""
+    try:
+        if request.content_type == "application/json":
+            data = json.loads(request.body)
+        else:
+            request.body  # read (and kept) first, so that the view can still parse a multipart body
+            data = request.POST
+    except (ValueError, RecursionError, SuspiciousOperation, MultiPartParserError):
+        return None  # the view answers the malformed body; the address counter still counted it
+    username = data.get("username") if isinstance(data, dict) else None
+    return username.casefold() if isinstance(username, str) and username else None
+
+
+@dataclass(frozen=True)
+class Door:
+    """A POST route counted per client address and, when ``per_username`` is set, per username."""
+
+    group: str
+    what: str
+    address_rate_setting: str
+    username_rate_setting: str | None = None
+
+    def check(self, request):
+        rate = getattr(settings, self.address_rate_setting)
+        count(f"{self.group}:address", client_address(request), rate, what=self.what)
+        if self.username_rate_setting and (username := posted_username(request)):
+            rate = getattr(settings, self.username_rate_setting)
+            count(f"{self.group}:username", username, rate, what=self.what)
+
+
+SIGN_IN = Door("sign-in", "sign-in attempts", "SIGN_IN_RATE_PER_ADDRESS", "SIGN_IN_RATE_PER_USERNAME")
+# The old password is a guess too (with a stolen token): it is counted with sign-in, per address.
+PASSWORD_CHANGE = Door("sign-in", "sign-in attempts", "SIGN_IN_RATE_PER_ADDRESS")
+REGISTER = Door("register", "registrations", "REGISTER_RATE_PER_ADDRESS")
+
+# URL name -> its door. The sign-in doors share their counters: one budget of guesses per address
+# and per username, whichever door they knock on.
+DOORS = {
+    "auth-token": SIGN_IN,
+    "login": SIGN_IN,
+    "admin:login": SIGN_IN,
+    "auth-password": PASSWORD_CHANGE,
+    "auth-register": REGISTER,
+}
+
+
+def door_of(request):
+    if request.method != "POST":
+        return None
+    try:
+        return DOORS.get(resolve(request.path_info).view_name)
+    except Resolver404:
+        return None
+
+
+class RateLimitMiddleware:
+    """Counts the POSTs of ``DOORS``; answers ``RateLimited`` from any view with the 429."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        door = door_of(request)
+        if door is not None:
+            try:
+                door.check(request)
+            except RateLimited as limited:
+                return too_many_requests(limited)
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, RateLimited):
+            return too_many_requests(exception)
+        return None
+
+
+def count_scheduled_reminder(user_id):
+    """Count a reminder the user's write is about to schedule; RateLimited beyond the hourly cap."""
+    count(
+        "reminders",
+        str(user_id),
+        f"{settings.REMINDERS_PER_USER_PER_HOUR}/h",
+        what=f"reminders scheduled (at most {settings.REMINDERS_PER_USER_PER_HOUR} an hour)",
+    )
