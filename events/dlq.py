@@ -48,8 +48,9 @@ def bounded_dead_letter(key, value, original_headers, dlq_headers):
     The key and every header value are cut to HEADER_VALUE_MAX_BYTES, the original headers to
     ORIGINAL_HEADERS_MAX_BYTES in total (the runtime's ``dlq_headers`` always fit), and the value to
     what remains of the budget. Whatever of the original message was cut is named in a
-    ``dlq.truncated`` header with its original size in bytes, e.g. ``value=1048576`` or
-    ``key=4000,headers=250000``, so that a reader knows the letter is not the whole message.
+    ``dlq.truncated`` header with its original size in bytes (for the headers: their names and
+    values), e.g. ``value=1048576`` or ``key=4000,headers=250000``, so that a reader knows the
+    letter is not the whole message.
     """
     cut = {}
     if _size(key) > HEADER_VALUE_MAX_BYTES:
@@ -57,7 +58,7 @@ def bounded_dead_letter(key, value, original_headers, dlq_headers):
         key = _cut(key, HEADER_VALUE_MAX_BYTES)
     headers, original_size, kept_size, headers_cut = [], 0, 0, False
     for name, header in original_headers:
-        original_size += _header_size(name, header)
+        original_size += _size(name) + _size(header)
         bounded = _cut(header, HEADER_VALUE_MAX_BYTES)
         bounded_size = _header_size(name, bounded)
         fits = _size(name) <= HEADER_VALUE_MAX_BYTES and kept_size + bounded_size <= ORIGINAL_HEADERS_MAX_BYTES
