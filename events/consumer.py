@@ -401,7 +401,8 @@ class ConsumerRuntime:
         runaway query fails the event (retried, dead-lettered) instead of holding the partition."""
         with transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(self.handler_timeout * 1000)}ms"])
+                timeout = f"{int(self.handler_timeout * 1000)}ms"
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [timeout])
             yield
 
     def _handle_once(self, message, event):
@@ -617,7 +618,8 @@ class ConsumerRuntime:
         return 3 * self.handler_timeout + settings.CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS
 
     def longest_event_seconds(self):
-        """The longest one event can take: every attempt at its budget, every backoff, its dead letter."""
+        """The longest one event can take: each attempt as long as the loop may be silent, plus
+        every backoff between them."""
         retry = self.retry
         return retry.max_attempts * self.liveness_limit() + retry.total_backoff()
 

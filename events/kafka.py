@@ -90,8 +90,10 @@ def create_topics(timeout=30.0):
         future.result()
         changes.setdefault(name, []).append(f"grown to {wanted} partitions")
     for name, altered in _align_configs(admin, to_configure, timeout).items():
-        changes.setdefault(name, []).append("set " + ", ".join(f"{key}={value}" for key, value in sorted(altered.items())))
-    return {topic_name(spec.base_name): "; ".join(changes.get(topic_name(spec.base_name), ["exists"])) for spec in TOPICS}
+        configs = ", ".join(f"{key}={value}" for key, value in sorted(altered.items()))
+        changes.setdefault(name, []).append(f"set {configs}")
+    names = [topic_name(spec.base_name) for spec in TOPICS]
+    return {name: "; ".join(changes.get(name, ["exists"])) for name in names}
 
 
 def _align_configs(admin, wanted, timeout):

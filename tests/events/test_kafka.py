@@ -122,7 +122,9 @@ def test_dead_letter_topics_keep_thirty_days(fresh_prefix):
         assert wait_for(topic_config(fresh_prefix + base, "retention.ms"), timeout=30) == THIRTY_DAYS_MS, base
 
 
-def test_create_topics_brings_an_existing_topics_config_in_line_and_leaves_its_other_configs_alone(fresh_prefix, capsys):
+def test_create_topics_brings_an_existing_topics_config_in_line_and_leaves_its_other_configs_alone(
+    fresh_prefix, capsys
+):
     from confluent_kafka.admin import NewTopic
 
     # A dead-letter topic made by an older release: one day, and a setting of the operator's own.
