@@ -143,9 +143,11 @@ class HandlerBudget:
         """Arm the budget for calls in this (the main) thread; False if not in the main thread."""
         if threading.current_thread() is not threading.main_thread():
             return False
+        self._stopped.clear()
         self._previous_handler = signal.signal(self.SIGNAL, self._on_signal)
-        self._watchdog = threading.Thread(target=self._watch, args=(threading.get_ident(),), daemon=True,
-                                          name="handler-budget")
+        self._watchdog = threading.Thread(
+            target=self._watch, args=(threading.get_ident(),), name="handler-budget", daemon=True
+        )
         self._watchdog.start()
         return True
 
@@ -334,8 +336,11 @@ class ConsumerRuntime:
         """(event, None) for a valid event; (None, error) for a dead letter; (None, None) to skip."""
         try:
             event = validate_event(load_event(message.value()))
-            # The idempotency record needs a real UUID (the schema leaves formats unchecked).
-            event_id = uuid.UUID(event["event_id"])
+            try:
+                # The idempotency record needs a real UUID (the schema leaves formats unchecked).
+                event_id = uuid.UUID(event["event_id"])
+            except ValueError:
+                raise InvalidEvent(f"event_id {event['event_id']!r} is not a UUID") from None
         except UnknownEventType as exc:
             logger.info("consumer %s: skipping %s at %s", self.name, exc, _coordinates(message))
             return None, None
@@ -529,8 +534,7 @@ class ConsumerRuntime:
         DEAD_LETTERED.labels(self.name, outcome).inc()
         logger.error(
             "consumer %s: dead-lettered %s to %s after %d attempt(s): %s: %s",
-            self.name, _coordinates(message), self.dead_letter_topic, attempts, type(error).__name__,
-            str(error)[:2000],
+            self.name, _coordinates(message), self.dead_letter_topic, attempts, type(error).__name__, error,
         )
         return outcome
 
@@ -611,9 +615,9 @@ class ConsumerRuntime:
         """The longest silence of a consumer within its budget, in seconds.
 
         The loop is live (``_last_heartbeat``) between batches, before every handler call, after
-        every event and every second of a backoff. Between two of those lie at most a handler call
-        and the statements of its transaction (each cut at the budget: two of them, say, for the
-        idempotency record and the commit) and one dead-letter write.
+        every event and every second of a backoff. Between two of those lie at most three steps
+        each cut at the budget (the idempotency record, a handler call, the commit: statements are
+        bounded by statement_timeout, calls by HandlerBudget) and one dead-letter write.
         """
         return 3 * self.handler_timeout + settings.CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS
 
