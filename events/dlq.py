@@ -3,8 +3,10 @@
 A dead letter is the original message plus the runtime's ``dlq.*`` headers (CONTRACT.md section 4).
 Replaying sends it back to its original topic with those headers removed and a ``replay.count``
 header counting the replays; a letter already replayed ``DLQ_REPLAY_CAP`` times is refused (its
-cause is clearly not fixed). The replayer reads as consumer group ``dlq-replay`` and commits after
-the broker confirmed the re-sent messages, so running it again sends nothing twice.
+cause is clearly not fixed), and so is one cut to fit the broker (``dlq.truncated``). The replayer
+reads as consumer group ``dlq-replay`` and commits after the broker confirmed the re-sent messages,
+so running it again sends nothing twice. Letters, and what bounds their size, are defined here
+(``bounded_dead_letter``); the consumer runtime writes them.
 """
 
 import time
@@ -210,6 +212,9 @@ def _send_back(letters):
     for letter in letters:
         if not letter.original_topic:
             results.append((letter, "refused: no dlq.original.topic header"))
+            continue
+        if truncated := letter.header(TRUNCATED_HEADER):  # the cut bytes would only be dead-lettered again
+            results.append((letter, f"refused: not the whole message ({TRUNCATED_HEADER}: {truncated})"))
             continue
         if letter.replay_count >= settings.DLQ_REPLAY_CAP:
             results.append((letter, f"refused: already replayed {letter.replay_count} times (cap {settings.DLQ_REPLAY_CAP})"))

@@ -93,6 +93,17 @@ def test_a_letter_replayed_as_often_as_the_cap_allows_is_refused(isolated_kafka,
     assert message_count(TASK_EVENTS) == 1
 
 
+def test_a_letter_cut_to_fit_the_broker_is_refused_because_it_is_not_the_whole_message(isolated_kafka):
+    headers = [("dlq.original.topic", f"{isolated_kafka}{TASK_EVENTS}"), (TRUNCATED_HEADER, "value=1000000")]
+    TestProducer().raw(DLQ, b"x" * 1000, key="k", headers=headers)
+
+    output = replay()
+
+    assert "0 replayed, 1 refused" in output
+    assert "refused: not the whole message (dlq.truncated: value=1000000)" in output
+    assert message_count(TASK_EVENTS) == 0
+
+
 def test_limit_replays_only_that_many_letters_and_the_rest_later(isolated_kafka):
     producer = TestProducer()
     headers = [("dlq.original.topic", f"{isolated_kafka}{TASK_EVENTS}")]
