@@ -2,9 +2,14 @@
 
 For each message of its topic, in partition order:
 
-1. Not JSON, or not an event of the contract (``validate_event`` raises InvalidEvent): dead-lettered
-   at once with ``dlq.attempts = 0`` (the handler never ran). An unknown ``event_type``, or a type
-   the consumer did not ask for: acknowledged and counted as skipped.
+1. Anything that is not an event of the contract is dead-lettered at once with ``dlq.attempts = 0``
+   (the handler never ran): no value (a tombstone), not UTF-8, not JSON, JSON of any depth or type
+   that is not an event object (``validate_event`` raises InvalidEvent), or an event the handlers
+   could not store (nested deeper than MAX_EVENT_DEPTH, NaN or infinite numbers, NUL characters or
+   lone surrogates in strings: PostgreSQL refuses them, so they would fail every retry). Whatever a
+   message's bytes make the parser raise is the message's fault: the consumer never exits on a
+   message's content. An unknown ``event_type``, or a type the consumer did not ask for:
+   acknowledged and counted as skipped.
 2. Otherwise, in ONE database transaction: record (consumer group, event_id) in
    ``events.ProcessedEvent`` and run the handler. If the row already existed, the event was
    processed before (a redelivery) and the handler is not run: every effect happens once.
@@ -13,18 +18,23 @@ For each message of its topic, in partition order:
 3. A handler error rolls the transaction back; its events are then re-run one transaction each,
    and the failing one is retried with exponential backoff (``RetryPolicy``, the failed batch run
    counting as its first attempt); after the last attempt the message is dead-lettered with
-   ``dlq.attempts = max_attempts``. A handler that raises InvalidEvent is dead-lettered without
-   retries. Database connection errors are not the event's fault: they stop the consumer
-   instead (it re-reads the message after a restart) rather than dead-letter every event.
+   ``dlq.attempts = max_attempts``. A handler that raises InvalidEvent (or its ForgedEvent) is
+   dead-lettered without retries. Database connection errors are not the event's fault: they stop
+   the consumer instead (it re-reads the message after a restart) rather than dead-letter every
+   event. Every handler call has a time budget (``CONSUMER_HANDLER_TIMEOUT_SECONDS``, see
+   HandlerBudget): a call that runs longer fails its event like any error, and every SQL statement
+   of the handler's transaction is bounded by the same budget (``statement_timeout``).
 4. Only then is the message's offset stored; stored offsets are committed asynchronously every
    ``CONSUMER_COMMIT_INTERVAL_MS`` and synchronously on partition revocation and shutdown. A crash
    between effect and commit redelivers the message, and step 2 makes that harmless
    (at-least-once delivery, effectively-once effects).
 
-A dead-letter write is confirmed by the broker before the offset moves past it. If nearly every
-recent message was dead-lettered (``CONSUMER_DLQ_STOP_RATIO`` of the last
-``CONSUMER_DLQ_STOP_WINDOW``), the consumer stops with DeadLetterRateExceeded: after a bad
-deploy it is better to stop than to dead-letter the world.
+A dead-letter write is confirmed by the broker before the offset moves past it; a letter too large
+for the broker is cut and says so (events.dlq.bounded_dead_letter). If the handler failed nearly
+every recent event (``CONSUMER_DLQ_STOP_RATIO`` of the last ``CONSUMER_DLQ_STOP_WINDOW`` events
+it ran on), the consumer stops with DeadLetterRateExceeded: after a bad deploy it is better to stop
+than to dead-letter the world. Invalid and forged messages are not counted: they are the sender's
+fault, and counting them would let anyone who can write to the topic stop the service.
 
 Handlers take the validated event dict only; one that needs the Kafka coordinates of the message
 (the audit trail) reads them with ``delivery_of(event)``. A consumer may also name a batch
@@ -34,16 +44,21 @@ the events fetched together.
 Steps 1 to 3 are ``ConsumerRuntime.process``, which needs no Kafka consumer: with
 EVENT_TRANSPORT=dapr the web process runs it on each message Dapr delivers over HTTP
 (events.dapr), with a dead-letter writer that publishes through the Dapr sidecar, and Dapr
-commits the offset when the route answers SUCCESS.
+commits the offset when the route answers SUCCESS. There, in a web thread, no signal can cut a
+handler: its database statements are bounded by ``statement_timeout`` as everywhere, and the rest
+by the sidecar's delivery timeout (Dapr's Resiliency policy), after which Dapr redelivers.
 """
 
 import contextvars
 import json
 import logging
+import math
+import signal
 import threading
 import time
 import uuid
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -52,6 +67,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection, connections, transaction
 from prometheus_client import Counter, Gauge, Histogram
 
+from events.dlq import bounded_dead_letter, dlq_headers_stripped
 from events.kafka import client_config
 from events.models import ProcessedEvent
 from events.schemas import InvalidEvent, UnknownEventType, utc_timestamp, validate_event
@@ -74,10 +90,13 @@ PROCESSING_SECONDS = Histogram(
 )
 LAG = Gauge("todo_consumer_lag", "Messages between the consumer's position and the partition's end.", ["consumer", "partition"])
 
-# Outcomes of one message.
-PROCESSED_OUTCOME, DUPLICATE, SKIP, DEAD_LETTER = "processed", "duplicate", "skipped", "dead_lettered"
+# Outcomes of one message. A dead letter is INVALID (the message's fault: not an event, or one the
+# handler found forged) or FAILED (the handler failed every attempt); only FAILED trips the breaker.
+PROCESSED_OUTCOME, DUPLICATE, SKIP, INVALID, FAILED = "processed", "duplicate", "skipped", "invalid", "failed"
 
-DLQ_HEADER_PREFIX = "dlq."
+# Our events are four levels deep (envelope, data, task, tags); anything far deeper is not ours, and
+# the handlers' own recursion (json.dumps, the database driver) must never be the first to notice.
+MAX_EVENT_DEPTH = 16
 
 
 class DeadLetterRateExceeded(RuntimeError):
@@ -86,6 +105,80 @@ class DeadLetterRateExceeded(RuntimeError):
 
 class DeadLetterWriteFailed(RuntimeError):
     """The broker did not confirm a dead-letter write, so the offset must not move past the message."""
+
+
+class HandlerTimedOut(BaseException):
+    """A handler call ran past its time budget. A BaseException, like KeyboardInterrupt, so that a
+    handler's own ``except Exception`` does not swallow it; the runtime treats it as a failure."""
+
+
+# What a handler call may raise that fails its event (retried, then dead-lettered).
+HANDLER_FAILURES = (Exception, HandlerTimedOut)
+
+
+class HandlerBudget:
+    """Cuts a handler call that runs longer than ``seconds``, by raising HandlerTimedOut in it.
+
+    Only the main thread receives signals, so only there can pure-Python CPU work be interrupted:
+    ``run_consumer`` runs its loop in the main thread. A watchdog thread checks the deadline of the
+    running call every tick and, once it is past, sends SIGVTALRM to the main thread (a real signal,
+    so that a blocking system call such as a socket read returns EINTR and the handler below
+    raises). Not SIGALRM and ``setitimer``: those belong to whoever else keeps an alarm (e.g.
+    pytest-timeout). The signal is resent every tick until the call ends, so a handler that
+    swallows one is cut again. C code that never returns to Python (a librdkafka flush) is bounded
+    by its own timeout only.
+    """
+
+    SIGNAL = signal.SIGVTALRM
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self._tick = min(max(seconds / 10, 0.01), 0.5)
+        self._deadline = None  # of the handler call running now; None between calls
+        self._stopped = threading.Event()
+        self._watchdog = None
+        self._previous_handler = None
+
+    def start(self):
+        """Arm the budget for calls in this (the main) thread; False if not in the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        self._stopped.clear()
+        self._previous_handler = signal.signal(self.SIGNAL, self._on_signal)
+        self._watchdog = threading.Thread(
+            target=self._watch, args=(threading.get_ident(),), name="handler-budget", daemon=True
+        )
+        self._watchdog.start()
+        return True
+
+    def stop(self):
+        if self._watchdog is None:
+            return
+        self._stopped.set()
+        self._watchdog.join()
+        signal.signal(self.SIGNAL, self._previous_handler)
+        self._watchdog = None
+
+    def call(self, handler, argument):
+        if self._watchdog is None:
+            return handler(argument)
+        self._deadline = time.monotonic() + self.seconds
+        try:
+            return handler(argument)
+        finally:
+            self._deadline = None
+
+    def _on_signal(self, signum, frame):
+        # Runs in the main thread between two bytecodes: a call that just ended has cleared its deadline.
+        deadline = self._deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            raise HandlerTimedOut(f"the handler ran longer than its budget of {self.seconds:g}s")
+
+    def _watch(self, main_thread_id):
+        while not self._stopped.wait(self._tick):
+            deadline = self._deadline
+            if deadline is not None and time.monotonic() >= deadline:
+                signal.pthread_kill(main_thread_id, self.SIGNAL)
 
 
 @dataclass(frozen=True)
@@ -107,7 +200,10 @@ def delivery_of(event):
 
 
 class ConsumerRuntime:
-    def __init__(self, spec, *, dlq_stop_ratio=None, dlq_stop_window=None, batch_size=None, dead_letters=None):
+    def __init__(
+        self, spec, *, dlq_stop_ratio=None, dlq_stop_window=None, batch_size=None, dead_letters=None,
+        handler_timeout=None,
+    ):
         self.spec = spec
         self.name = spec.name
         self.topic = topic_name(spec.topic)
@@ -118,7 +214,10 @@ class ConsumerRuntime:
         self.retry = spec.retry_policy()
         self.batch_size = batch_size or settings.CONSUMER_BATCH_SIZE
         self.dlq_stop_ratio = settings.CONSUMER_DLQ_STOP_RATIO if dlq_stop_ratio is None else dlq_stop_ratio
-        self._recent_dead_letters = deque(maxlen=dlq_stop_window or settings.CONSUMER_DLQ_STOP_WINDOW)
+        # The handler's verdicts on the latest events it ran on: True for a failure (the breaker).
+        self._recent_failures = deque(maxlen=dlq_stop_window or settings.CONSUMER_DLQ_STOP_WINDOW)
+        self.handler_timeout = handler_timeout or settings.CONSUMER_HANDLER_TIMEOUT_SECONDS
+        self._budget = HandlerBudget(self.handler_timeout)
         self._stop = threading.Event()
         self._stored_since_commit = False
         self._last_commit = self._last_lag = 0.0
@@ -141,6 +240,11 @@ class ConsumerRuntime:
         self.dead_letters = KafkaDeadLetters(self._producer)
         self._consumer.subscribe([self.topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
         logger.info("consumer %s: reading %s as group %s", self.name, self.topic, self.group)
+        if not self._budget.start():
+            logger.info(
+                "consumer %s: not in the main thread, so only statement_timeout bounds a handler (budget %gs)",
+                self.name, self.handler_timeout,
+            )
         commit_interval = settings.CONSUMER_COMMIT_INTERVAL_MS / 1000
         lag_interval = settings.CONSUMER_LAG_INTERVAL_SECONDS
         try:
@@ -161,6 +265,7 @@ class ConsumerRuntime:
         logger.info("consumer %s: stopped cleanly", self.name)
 
     def _shut_down(self):
+        self._budget.stop()
         try:
             self._commit(asynchronous=False, force=True)
         except KafkaException as exc:
@@ -179,11 +284,9 @@ class ConsumerRuntime:
                 # Offsets are stored by hand after a message's effects are durable, and committed by us.
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                # A batch is in hand between polls, retries included: give each message its backoff
-                # (a hung consumer is caught by the liveness probe, see health(), not by this).
-                "max.poll.interval.ms": min(
-                    max(300_000, int(self.batch_size * (self.retry.total_backoff() + 10) * 1000)), 86_400_000
-                ),
+                # A batch is in hand between polls: every event of it may take all its attempts
+                # (a hung consumer is caught by the liveness probe, see health(), long before).
+                "max.poll.interval.ms": min(max(300_000, int(self.longest_batch_seconds() * 1000)), 86_400_000),
                 "on_commit": self._on_commit,
             }
         )
@@ -223,7 +326,7 @@ class ConsumerRuntime:
             if pending and not self._handle_events(pending, done):
                 return
             pending = []
-            outcome = self._dead_letter(message, invalid, attempts=0, reason="invalid")
+            outcome = self._dead_letter(message, invalid, attempts=0, outcome=INVALID)
             done.append((message, outcome))
             self._note(outcome)
         if pending:
@@ -232,21 +335,17 @@ class ConsumerRuntime:
     def _parse(self, message):
         """(event, None) for a valid event; (None, error) for a dead letter; (None, None) to skip."""
         try:
-            event = json.loads(message.value())
-        except (TypeError, ValueError) as exc:  # no value, bad UTF-8, not JSON
-            return None, exc
-        try:
-            validate_event(event)
+            event = validate_event(load_event(message.value()))
+            try:
+                # The idempotency record needs a real UUID (the schema leaves formats unchecked).
+                event_id = uuid.UUID(event["event_id"])
+            except ValueError:
+                raise InvalidEvent(f"event_id {event['event_id']!r} is not a UUID") from None
         except UnknownEventType as exc:
             logger.info("consumer %s: skipping %s at %s", self.name, exc, _coordinates(message))
             return None, None
-        except InvalidEvent as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a message's bytes make us raise is the message's fault
             return None, exc
-        try:
-            # The idempotency record needs a real UUID (the schema leaves formats unchecked).
-            event_id = uuid.UUID(event["event_id"])
-        except ValueError:
-            return None, InvalidEvent(f"event_id {event['event_id']!r} is not a UUID")
         return {**event, "event_id": str(event_id)}, None
 
     def _handle_events(self, pending, done):
@@ -261,7 +360,7 @@ class ConsumerRuntime:
         """
         failed_at = None
         try:
-            with transaction.atomic():
+            with self._transaction():
                 first_time = self._mark_processed([event["event_id"] for _, event in pending if event is not None])
                 outcomes, fresh = [], []
                 for position, (message, event) in enumerate(pending):
@@ -279,7 +378,7 @@ class ConsumerRuntime:
                     failed_at = None
                 elif fresh:
                     self._run([(m, e) for _, m, e in fresh], self.batch_handler, [e for _, _, e in fresh])
-        except Exception as exc:  # noqa: BLE001 - re-run one by one, where failures are retried or dead-lettered
+        except HANDLER_FAILURES as exc:  # re-run one by one, where failures are retried or dead-lettered
             first_failure = exc
         else:
             for (message, _), outcome in zip(pending, outcomes):
@@ -301,6 +400,16 @@ class ConsumerRuntime:
                 return False
         return True
 
+    @contextmanager
+    def _transaction(self):
+        """A transaction whose every statement is cut at the handler's budget: a lock wait or a
+        runaway query fails the event (retried, dead-lettered) instead of holding the partition."""
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                timeout = f"{int(self.handler_timeout * 1000)}ms"
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [timeout])
+            yield
+
     def _handle_once(self, message, event):
         """Inside the caller's transaction: record the event, run the handler unless it was seen before."""
         if not self._mark_processed([event["event_id"]]):
@@ -316,8 +425,9 @@ class ConsumerRuntime:
                 for message, event in deliveries
             }
         )
+        self._last_heartbeat = time.monotonic()
         try:
-            handler(argument)
+            self._budget.call(handler, argument)
         finally:
             _deliveries.reset(token)
 
@@ -328,7 +438,7 @@ class ConsumerRuntime:
         while True:
             if failure is not None:
                 if isinstance(failure, InvalidEvent):  # the handler says retrying cannot help
-                    return self._dead_letter(message, failure, attempts=attempt, reason="invalid")
+                    return self._dead_letter(message, failure, attempts=attempt, outcome=INVALID)
                 logger.warning(
                     "consumer %s: handler failed on event %s (attempt %d of %d): %r",
                     self.name, event["event_id"], attempt, attempts, failure,
@@ -341,16 +451,16 @@ class ConsumerRuntime:
                     return None
             attempt += 1
             try:
-                with transaction.atomic():
+                with self._transaction():
                     outcome = self._handle_once(message, event)
-            except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+            except HANDLER_FAILURES as exc:  # any handler failure is retried, then dead-lettered
                 failure = exc
             else:
                 self._count(outcome)
                 return outcome
-        if isinstance(failure, (OperationalError, InterfaceError)):
-            raise failure  # the database is unreachable: stop and re-read later, do not dead-letter
-        return self._dead_letter(message, failure, attempts=attempts, reason="failed")
+        if _database_unreachable(failure):
+            raise failure  # stop and re-read later, do not dead-letter
+        return self._dead_letter(message, failure, attempts=attempts, outcome=FAILED)
 
     def _count(self, outcome):
         if outcome == DUPLICATE:
@@ -400,41 +510,48 @@ class ConsumerRuntime:
 
     # -- dead letters ------------------------------------------------------------------------
 
-    def _dead_letter(self, message, error, *, attempts, reason):
-        headers = list(message.headers() or []) + [
+    def _dead_letter(self, message, error, *, attempts, outcome):
+        """Write the message to the dead-letter topic (INVALID or FAILED ``outcome``); return the outcome."""
+        dlq_headers = [
             ("dlq.original.topic", message.topic()),
             ("dlq.original.partition", str(message.partition())),
             ("dlq.original.offset", str(message.offset())),
             ("dlq.consumer.group", self.group),
             ("dlq.error.type", type(error).__name__),
-            ("dlq.error.message", str(error)[:2000]),
+            ("dlq.error.message", str(error)),
             ("dlq.attempts", str(attempts)),
             ("dlq.failed_at", utc_timestamp()),
         ]
-        error_text = self.dead_letters.write(
-            self.dead_letter_topic, key=message.key(), value=message.value(), headers=headers
+        # Forged dlq.* headers are dropped, so that a replay cannot be steered elsewhere.
+        key, value, headers = bounded_dead_letter(
+            message.key(), message.value(), dlq_headers_stripped(message.headers()), dlq_headers
         )
+        error_text = self.dead_letters.write(self.dead_letter_topic, key=key, value=value, headers=headers)
         if error_text is not None:
             raise DeadLetterWriteFailed(
                 f"{self.dead_letter_topic} did not confirm the dead letter of {_coordinates(message)}: {error_text}"
             )
-        DEAD_LETTERED.labels(self.name, reason).inc()
+        DEAD_LETTERED.labels(self.name, outcome).inc()
         logger.error(
             "consumer %s: dead-lettered %s to %s after %d attempt(s): %s: %s",
             self.name, _coordinates(message), self.dead_letter_topic, attempts, type(error).__name__, error,
         )
-        return DEAD_LETTER
+        return outcome
 
     def _note(self, outcome):
-        """Count the outcome in the circuit breaker's window; raise when nearly all are dead letters."""
-        window = self._recent_dead_letters
-        window.append(outcome == DEAD_LETTER)
-        if outcome != DEAD_LETTER:
+        """Mark the loop live; count the handler's verdict in the circuit breaker's window and raise
+        when it failed nearly every recent event. Skipped and invalid messages are not its verdicts."""
+        self._last_heartbeat = time.monotonic()
+        if outcome in (SKIP, INVALID):
             return
-        dead = sum(window)
-        if len(window) == window.maxlen and dead > self.dlq_stop_ratio * window.maxlen:
+        window = self._recent_failures
+        window.append(outcome == FAILED)
+        if outcome != FAILED:
+            return
+        failed = sum(window)
+        if len(window) == window.maxlen and failed > self.dlq_stop_ratio * window.maxlen:
             raise DeadLetterRateExceeded(
-                f"consumer {self.name}: {dead} of the last {len(window)} messages were dead-lettered "
+                f"consumer {self.name}: the handler failed {failed} of the last {len(window)} events "
                 f"(limit {self.dlq_stop_ratio:.0%}); stopping rather than dead-lettering everything. "
                 f"Look at {self.dead_letter_topic} for the cause (a bad deploy? a missing dependency?), "
                 "fix it, restart, and replay the letters with replay_dlq."
@@ -492,14 +609,36 @@ class ConsumerRuntime:
         except KafkaException as exc:
             logger.debug("consumer %s: lag not measured: %s", self.name, exc)
 
+    # -- time limits, all derived from the handler's budget and the retry policy ---------------
+
+    def liveness_limit(self):
+        """The longest silence of a consumer within its budget, in seconds.
+
+        The loop is live (``_last_heartbeat``) between batches, before every handler call, after
+        every event and every second of a backoff. Between two of those lie at most three steps
+        each cut at the budget (the idempotency record, a handler call, the commit: statements are
+        bounded by statement_timeout, calls by HandlerBudget) and one dead-letter write.
+        """
+        return 3 * self.handler_timeout + settings.CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS
+
+    def longest_event_seconds(self):
+        """The longest one event can take: each attempt as long as the loop may be silent, plus
+        every backoff between them."""
+        retry = self.retry
+        return retry.max_attempts * self.liveness_limit() + retry.total_backoff()
+
+    def longest_batch_seconds(self):
+        """The longest a fetched batch can take between two polls (its failed batch run included)."""
+        return self.liveness_limit() + self.batch_size * self.longest_event_seconds()
+
     def health(self):
         """(alive, detail) for the liveness probe: has the loop come round recently?
 
-        The loop comes round between batches and every second of a retry's backoff; a handler
-        stuck for longer than CONSUMER_LIVENESS_MAX_AGE_SECONDS makes the consumer unhealthy.
+        A consumer within its budget is never silent for longer than ``liveness_limit()``; one that
+        is (a handler stuck where no signal reaches it) is unhealthy and gets restarted.
         """
         age = time.monotonic() - self._last_heartbeat
-        limit = settings.CONSUMER_LIVENESS_MAX_AGE_SECONDS
+        limit = self.liveness_limit()
         if age > limit:
             return False, f"consumer {self.name}: loop last came round {age:.0f}s ago (limit {limit:.0f}s)"
         return True, f"consumer {self.name}: loop came round {age:.1f}s ago"
@@ -514,19 +653,65 @@ class KafkaDeadLetters:
     def write(self, topic, *, key, value, headers):
         """None once the broker confirmed the write, else what went wrong."""
         report = {}
-        self._producer.produce(
-            topic, key=key, value=value, headers=headers, on_delivery=lambda err, msg: report.update(error=err)
-        )
+        try:
+            self._producer.produce(
+                topic, key=key, value=value, headers=headers, on_delivery=lambda err, msg: report.update(error=err)
+            )
+        except (KafkaException, BufferError) as exc:  # refused before it left: not confirmed either
+            return str(exc)
         self._producer.flush(settings.CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS)
         if "error" not in report:
             return "timed out"
         return None if report["error"] is None else str(report["error"])
 
 
+def load_event(value):
+    """The JSON document of a message's value, or an exception saying why it cannot be an event.
+
+    Only UTF-8 JSON (the contract's wire format; json.loads would also guess UTF-16 and UTF-32)
+    whose handling cannot fail for its shape: at most MAX_EVENT_DEPTH levels deep, only finite
+    numbers, and strings that PostgreSQL can store (no NUL, no lone surrogate). Deeper input than
+    Python's recursion limit raises RecursionError inside json.loads, which the caller treats
+    like any other error of the message.
+    """
+    if value is None:
+        raise InvalidEvent("the message has no value (a tombstone), not an event")
+    document = json.loads(value.decode("utf-8") if isinstance(value, bytes | bytearray) else value)
+    pending = [(document, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_EVENT_DEPTH:
+                raise InvalidEvent(f"nested deeper than {MAX_EVENT_DEPTH} levels")
+            if isinstance(item, dict):
+                pending.extend((key, depth + 1) for key in item)
+                item = item.values()
+            pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise InvalidEvent(f"a number out of range ({item})")
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidEvent("a string with a NUL character (\\u0000)")
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InvalidEvent("a string with a lone surrogate (a \\ud800-\\udfff escape)") from None
+    return document
+
+
+def _database_unreachable(error):
+    """True for a lost or refused database connection, which is no event's fault.
+
+    An error the server reported about a statement (a SQLSTATE outside class 08 "connection
+    exception" and 57P "operator intervention"), such as the statement_timeout of the handler's
+    budget (57014) or a deadlock (40P01), is a failure of the event like any other.
+    """
+    if not isinstance(error, OperationalError | InterfaceError):
+        return False
+    sqlstate = getattr(error.__cause__, "sqlstate", None) or ""
+    return not sqlstate or sqlstate.startswith(("08", "57P"))
+
+
 def _coordinates(message):
     return f"{message.topic()}[{message.partition()}]@{message.offset()}"
-
-
-def dlq_headers_stripped(headers):
-    """The headers of a dead letter without the runtime's dlq.* additions."""
-    return [(key, value) for key, value in (headers or []) if not key.startswith(DLQ_HEADER_PREFIX)]

@@ -94,7 +94,7 @@ class DaprDeadLetters:
         try:
             json.loads(value)
             content_type = "application/json"
-        except ValueError:  # an invalid message is dead-lettered as the bytes it was
+        except (ValueError, RecursionError):  # an invalid (or cut) message is dead-lettered as its bytes
             content_type = "application/octet-stream"
         return self.sidecar.publish(
             self.pubsub, topic, value,
@@ -116,7 +116,7 @@ class DaprMessage:
             event = json.loads(value)
             self._key = event["data"]["task_id"]
             self._headers = [(name, str(event[name]).encode()) for name in ("event_type", "event_id")]
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):  # not an event: dead-lettered as it is
             pass
         if not isinstance(self._key, str):
             self._key = None

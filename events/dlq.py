@@ -3,8 +3,10 @@
 A dead letter is the original message plus the runtime's ``dlq.*`` headers (CONTRACT.md section 4).
 Replaying sends it back to its original topic with those headers removed and a ``replay.count``
 header counting the replays; a letter already replayed ``DLQ_REPLAY_CAP`` times is refused (its
-cause is clearly not fixed). The replayer reads as consumer group ``dlq-replay`` and commits after
-the broker confirmed the re-sent messages, so running it again sends nothing twice.
+cause is clearly not fixed), and so is one cut to fit the broker (``dlq.truncated``). The replayer
+reads as consumer group ``dlq-replay`` and commits after the broker confirmed the re-sent messages,
+so running it again sends nothing twice. Letters, and what bounds their size, are defined here
+(``bounded_dead_letter``); the consumer runtime writes them.
 """
 
 import time
@@ -13,12 +15,98 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from django.conf import settings
 
-from events.consumer import dlq_headers_stripped
 from events.kafka import client_config
 from events.topics import DLQ_SUFFIX, group_name, topic_name
 
 REPLAY_GROUP = "dlq-replay"
 REPLAY_COUNT_HEADER = "replay.count"
+
+DLQ_HEADER_PREFIX = "dlq."
+TRUNCATED_HEADER = "dlq.truncated"
+
+# The size budget of a dead letter, for every writer (Kafka and Dapr). librdkafka refuses to produce
+# a message whose value, key and headers exceed its message.max.bytes (1,000,000 by default), and
+# the broker's max.message.bytes is about 1 MiB; the remainder is room for the record's framing.
+# The message being dead-lettered may itself have been that large, so a letter is cut to fit.
+DEAD_LETTER_MAX_BYTES = 960_000
+# No key or header value needs more (ours are UUIDs and names); dlq.error.message is cut to it too.
+# Kept small so that the headers also fit the query string of a Dapr publish (events.dapr).
+HEADER_VALUE_MAX_BYTES = 1024
+# The original headers kept, in total; a message with more has the rest dropped.
+ORIGINAL_HEADERS_MAX_BYTES = 8 * 1024
+# What a header costs beyond its name and value (length varints), counted generously.
+_HEADER_FRAMING_BYTES = 16
+
+
+def dlq_headers_stripped(headers):
+    """The headers of a message without any dlq.* header: what the runtime adds to a dead letter
+    (removed on replay), and what a producer must not be able to forge into one."""
+    return [(key, value) for key, value in (headers or []) if not key.startswith(DLQ_HEADER_PREFIX)]
+
+
+def bounded_dead_letter(key, value, original_headers, dlq_headers):
+    """(key, value, headers) of a dead letter cut to DEAD_LETTER_MAX_BYTES.
+
+    The key and every header value are cut to HEADER_VALUE_MAX_BYTES, the original headers to
+    ORIGINAL_HEADERS_MAX_BYTES in total (the runtime's ``dlq_headers`` always fit), and the value to
+    what remains of the budget. Whatever of the original message was cut is named in a
+    ``dlq.truncated`` header with its original size in bytes (for the headers: their names and
+    values), e.g. ``value=1048576`` or ``key=4000,headers=250000``, so that a reader knows the
+    letter is not the whole message.
+    """
+    cut = {}
+    if _size(key) > HEADER_VALUE_MAX_BYTES:
+        cut["key"] = _size(key)
+        key = _cut(key, HEADER_VALUE_MAX_BYTES)
+    headers, original_size, kept_size, headers_cut = [], 0, 0, False
+    for name, header in original_headers:
+        original_size += _size(name) + _size(header)
+        bounded = _cut(header, HEADER_VALUE_MAX_BYTES)
+        bounded_size = _header_size(name, bounded)
+        fits = _size(name) <= HEADER_VALUE_MAX_BYTES and kept_size + bounded_size <= ORIGINAL_HEADERS_MAX_BYTES
+        if fits:
+            headers.append((name, bounded))
+            kept_size += bounded_size
+        headers_cut = headers_cut or not fits or bounded is not header
+    if headers_cut:
+        cut["headers"] = original_size
+    headers += [(name, _safe_text(header, HEADER_VALUE_MAX_BYTES)) for name, header in dlq_headers]
+    room = DEAD_LETTER_MAX_BYTES - _size(key) - sum(_header_size(name, header) for name, header in headers)
+    # Leave room for the dlq.truncated header itself, which names at most three sizes.
+    room -= _header_size(TRUNCATED_HEADER, "key=0000000000,value=0000000000,headers=0000000000")
+    if _size(value) > room:
+        cut["value"] = _size(value)
+        value = _cut(value, room)
+    if cut:
+        headers.append((TRUNCATED_HEADER, ",".join(f"{part}={size}" for part, size in cut.items())))
+    return key, value, headers
+
+
+def _size(value):
+    """Bytes of a key, value or header (bytes, str or None) on the wire."""
+    if value is None:
+        return 0
+    return len(value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value)
+
+
+def _header_size(name, value):
+    return _size(name) + _size(value) + _HEADER_FRAMING_BYTES
+
+
+def _safe_text(text, limit):
+    """``text`` as valid UTF-8 of at most ``limit`` bytes: an error message may quote a lone
+    surrogate of the event, which no producer could encode."""
+    return text.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
+
+
+def _cut(value, limit):
+    """``value`` (bytes, str or None) itself when within ``limit`` bytes, else its first ``limit`` bytes
+    (a str stays a str, cut at a character boundary)."""
+    if _size(value) <= limit:
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore")
+    return bytes(value[:limit])
 
 
 @dataclass(frozen=True)
@@ -124,6 +212,9 @@ def _send_back(letters):
     for letter in letters:
         if not letter.original_topic:
             results.append((letter, "refused: no dlq.original.topic header"))
+            continue
+        if truncated := letter.header(TRUNCATED_HEADER):  # the cut bytes would only be dead-lettered again
+            results.append((letter, f"refused: not the whole message ({TRUNCATED_HEADER}: {truncated})"))
             continue
         if letter.replay_count >= settings.DLQ_REPLAY_CAP:
             results.append((letter, f"refused: already replayed {letter.replay_count} times (cap {settings.DLQ_REPLAY_CAP})"))

@@ -7,7 +7,7 @@ Strimzi inside a cluster, or Redpanda Cloud over SASL/TLS.
 import logging
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
 from django.conf import settings
 
 from events.topics import TOPICS, topic_name
@@ -52,15 +52,18 @@ def check_broker(timeout):
 def create_topics(timeout=30.0):
     """Create every topic of the contract that is missing; return ``{name: "created" | "exists" | ...}``.
 
-    Idempotent: existing topics are left alone, except that a topic with fewer partitions
-    than configured is grown (Kafka cannot shrink one).
+    Idempotent. An existing topic is brought in line with its spec, so that an upgrade applies it:
+    one with fewer partitions than configured is grown (Kafka cannot shrink one), and a config
+    the spec sets (e.g. retention.ms) that differs is changed by an incremental alter, which
+    leaves the topic's other configs alone.
     """
     admin = admin_client()
     existing = admin.list_topics(timeout=timeout).topics
     wanted = settings.KAFKA_TOPIC_PARTITIONS
-    outcome = {}
+    changes = {}  # name -> what was done to it
     to_create = []
     to_grow = []
+    to_configure = {}  # name -> the spec's config, for the topics that exist
     for spec in TOPICS:
         name = topic_name(spec.base_name)
         if name not in existing:
@@ -72,23 +75,57 @@ def create_topics(timeout=30.0):
                     config=spec.config,
                 )
             )
-        elif len(existing[name].partitions) < wanted:
+            continue
+        if len(existing[name].partitions) < wanted:
             to_grow.append(NewPartitions(name, wanted))
-        else:
-            outcome[name] = "exists"
+        if spec.config:
+            to_configure[name] = spec.config
     for name, future in (admin.create_topics(to_create, request_timeout=timeout).items() if to_create else []):
         try:
             future.result()
-            outcome[name] = "created"
+            changes.setdefault(name, []).append("created")
         except KafkaException as exc:
             # Another process may have created it between our listing and our request.
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
-            outcome[name] = "exists"
     for name, future in (admin.create_partitions(to_grow, request_timeout=timeout).items() if to_grow else []):
         future.result()
-        outcome[name] = f"grown to {wanted} partitions"
-    return outcome
+        changes.setdefault(name, []).append(f"grown to {wanted} partitions")
+    for name, altered in _align_configs(admin, to_configure, timeout).items():
+        configs = ", ".join(f"{key}={value}" for key, value in sorted(altered.items()))
+        changes.setdefault(name, []).append(f"set {configs}")
+    names = [topic_name(spec.base_name) for spec in TOPICS]
+    return {name: "; ".join(changes.get(name, ["exists"])) for name in names}
+
+
+def _align_configs(admin, wanted, timeout):
+    """Set, on existing topics, the configs of ``wanted`` ({name: {key: value}}) whose value differs;
+    return {name: {key: value}} of those changed."""
+    if not wanted:
+        return {}
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in wanted]
+    differing = {}
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+        current = future.result()
+        config = wanted[resource.name]
+        changed = {key: value for key, value in config.items() if key not in current or current[key].value != value}
+        if changed:
+            differing[resource.name] = changed
+    if not differing:
+        return {}
+    alterations = [
+        ConfigResource(
+            ConfigResource.Type.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET) for key, value in changed.items()
+            ],
+        )
+        for name, changed in differing.items()
+    ]
+    for future in admin.incremental_alter_configs(alterations, request_timeout=timeout).values():
+        future.result()
+    return differing
 
 
 def delete_topics(names, timeout=30.0):

@@ -13,7 +13,10 @@ REMINDERS = "reminders"
 TASK_UPDATES = "task-updates"
 
 DLQ_SUFFIX = ".dlq"
-SEVEN_DAYS_MS = 7 * 24 * 60 * 60 * 1000
+DAY_MS = 24 * 60 * 60 * 1000
+SEVEN_DAYS_MS = 7 * DAY_MS
+# Dead letters wait for a fix and a replay (CONTRACT.md section 7), then expire like any other data.
+DEAD_LETTER_RETENTION_MS = 30 * DAY_MS
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,13 @@ class TopicSpec:
 
 
 def _with_dead_letters(*specs):
-    return tuple(spec for main in specs for spec in (main, TopicSpec(dead_letter_topic(main.base_name))))
+    return tuple(
+        spec
+        for main in specs
+        for spec in (
+            main, TopicSpec(dead_letter_topic(main.base_name), {"retention.ms": str(DEAD_LETTER_RETENTION_MS)})
+        )
+    )
 
 
 def dead_letter_topic(base_name):

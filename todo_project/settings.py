@@ -191,8 +191,10 @@ CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS = env_float("CONSUMER_DLQ_WRITE_TIMEOUT_SECON
 CONSUMER_BATCH_SIZE = env_int("CONSUMER_BATCH_SIZE", 100)
 CONSUMER_COMMIT_INTERVAL_MS = env_int("CONSUMER_COMMIT_INTERVAL_MS", 100)
 CONSUMER_LAG_INTERVAL_SECONDS = env_float("CONSUMER_LAG_INTERVAL_SECONDS", 10.0)
-# A consumer whose loop has not come round for this long answers 503 on /healthz (liveness).
-CONSUMER_LIVENESS_MAX_AGE_SECONDS = env_float("CONSUMER_LIVENESS_MAX_AGE_SECONDS", 60.0)
+# The consumer's handler time budget (issue 15): a handler call running longer fails that event
+# (retried, then dead-lettered); database statements inside its transaction are bounded by it too.
+# The liveness limit and max.poll.interval.ms derive from it (events/consumer.py).
+CONSUMER_HANDLER_TIMEOUT_SECONDS = env_float("CONSUMER_HANDLER_TIMEOUT_SECONDS", 30.0)
 # replay_dlq refuses to send a letter back more often than this.
 DLQ_REPLAY_CAP = env_int("DLQ_REPLAY_CAP", 3)
 # Workers (run_consumer) serve /metrics and /healthz on this port; 0 (the default) serves none, so

@@ -81,8 +81,9 @@ class TestProducer:
 
     __test__ = False
 
-    def __init__(self):
-        self._producer = Producer(client_config(**{"linger.ms": 5}))
+    def __init__(self, **config):
+        """``config``: librdkafka settings of the producer, e.g. a larger ``message.max.bytes``."""
+        self._producer = Producer(client_config(**{"linger.ms": 5, **config}))
 
     def raw(self, base_topic, value, *, key=None, headers=None):
         """Produce bytes/str as is; return (partition, offset) once the broker confirmed it."""
@@ -194,6 +195,22 @@ class RunningConsumer:
             self.runtime.run()
         except BaseException as exc:  # noqa: BLE001 - handed to the test
             self.error = exc
+
+
+def run_in_main_thread(runtime, *, until, timeout=60.0):
+    """Run a ConsumerRuntime in this (the main) thread, as ``run_consumer`` does, until ``until()``
+    is true or ``timeout`` passes; then stop it. Only there does the handler time budget signal."""
+    def stop_when_done():
+        wait_for(until, timeout=timeout)
+        runtime.stop()
+
+    stopper = threading.Thread(target=stop_when_done, name=f"stop-{runtime.name}", daemon=True)
+    stopper.start()
+    try:
+        runtime.run()
+    finally:
+        runtime.stop()
+        stopper.join(timeout)
 
 
 @contextmanager

@@ -3,23 +3,28 @@
 import dataclasses
 import json
 import threading
+import time
 import uuid
 from collections import Counter
 from datetime import datetime
 
 import pytest
+from django.db import connection
 from prometheus_client import REGISTRY
 
 from audit.handlers import record_task_event, record_task_events
 from audit.models import AuditEntry
 from events.consumer import ConsumerRuntime, DeadLetterRateExceeded
+from events.dlq import DEAD_LETTER_MAX_BYTES, HEADER_VALUE_MAX_BYTES
 from events.models import ProcessedEvent
 from events.registry import ConsumerSpec, RetryPolicy, get_consumer
+from events.schemas import ForgedEvent
 from events.topics import TASK_EVENTS, group_name, topic_name
 from tests.events.kafka_helpers import (
     TestProducer,
     message_count,
     read_topic,
+    run_in_main_thread,
     running,
     task_event,
     wait_for,
@@ -190,17 +195,194 @@ def test_events_of_types_the_consumer_did_not_ask_for_are_acknowledged_without_r
     assert message_count(DLQ) == 0
 
 
-def test_the_consumer_stops_when_nearly_everything_is_dead_lettered(isolated_kafka):
-    handler = FlakyHandler()
-    runtime = ConsumerRuntime(test_spec(handler), dlq_stop_window=10, dlq_stop_ratio=0.9)
-    TestProducer().raw_many(TASK_EVENTS, [(b"garbage", "same-key", None)] * 12)
+def test_the_consumer_stops_when_the_handler_fails_nearly_every_event(isolated_kafka):
+    handler = FlakyHandler(failures=1000)
+    runtime = ConsumerRuntime(test_spec(handler, max_attempts=1), dlq_stop_window=10, dlq_stop_ratio=0.9)
+    TestProducer().events([task_event() for _ in range(12)], key="same-key")
 
     with running(runtime) as consumer:
         assert wait_for(lambda: not consumer.thread.is_alive(), timeout=60)
     assert isinstance(consumer.error, DeadLetterRateExceeded)
-    assert "10 of the last 10 messages were dead-lettered" in str(consumer.error)
+    assert "the handler failed 10 of the last 10 events" in str(consumer.error)
     # It stopped at the limit instead of dead-lettering the remaining two.
     assert message_count(DLQ) == 10
+
+
+def test_junk_and_forged_messages_never_trip_the_breaker_however_many_in_a_row(isolated_kafka):
+    # The breaker is for a bad deploy: anyone who can write to the topic must not be able to stop a service.
+    forged = [task_event() for _ in range(20)]
+    forged_ids = {event["event_id"] for event in forged}
+    handler = FlakyHandler()
+
+    def refuse_forgeries(event):
+        if event["event_id"] in forged_ids:
+            raise ForgedEvent("the task belongs to someone else")
+        handler(event)
+
+    runtime = ConsumerRuntime(test_spec(refuse_forgeries), dlq_stop_window=10, dlq_stop_ratio=0.9)
+    producer = TestProducer()
+    producer.raw_many(TASK_EVENTS, [(b"junk %d" % n, "same-key", None) for n in range(200)])
+    producer.events(forged, key="same-key")
+    valid = task_event()
+    producer.event(valid, key="same-key")
+
+    with running(runtime) as consumer:
+        assert wait_for(lambda: valid["event_id"] in handler.succeeded, timeout=90)
+        assert consumer.error is None and consumer.thread.is_alive()
+    letters = read_topic(DLQ, until=lambda messages: len(messages) >= 220)
+    assert len(letters) == 220 == message_count(DLQ)
+    error_types = Counter(letter["headers"]["dlq.error.type"] for letter in letters)
+    assert error_types == {"JSONDecodeError": 200, "ForgedEvent": 20}
+    assert {letter["headers"]["dlq.attempts"] for letter in letters[200:]} == {"1"}  # no retries for a forgery
+
+
+def nested(depth):
+    value = "bottom"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def hostile_messages():
+    """(name, value) of messages that are not events, each as bytes on the wire (None: a tombstone)."""
+    valid = task_event()
+    event_json = json.dumps(valid)
+    deep = {**valid, "data": {**valid["data"], "extra": nested(500)}}  # within json's limit, far past ours
+    return [
+        ("nested past the recursion limit", b"[" * 5000),
+        ("objects nested past the recursion limit", b'{"a":' * 5000),
+        ("not UTF-8", b'{"title": "\xff\xfe"}'),
+        ("UTF-16", event_json.encode("utf-16")),
+        ("a tombstone", None),
+        ("empty", b""),
+        ("a JSON list", b"[1, 2, 3]"),
+        ("a JSON number", b"42"),
+        ("a JSON string", b'"task.created"'),
+        ("JSON null", b"null"),
+        ("deep nesting inside a valid event", json.dumps(deep).encode()),
+        ("NaN inside a valid event", event_json.replace('"priority": 4', '"priority": 4, "score": NaN').encode()),
+        ("an infinite number", event_json.replace('"priority": 4', '"priority": 4, "score": 1e999').encode()),
+        ("a NUL in the title", json.dumps({**valid, "data": {**valid["data"], "title": "a\u0000b"}}).encode()),
+        ("a lone surrogate", event_json.replace('"Buy milk"', '"\\ud800"').encode()),
+        ("a 5000-digit number", event_json.replace('"priority": 4', '"priority": ' + "9" * 5000).encode()),
+        ("an event_id that is no UUID", json.dumps({**valid, "event_id": "not-a-uuid"}).encode()),
+    ]
+
+
+def test_every_kind_of_unparsable_message_is_dead_lettered_unhandled_and_the_events_after_it_are_processed(
+    isolated_kafka,
+):
+    spec = test_spec(record_task_event)  # stores the events in PostgreSQL
+    key = str(uuid.uuid4())
+    hostile = hostile_messages()
+    after = task_event(task_id=key)
+    producer = TestProducer()
+    producer.raw_many(TASK_EVENTS, [(value, key, None) for _, value in hostile])
+    producer.event(after)
+
+    with running(ConsumerRuntime(spec)) as consumer:
+        assert wait_for(lambda: AuditEntry.objects.filter(event_id=after["event_id"]).exists(), timeout=90)
+    assert consumer.error is None
+    letters = read_topic(DLQ, until=lambda messages: len(messages) >= len(hostile))
+    assert [letter["value"] for letter in letters] == [value for _, value in hostile]
+    assert [letter["headers"]["dlq.attempts"] for letter in letters] == ["0"] * len(hostile)
+    assert AuditEntry.objects.count() == 1  # none of them reached the handler
+
+
+def test_a_message_too_large_for_a_dead_letter_is_cut_and_says_so(isolated_kafka):
+    producer = TestProducer(**{"message.max.bytes": 1_048_576})
+    key = str(uuid.uuid4())
+    huge = b"x" * 1_000_000  # as large as the broker takes: with the dlq.* headers it no longer fits
+    forged_origin = ("dlq.original.topic", b"somebody-elses-topic")
+    producer.raw(TASK_EVENTS, huge, key=key, headers=[("trace", b"t" * 5000), forged_origin])
+    after = task_event(task_id=key)
+    producer.event(after)
+    handler = FlakyHandler()
+
+    with running(ConsumerRuntime(test_spec(handler))) as consumer:
+        assert wait_for(lambda: after["event_id"] in handler.succeeded, timeout=90)
+    assert consumer.error is None
+    [letter] = read_topic(DLQ, until=lambda messages: len(messages) >= 1)
+    headers = letter["headers"]
+    assert headers["dlq.truncated"] == "headers=5005,value=1000000"  # the original sizes: "trace" and its value
+    assert huge.startswith(letter["value"]) and 900_000 < len(letter["value"]) <= DEAD_LETTER_MAX_BYTES
+    assert headers["trace"] == "t" * HEADER_VALUE_MAX_BYTES
+    assert headers["dlq.original.topic"] == topic_name(TASK_EVENTS)  # the forged one is gone
+    assert headers["dlq.error.type"] == "JSONDecodeError"
+
+
+def test_a_handler_that_never_returns_is_cut_at_its_budget_retried_dead_lettered_and_the_next_event_is_processed(
+    isolated_kafka,
+):
+    spinning, sleeping, after = task_event(), task_event(), task_event()
+    handler = FlakyHandler()
+    started = Counter()
+
+    def handler_with_a_bug(event):
+        started[event["event_id"]] += 1
+        if event["event_id"] == spinning["event_id"]:
+            while True:  # pure-Python CPU work that never ends
+                pass
+        if event["event_id"] == sleeping["event_id"]:
+            time.sleep(3600)  # a wait that never ends
+        handler(event)
+
+    runtime = ConsumerRuntime(test_spec(handler_with_a_bug, max_attempts=2), handler_timeout=0.5)
+    TestProducer().events([spinning, sleeping, after], key=str(uuid.uuid4()))
+
+    began = time.monotonic()
+    run_in_main_thread(runtime, until=lambda: after["event_id"] in handler.succeeded, timeout=60)
+    assert after["event_id"] in handler.succeeded
+    assert time.monotonic() - began < 30  # 2 x 2 runs of 0.5 s, plus the batch run, plus start-up
+    # A failed batch run counts as the first attempt of the event that failed in it.
+    assert started[spinning["event_id"]] == 2 and started[sleeping["event_id"]] == 2
+    letters = read_topic(DLQ, until=lambda messages: len(messages) >= 2)
+    assert [letter["headers"]["event_id"] for letter in letters] == [spinning["event_id"], sleeping["event_id"]]
+    for letter in letters:
+        assert letter["headers"]["dlq.error.type"] == "HandlerTimedOut"
+        assert letter["headers"]["dlq.attempts"] == "2"
+
+
+def test_a_handler_stuck_in_the_database_is_cut_by_the_statement_timeout_even_outside_the_main_thread(isolated_kafka):
+    stuck, after = task_event(), task_event()
+    handler = FlakyHandler()
+
+    def handler_waiting_for_the_database(event):
+        if event["event_id"] == stuck["event_id"]:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_sleep(3600)")
+        handler(event)
+
+    runtime = ConsumerRuntime(test_spec(handler_waiting_for_the_database, max_attempts=2), handler_timeout=0.5)
+    TestProducer().events([stuck, after], key=str(uuid.uuid4()))
+
+    with running(runtime) as consumer:
+        assert wait_for(lambda: after["event_id"] in handler.succeeded, timeout=60)
+    assert consumer.error is None  # a cancelled statement is the event's failure, not a database outage
+    [letter] = read_topic(DLQ, until=lambda messages: len(messages) >= 1)
+    assert letter["headers"]["event_id"] == stuck["event_id"]
+    assert letter["headers"]["dlq.error.type"] == "OperationalError"
+    assert "statement timeout" in letter["headers"]["dlq.error.message"]
+
+
+def test_the_loop_stays_live_through_a_long_batch_of_quick_events(isolated_kafka, settings):
+    settings.CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS = 0.1
+    events = [task_event() for _ in range(20)]
+    handler = FlakyHandler()
+
+    def quick_handler(event):
+        time.sleep(0.25)  # well within the budget; all of them take longer than the liveness limit
+        handler(event)
+
+    runtime = ConsumerRuntime(test_spec(quick_handler), handler_timeout=0.5)
+    assert runtime.liveness_limit() < 0.25 * len(events) / 2
+    TestProducer().events(events, key=str(uuid.uuid4()))
+    verdicts = []
+    with running(runtime):
+        while not wait_for(lambda: len(handler.succeeded) == len(events), timeout=0.05):
+            verdicts.append(runtime.health()[0])
+            assert len(verdicts) < 2000, "the events were not processed"
+    assert verdicts and all(verdicts)
 
 
 def test_a_failing_event_among_others_rolls_back_only_itself_and_is_dead_lettered_after_the_configured_attempts(

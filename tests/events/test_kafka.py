@@ -95,3 +95,51 @@ def test_topic_names_follow_the_configured_prefix(settings):
     settings.KAFKA_TOPIC_PREFIX = "staging."
     assert topic_name("reminders") == "staging.reminders"
     assert settings.KAFKA_TOPIC_PARTITIONS == 3
+
+
+def topic_config(name, key):
+    from confluent_kafka.admin import ConfigResource
+
+    resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+    admin = admin_client()
+
+    def value():
+        # A topic's configs can lag its creation (or an alteration) by a moment on a busy broker.
+        try:
+            return admin.describe_configs([resource])[resource].result(timeout=10)[key].value
+        except KafkaException:
+            return None
+
+    return value
+
+
+THIRTY_DAYS_MS = str(30 * 24 * 3600 * 1000)
+
+
+def test_dead_letter_topics_keep_thirty_days(fresh_prefix):
+    call_command("create_topics")
+    for base in ("task-events.dlq", "reminders.dlq", "task-updates.dlq"):
+        assert wait_for(topic_config(fresh_prefix + base, "retention.ms"), timeout=30) == THIRTY_DAYS_MS, base
+
+
+def test_create_topics_brings_an_existing_topics_config_in_line_and_leaves_its_other_configs_alone(
+    fresh_prefix, capsys
+):
+    from confluent_kafka.admin import NewTopic
+
+    # A dead-letter topic made by an older release: one day, and a setting of the operator's own.
+    name = fresh_prefix + "reminders.dlq"
+    admin = admin_client()
+    config = {"retention.ms": str(24 * 3600 * 1000), "max.message.bytes": "2000000"}
+    admin.create_topics([NewTopic(name, num_partitions=3, config=config)])[name].result(30)
+    assert wait_for(topic_config(name, "retention.ms"), timeout=30) == config["retention.ms"]
+
+    call_command("create_topics")
+    output = capsys.readouterr().out
+
+    assert f"{name}: set retention.ms={THIRTY_DAYS_MS}" in output
+    assert wait_for(lambda: topic_config(name, "retention.ms")() == THIRTY_DAYS_MS or None, timeout=30)
+    assert topic_config(name, "max.message.bytes")() == "2000000"
+
+    call_command("create_topics")  # now in line: nothing more to change
+    assert f"{name}: exists" in capsys.readouterr().out

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from urllib.request import urlopen
 
@@ -20,6 +21,7 @@ from tests.events.kafka_helpers import (
     TestProducer,
     committed_offsets,
     end_offsets,
+    read_topic,
     task_event,
     wait_for,
 )
@@ -127,6 +129,24 @@ def test_a_running_consumer_serves_metrics_and_healthz_on_metrics_port(worker_en
     finally:
         if worker.poll() is None:
             worker.kill()
+
+
+def test_a_running_consumer_survives_json_nested_past_the_recursion_limit_and_handles_the_next_event(
+    isolated_kafka, workers
+):
+    # The case: b"[" * 5000 made json.loads raise RecursionError, and every group crash-looped.
+    key = str(uuid.uuid4())
+    after = task_event(task_id=key)
+    producer = TestProducer()
+    producer.raw(TASK_EVENTS, b"[" * 5000, key=key)
+    producer.event(after)
+    worker = workers(["run_consumer", "audit"])
+
+    assert wait_for(lambda: AuditEntry.objects.filter(event_id=after["event_id"]).exists(), timeout=90), worker.log()
+    assert worker.process.poll() is None, worker.log()
+    [letter] = read_topic(TASK_EVENTS + ".dlq", until=lambda messages: len(messages) >= 1)
+    assert letter["value"] == b"[" * 5000 and letter["headers"]["dlq.attempts"] == "0"
+    assert worker.stop() == 0, worker.log()
 
 
 def test_run_consumer_refuses_an_unknown_consumer_name():

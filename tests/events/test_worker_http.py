@@ -30,7 +30,9 @@ def healthz(port):
 
 
 def test_healthz_fails_while_a_handler_is_stuck_and_recovers_when_it_returns(isolated_kafka, free_port, settings):
-    settings.CONSUMER_LIVENESS_MAX_AGE_SECONDS = 1
+    # The liveness limit derives from the handler budget and the dead-letter write timeout: here 0.8 s.
+    settings.CONSUMER_HANDLER_TIMEOUT_SECONDS = 0.2
+    settings.CONSUMER_DLQ_WRITE_TIMEOUT_SECONDS = 0.2
     entered, release = threading.Event(), threading.Event()
 
     def stuck_handler(event):
@@ -43,6 +45,7 @@ def test_healthz_fails_while_a_handler_is_stuck_and_recovers_when_it_returns(iso
         with running(runtime):
             assert wait_for(lambda: healthz(free_port)[0] == 200, timeout=10)
             TestProducer().event(task_event())
+            # Outside the main thread no signal cuts the handler (run_consumer runs it in the main thread).
             assert entered.wait(60)
             assert wait_for(lambda: healthz(free_port)[0] == 503, timeout=10)
             status, body = healthz(free_port)  # still stuck: nothing released it yet

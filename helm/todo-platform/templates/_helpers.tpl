@@ -350,14 +350,15 @@ helm.sh/hook-delete-policy: before-hook-creation
 {{- end -}}
 
 {{/* The topics of CONTRACT.md section 4 (events/topics.py is the application's copy): base name
-     -> topic config; each has a dead-letter twin "<name>.dlq". task-events keeps 7 days. */}}
+     -> topic config; each has a dead-letter twin "<name>.dlq". task-events keeps 7 days, the
+     dead-letter topics 30 (CONTRACT.md section 7). */}}
 {{- define "todo.topics" -}}
 task-events: {retention.ms: "604800000"}
-task-events.dlq: {}
+task-events.dlq: {retention.ms: "2592000000"}
 reminders: {}
-reminders.dlq: {}
+reminders.dlq: {retention.ms: "2592000000"}
 task-updates: {}
-task-updates.dlq: {}
+task-updates.dlq: {retention.ms: "2592000000"}
 {{- end -}}
 
 {{/* The public routes of the web process, the only paths the Ingress routes (tests/helm derive the
