@@ -39,7 +39,8 @@ Guarantees, and why they hold:
   delivery reports, after later rows of the key may already be on their way; it could
   therefore reorder a key, and is prevented rather than repaired: the producer's
   ``message.max.bytes`` and ``batch.size`` are set from the smallest ``max.message.bytes`` of
-  the relayed topics (read when the producer is created), so whatever the broker would refuse
+  the relayed topics (read when the producer is created; never above librdkafka's default
+  1,000,000), so whatever the broker would refuse
   by size is refused locally, at ``produce()``, with the exact row named. The broker's other
   refusals (no authorisation, an invalid topic) concern a whole topic, so every row of a key
   there fails alike and none gets ahead. What remains is a topic limit lowered while the relay
@@ -120,7 +121,9 @@ RELAYED_TOPICS = sorted({topic for topic, *_ in EVENT_TYPES.values()})
 # A topic's max.message.bytes bounds a whole record batch; librdkafka's per-message check counts
 # the record's own framing but not the batch header (61 bytes in format v2).
 RECORD_BATCH_HEADER_BYTES = 61
-# librdkafka's smallest accepted message.max.bytes.
+# librdkafka's bounds of message.max.bytes: its default (1,000,000, below Kafka's default topic
+# limit of 1,048,588) stays the ceiling; 1000 is the smallest value it accepts.
+MAX_PRODUCER_MESSAGE_BYTES = 1_000_000
 MIN_PRODUCER_MESSAGE_BYTES = 1000
 TOPIC_LIMITS_TIMEOUT_SECONDS = 10
 
@@ -138,11 +141,11 @@ def producer_config(topic_message_limit=None):
         # Reconnect quickly once a broker is back.
         "reconnect.backoff.max.ms": 2000,
     }
+    # See "Order within one round" in the module docstring.
+    local_limit = MAX_PRODUCER_MESSAGE_BYTES
     if topic_message_limit is not None:
-        # See "Order within one round" in the module docstring.
-        local_limit = max(topic_message_limit - RECORD_BATCH_HEADER_BYTES, MIN_PRODUCER_MESSAGE_BYTES)
-        config |= {"message.max.bytes": local_limit, "batch.size": local_limit}
-    return client_config(**config)
+        local_limit = max(min(local_limit, topic_message_limit - RECORD_BATCH_HEADER_BYTES), MIN_PRODUCER_MESSAGE_BYTES)
+    return client_config(**config, **{"message.max.bytes": local_limit, "batch.size": local_limit})
 
 
 def topic_message_limit():
@@ -156,8 +159,7 @@ def topic_message_limit():
             for future in futures.values()
         )
     except (KafkaException, TimeoutError, KeyError) as exc:
-        # librdkafka's own limit (1,000,000) is below Kafka's default one (1,048,588); the next
-        # producer asks again.
+        # The ceiling alone then (below Kafka's default limit); the next producer asks again.
         logger.warning("relay: could not read the topics' message size limit (%s); using the producer's default", exc)
         return None
 
@@ -195,8 +197,14 @@ class OutboxRelay:
         self.publisher = make_publisher(self.stop, shutdown_grace)
         self._failing = False
         self._failure_backoff = Backoff()
+        self.leading = False
 
     # ---------------------------------------------------------------- life cycle
+
+    def health(self):
+        """(alive, detail) for /healthz. Waiting for Kafka is the relay's job, not a fault (the
+        outbox absorbs an outage), so a running relay is alive, leader or standby."""
+        return True, "relay: leader" if self.leading else "relay: standby"
 
     def run(self):
         backoff = Backoff()
@@ -234,6 +242,7 @@ class OutboxRelay:
             return
         logger.info("relay: leader; publishing the outbox to Kafka")
         RELAY_IS_LEADER.set(1)
+        self.leading = True
         try:
             lock_conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             while not self.stop.is_set():
@@ -244,6 +253,7 @@ class OutboxRelay:
                         pass
         finally:
             RELAY_IS_LEADER.set(0)
+            self.leading = False
 
     # ---------------------------------------------------------------- one round
 
@@ -337,6 +347,8 @@ class KafkaPublisher:
             row for row in rows if isinstance(outcome.get(row.id), KafkaError) and outcome[row.id].code() in REFUSALS
         ]
         if suspects:
+            for row in suspects:
+                del outcome[row.id]  # a suspect held behind its key's culprit stays out, like any held row
             outcome |= self._isolate(suspects)
         if any(isinstance(result, KafkaError) and result.fatal() for result in outcome.values()):
             self.close()  # a fatal idempotence error needs a new producer (a new producer id)
