@@ -73,4 +73,6 @@ class OutboxEventAdmin(admin.ModelAdmin):
     @admin.action(description="Retry the selected parked rows (after fixing the cause)", permissions=["retry"])
     def retry_selected(self, request, queryset):
         count = retry_parked(queryset)
-        self.message_user(request, f"{count} parked row(s) retried; the relay publishes them in order.", messages.SUCCESS)
+        self.message_user(
+            request, f"{count} parked row(s) retried; the relay publishes them in order.", messages.SUCCESS
+        )

@@ -7,19 +7,19 @@ from collections import defaultdict
 import pytest
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 from django.core.management import CommandError, call_command
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from events.kafka import admin_client
 from events.models import OutboxEvent
-from events.outbox import emit, serialise
-from events.schemas import make_event
+from events.outbox import emit
 from events.topics import topic_name
 from tasks import services
 from tasks.events import EventContext
 from tasks.models import User
 from tests.kafka_reader import read_events
-from tests.outbox_relay import relay_thread
+from tests.outbox_relay import outbox_rows, relay_thread, sync_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,17 +36,6 @@ def wait_for(condition, timeout, message):
 
 def unsent():
     return OutboxEvent.objects.filter(sent_at__isnull=True).count()
-
-
-def sync_event(task_id, description=""):
-    task = {
-        "id": task_id, "title": "t", "description": description, "completed": False, "completed_at": None,
-        "due_date": None, "remind_at": None, "priority": 4, "recurrence_rule": None, "tags": [],
-        "parent_task_id": None, "user_id": "1", "version": 1,
-        "created_at": "2030-01-01T00:00:00Z", "updated_at": "2030-01-01T00:00:00Z",
-    }
-    data = {"task_id": task_id, "change_type": "created", "task": task, "user_id": "1"}
-    return make_event("sync.task_changed", data, source="todo-api", correlation_id="c")
 
 
 def test_a_committed_row_reaches_kafka_with_key_headers_and_exact_payload_then_is_marked_sent(outbox_relay):
@@ -201,20 +190,6 @@ def test_in_dapr_mode_a_failed_publish_is_retried_before_anything_after_it(dapr_
 # ------------------------------------------------------------------ refused rows are parked
 
 
-def outbox_rows(*specs):
-    """Rows written straight into the outbox (as if emit had let them through), in the given order:
-    ``(task_id, description)`` each; returns them."""
-    rows = []
-    with transaction.atomic():
-        for task_id, description in specs:
-            event = sync_event(task_id, description)
-            rows.append(OutboxEvent.objects.create(
-                event_id=event["event_id"], event_type=event["event_type"], topic="task-updates", key=task_id,
-                payload=serialise(event),
-            ))
-    return rows
-
-
 def parked_total():
     return REGISTRY.get_sample_value("outbox_events_parked_total", {"topic": "task-updates"}) or 0
 
@@ -293,7 +268,9 @@ def test_a_broker_refusal_parks_the_row_and_retry_parked_publishes_it_then_its_s
 
 def test_retry_parked_names_what_it_would_retry_in_a_dry_run_and_refuses_ids_that_are_not_parked(db, capsys):
     parked, pending = outbox_rows((str(uuid.uuid4()), ""), (str(uuid.uuid4()), ""))
-    OutboxEvent.objects.filter(pk=parked.pk).update(parked_at=parked.created_at, park_reason="TOPIC_AUTHORIZATION_FAILED")
+    OutboxEvent.objects.filter(pk=parked.pk).update(
+        parked_at=parked.created_at, park_reason="TOPIC_AUTHORIZATION_FAILED"
+    )
 
     call_command("retry_parked", "--all", "--dry-run")
     out = capsys.readouterr().out
@@ -345,3 +322,20 @@ def test_in_dapr_mode_an_unreachable_sidecar_parks_nothing(settings, free_port, 
     with relay_thread():
         wait_for(lambda: "unreachable" in caplog.text, 30, "the relay noticing the outage")
     assert fresh(row).parked_at is None and fresh(row).sent_at is None
+
+
+def test_the_relays_query_reads_a_50000_row_backlog_through_its_two_partial_indexes():
+    OutboxEvent.objects.bulk_create(
+        [OutboxEvent(event_id=uuid.uuid4(), event_type="sync.task_changed", topic="task-updates", key=str(i % 5000),
+                     payload="{}") for i in range(50_000)],
+        batch_size=5000,
+    )
+    OutboxEvent.objects.filter(id__in=OutboxEvent.objects.order_by("id").values("id")[:3]).update(
+        parked_at=timezone.now(), park_reason="test"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE events_outboxevent")
+    plan = OutboxEvent.objects.ready().order_by("id").values_list("id")[:500].explain()
+    # An ordered walk of the pending rows, each checked against the few parked ones: no sort, no full scan.
+    assert "outbox_pending" in plan and "outbox_parked" in plan, plan
+    assert "Seq Scan" not in plan and "Sort" not in plan, plan
