@@ -26,6 +26,7 @@ import base64
 import binascii
 import json
 import logging
+from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPException
 from urllib.parse import quote, urlencode
 
@@ -39,6 +40,36 @@ logger = logging.getLogger(__name__)
 
 # What Dapr reads in a delivery's response body (its pub/sub "subscribe" contract).
 SUCCESS, RETRY = "SUCCESS", "RETRY"
+
+
+# Answers of the publish API that refuse the message itself (retrying it unchanged cannot help):
+# 400 malformed, 403 topic not allowed (scopes), 413 over the sidecar's body limit.
+REFUSING_STATUSES = frozenset({400, 403, 413})
+# A 500 ERR_PUBSUB_PUBLISH_MESSAGE carries the broker's own words; these say it refused the
+# message rather than that it is unavailable (timeouts, no brokers, leader elections).
+REFUSING_BROKER_WORDS = ("too large", "invalid record", "not authorized", "policy violation")
+
+
+@dataclass(frozen=True)
+class PublishFailure:
+    """Why the sidecar did not publish. ``refused``: this message is refused for good (the relay
+    parks it); otherwise the sidecar or its broker is unavailable and a retry may succeed."""
+
+    reason: str
+    refused: bool = False
+
+    def __str__(self):
+        return self.reason
+
+
+def publish_failure(status, answer):
+    """Classify a non-2xx answer of the publish API."""
+    reason = f"Dapr publish answered {status}: {answer[:300]!r}"
+    text = answer.decode(errors="replace").lower()
+    refused = status in REFUSING_STATUSES or (
+        status == 500 and "err_pubsub_publish_message" in text and any(word in text for word in REFUSING_BROKER_WORDS)
+    )
+    return PublishFailure(reason, refused=refused)
 
 
 class DaprSidecar:
@@ -57,7 +88,7 @@ class DaprSidecar:
         return f"/v1.0/publish/{quote(pubsub, safe='')}/{quote(topic, safe='')}?{urlencode(query)}"
 
     def publish(self, pubsub, topic, body, *, key=None, metadata=None, content_type="application/json"):
-        """None once Dapr answered that the broker has the message (204), else what went wrong."""
+        """None once Dapr answered that the broker has the message (204), else a PublishFailure."""
         if self._connection is None:
             self._connection = HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
@@ -69,10 +100,10 @@ class DaprSidecar:
             answer = response.read()
         except (OSError, HTTPException) as exc:
             self.close()
-            return f"Dapr sidecar at {self.host}:{self.port} unreachable: {exc}"
+            return PublishFailure(f"Dapr sidecar at {self.host}:{self.port} unreachable: {exc}")
         if response.status in (200, 204):
             return None
-        return f"Dapr publish answered {response.status}: {answer[:300]!r}"
+        return publish_failure(response.status, answer)
 
     def close(self):
         if self._connection is not None:

@@ -1,4 +1,24 @@
 from django.db import models
+from django.db.models import Exists, OuterRef
+
+
+class OutboxQuerySet(models.QuerySet):
+    """The states of outbox rows, as the relay, the admin and ``retry_parked`` see them."""
+
+    def parked(self):
+        return self.filter(parked_at__isnull=False)
+
+    def ready(self):
+        """Unsent rows the relay may publish now: not parked, and no earlier row of their key parked."""
+        return self.filter(sent_at__isnull=True, parked_at__isnull=True).filter(~self._behind_a_parked_row())
+
+    def held(self):
+        """Unsent rows waiting behind an earlier parked row of their key (per-key order)."""
+        return self.filter(sent_at__isnull=True, parked_at__isnull=True).filter(self._behind_a_parked_row())
+
+    def _behind_a_parked_row(self):
+        # Served by the outbox_parked index: a probe per row, into the (few) parked rows.
+        return Exists(self.model.objects.filter(key=OuterRef("key"), id__lt=OuterRef("id"), parked_at__isnull=False))
 
 
 class OutboxEvent(models.Model):
@@ -7,6 +27,11 @@ class OutboxEvent(models.Model):
     ``relay_outbox`` publishes unsent rows in ``id`` order and sets ``sent_at`` only after Kafka
     acknowledged them; a periodic job purges sent rows. ``payload`` holds the exact UTF-8 JSON
     that goes on the wire, so the relay never re-serialises it.
+
+    A row Kafka refuses for good is *parked* (``parked_at``, ``park_reason``): the relay skips it
+    and the later rows of its ``key``, and publishes everything else. ``retry_parked`` (or the
+    admin action) clears ``parked_at`` once the cause is fixed; ``park_reason`` stays as the
+    history of a retried row.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -17,16 +42,25 @@ class OutboxEvent(models.Model):
     payload = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    parked_at = models.DateTimeField(null=True, blank=True, help_text="When Kafka refused this row for good.")
+    park_reason = models.TextField(blank=True, help_text="Kafka's refusal (kept after a retry, as history).")
+
+    objects = OutboxQuerySet.as_manager()
 
     class Meta:
         indexes = [
-            # The relay's only query: the oldest unsent rows. A partial index stays small.
-            models.Index(fields=["id"], condition=models.Q(sent_at__isnull=True), name="outbox_unsent"),
+            # The relay's query: the oldest unsent, unparked rows. A partial index stays small.
+            models.Index(
+                fields=["id"], condition=models.Q(sent_at__isnull=True, parked_at__isnull=True), name="outbox_pending"
+            ),
+            # "Is an earlier row of this key parked?", asked per pending row: a tiny index.
+            models.Index(fields=["key", "id"], condition=models.Q(parked_at__isnull=False), name="outbox_parked"),
             models.Index(fields=["sent_at"], condition=models.Q(sent_at__isnull=False), name="outbox_sent_at"),
         ]
 
     def __str__(self):
-        return f"{self.event_type} {self.event_id} ({'sent' if self.sent_at else 'pending'})"
+        state = "sent" if self.sent_at else "parked" if self.parked_at else "pending"
+        return f"{self.event_type} {self.event_id} ({state})"
 
 
 class ProcessedEvent(models.Model):

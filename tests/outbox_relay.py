@@ -10,10 +10,40 @@ from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+from django.db import transaction
 
+from events.models import OutboxEvent
+from events.outbox import serialise
 from events.relay import OutboxRelay
+from events.schemas import make_event
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def sync_event(task_id, description=""):
+    """A valid sync.task_changed event of task ``task_id`` (topic task-updates)."""
+    task = {
+        "id": task_id, "title": "t", "description": description, "completed": False, "completed_at": None,
+        "due_date": None, "remind_at": None, "priority": 4, "recurrence_rule": None, "tags": [],
+        "parent_task_id": None, "user_id": "1", "version": 1,
+        "created_at": "2030-01-01T00:00:00Z", "updated_at": "2030-01-01T00:00:00Z",
+    }
+    data = {"task_id": task_id, "change_type": "created", "task": task, "user_id": "1"}
+    return make_event("sync.task_changed", data, source="todo-api", correlation_id="c")
+
+
+def outbox_rows(*specs):
+    """Rows written straight into the outbox (as if emit had let them through), in the given order:
+    ``(task_id, description)`` each; returns them."""
+    rows = []
+    with transaction.atomic():
+        for task_id, description in specs:
+            event = sync_event(task_id, description)
+            rows.append(OutboxEvent.objects.create(
+                event_id=event["event_id"], event_type=event["event_type"], topic="task-updates", key=task_id,
+                payload=serialise(event),
+            ))
+    return rows
 
 
 @contextmanager

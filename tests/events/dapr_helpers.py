@@ -2,6 +2,7 @@
 local port that speaks the protocol (POST /v1.0/publish/<pubsub>/<topic>?metadata.*) and
 records every request."""
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
@@ -10,7 +11,8 @@ import pytest
 
 
 class FakeDaprSidecar:
-    """Records each publish request; answers 204 (or the statuses queued in ``failures`` first)."""
+    """Records each publish request; answers 204, or first the answers queued in ``failures``:
+    a status, or (status, JSON body) as Dapr sends its errors."""
 
     def __init__(self):
         self.requests = []
@@ -25,10 +27,15 @@ class FakeDaprSidecar:
                     {"path": path, "query": dict(parse_qsl(query)), "content_type": self.headers["Content-Type"],
                      "body": body}
                 )
-                status = sidecar.failures.pop(0) if sidecar.failures else 204
+                answer = sidecar.failures.pop(0) if sidecar.failures else 204
+                status, body = answer if isinstance(answer, tuple) else (answer, None)
+                payload = json.dumps(body).encode() if body is not None else b""
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                if payload:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                self.wfile.write(payload)
 
             def log_message(self, *args):
                 pass

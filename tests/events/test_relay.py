@@ -5,17 +5,21 @@ import uuid
 from collections import defaultdict
 
 import pytest
-from django.db import transaction
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+from django.core.management import CommandError, call_command
+from django.db import connection, transaction
+from django.utils import timezone
+from prometheus_client import REGISTRY
 
+from events.kafka import admin_client
 from events.models import OutboxEvent
 from events.outbox import emit
-from events.schemas import make_event
 from events.topics import topic_name
 from tasks import services
 from tasks.events import EventContext
 from tasks.models import User
 from tests.kafka_reader import read_events
-from tests.outbox_relay import relay_thread
+from tests.outbox_relay import outbox_rows, relay_thread, sync_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,17 +36,6 @@ def wait_for(condition, timeout, message):
 
 def unsent():
     return OutboxEvent.objects.filter(sent_at__isnull=True).count()
-
-
-def sync_event(task_id):
-    task = {
-        "id": task_id, "title": "t", "description": "", "completed": False, "completed_at": None,
-        "due_date": None, "remind_at": None, "priority": 4, "recurrence_rule": None, "tags": [],
-        "parent_task_id": None, "user_id": "1", "version": 1,
-        "created_at": "2030-01-01T00:00:00Z", "updated_at": "2030-01-01T00:00:00Z",
-    }
-    data = {"task_id": task_id, "change_type": "created", "task": task, "user_id": "1"}
-    return make_event("sync.task_changed", data, source="todo-api", correlation_id="c")
 
 
 def test_a_committed_row_reaches_kafka_with_key_headers_and_exact_payload_then_is_marked_sent(outbox_relay):
@@ -192,3 +185,157 @@ def test_in_dapr_mode_a_failed_publish_is_retried_before_anything_after_it(dapr_
         wait_for(lambda: unsent() == 0, 30, "rows published after the failures")
     bodies = [request["body"].decode() for request in dapr_sidecar.requests]
     assert bodies == [first.payload, first.payload, first.payload, second.payload]
+
+
+# ------------------------------------------------------------------ refused rows are parked
+
+
+def parked_total():
+    return REGISTRY.get_sample_value("outbox_events_parked_total", {"topic": "task-updates"}) or 0
+
+
+def fresh(row):
+    return OutboxEvent.objects.get(pk=row.pk)
+
+
+def test_a_row_kafka_refuses_at_produce_is_parked_and_holds_back_only_later_rows_of_its_task(outbox_relay):
+    big_task, other, third = (str(uuid.uuid4()) for _ in range(3))
+    parked_before = parked_total()
+    first_other, big, after_big, second_other, of_third = outbox_rows(
+        (other, ""), (big_task, "A" * 1_000_000), (big_task, "later"), (other, "again"), (third, ""),
+    )
+    wait_for(lambda: fresh(big).parked_at is not None, 60, "the oversized row parked")
+    wait_for(lambda: all(fresh(row).sent_at for row in (first_other, second_other, of_third)), 60,
+             "the other tasks' events published")
+    assert outbox_relay.leading  # still the leader, not crashed
+
+    assert "MSG_SIZE_TOO_LARGE" in fresh(big).park_reason
+    assert fresh(after_big).sent_at is None and fresh(after_big).parked_at is None
+    assert list(OutboxEvent.objects.held()) == [after_big]
+    assert parked_total() == parked_before + 1
+    messages = read_events([first_other.event_id, second_other.event_id, of_third.event_id], topics=["task-updates"])
+    assert [m.event["event_id"] for m in messages if m.key == other] == [str(first_other.event_id),
+                                                                         str(second_other.event_id)]
+
+    # Still relaying: a new event of another task goes straight through.
+    [later_event] = outbox_rows((third, "new"))
+    wait_for(lambda: fresh(later_event).sent_at is not None, 30, "a new event published")
+    assert fresh(after_big).sent_at is None
+
+
+def set_topic_limit(base_topic, max_message_bytes):
+    resource = ConfigResource(
+        ResourceType.TOPIC, topic_name(base_topic),
+        incremental_configs=[ConfigEntry("max.message.bytes", str(max_message_bytes),
+                                         incremental_operation=AlterConfigOpType.SET)],
+    )
+    admin = admin_client()  # keep the handle alive until the future resolves
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
+
+    def applied():  # the controller accepted it; the broker applies it a moment later
+        [described] = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic_name(base_topic))]).values()
+        return described.result(timeout=30)["max.message.bytes"].value == str(max_message_bytes)
+
+    wait_for(applied, 30, f"max.message.bytes={max_message_bytes} applied")
+
+
+def test_a_broker_refusal_parks_the_row_and_retry_parked_publishes_it_then_its_successors_in_order(isolated_kafka):
+    culprit_task, other = str(uuid.uuid4()), str(uuid.uuid4())
+    with relay_thread():
+        [warm_up] = outbox_rows((other, "warm-up"))  # the relay's producer now exists, with the default limit
+        wait_for(lambda: fresh(warm_up).sent_at is not None, 60, "the warm-up row published")
+        # Lowered behind the producer's back: now only the broker knows, and it refuses a batch.
+        set_topic_limit("task-updates", 4096)
+        big, after_big, of_other, last_of_big = outbox_rows(
+            (culprit_task, "B" * 20_000), (culprit_task, "later"), (other, "meanwhile"), (culprit_task, "last"),
+        )
+        wait_for(lambda: fresh(big).parked_at is not None, 60, "the refused row parked")
+        wait_for(lambda: fresh(of_other).sent_at is not None, 60, "the other task's event published")
+        assert "MSG_SIZE_TOO_LARGE" in fresh(big).park_reason
+        assert {row.pk for row in OutboxEvent.objects.held()} == {after_big.pk, last_of_big.pk}
+        assert OutboxEvent.objects.parked().count() == 1  # the batch-mates were not parked with it
+
+        set_topic_limit("task-updates", 1_048_588)  # the cause, fixed
+        call_command("retry_parked", "--id", str(big.pk))
+        wait_for(lambda: all(fresh(row).sent_at for row in (big, after_big, last_of_big)), 60,
+                 "the parked row and its successors published")
+    assert not OutboxEvent.objects.parked().exists()
+    assert "MSG_SIZE_TOO_LARGE" in fresh(big).park_reason  # kept as history
+    messages = read_events([row.event_id for row in (big, after_big, last_of_big)], topics=["task-updates"])
+    assert [m.event["event_id"] for m in messages] == [str(row.event_id) for row in (big, after_big, last_of_big)]
+
+
+def test_retry_parked_names_what_it_would_retry_in_a_dry_run_and_refuses_ids_that_are_not_parked(db, capsys):
+    parked, pending = outbox_rows((str(uuid.uuid4()), ""), (str(uuid.uuid4()), ""))
+    OutboxEvent.objects.filter(pk=parked.pk).update(
+        parked_at=parked.created_at, park_reason="TOPIC_AUTHORIZATION_FAILED"
+    )
+
+    call_command("retry_parked", "--all", "--dry-run")
+    out = capsys.readouterr().out
+    assert f"{parked.pk} sync.task_changed" in out and "TOPIC_AUTHORIZATION_FAILED" in out
+    assert "1 parked row(s) would be retried" in out
+    assert fresh(parked).parked_at is not None
+
+    with pytest.raises(CommandError, match=f"not parked.*{pending.pk}"):
+        call_command("retry_parked", "--id", str(parked.pk), str(pending.pk))
+    assert fresh(parked).parked_at is not None
+
+    call_command("retry_parked", "--all")
+    assert "retried 1 parked row(s)" in capsys.readouterr().out
+    assert fresh(parked).parked_at is None
+
+
+def test_in_dapr_mode_a_refused_message_is_parked_and_only_its_task_waits(dapr_sidecar):
+    refused_task, other = str(uuid.uuid4()), str(uuid.uuid4())
+    dapr_sidecar.failures = [(403, {"errorCode": "ERR_PUBSUB_FORBIDDEN", "message": "topic is not allowed"})]
+    refused, after_refused, of_other = outbox_rows((refused_task, ""), (refused_task, "later"), (other, ""))
+    with relay_thread():
+        wait_for(lambda: fresh(of_other).sent_at is not None, 30, "the other task's event published")
+        assert "403" in fresh(refused).park_reason and "ERR_PUBSUB_FORBIDDEN" in fresh(refused).park_reason
+    bodies = [request["body"].decode() for request in dapr_sidecar.requests]
+    assert bodies == [refused.payload, of_other.payload]  # the refused task's later row was never sent
+    assert list(OutboxEvent.objects.held()) == [after_refused]
+
+
+def test_in_dapr_mode_a_broker_refusal_relayed_by_the_sidecar_parks_but_a_broker_outage_waits(dapr_sidecar):
+    task_id = str(uuid.uuid4())
+    dapr_sidecar.failures = [
+        (500, {"errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE",
+               "message": "error when publish to topic t: kafka: client has run out of available brokers"}),
+        503,
+        (500, {"errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE",
+               "message": "kafka server: Message was too large, server rejected it to avoid allocation error"}),
+    ]
+    [row] = outbox_rows((task_id, ""))
+    with relay_thread():
+        wait_for(lambda: fresh(row).parked_at is not None, 30, "the row parked at the third answer")
+    assert len(dapr_sidecar.requests) == 3  # two outages retried, then the refusal
+    assert "too large" in fresh(row).park_reason
+
+
+def test_in_dapr_mode_an_unreachable_sidecar_parks_nothing(settings, free_port, caplog):
+    settings.EVENT_TRANSPORT = "dapr"
+    settings.DAPR_HTTP_PORT = free_port  # nothing listens there
+    [row] = outbox_rows((str(uuid.uuid4()), ""))
+    with relay_thread():
+        wait_for(lambda: "unreachable" in caplog.text, 30, "the relay noticing the outage")
+    assert fresh(row).parked_at is None and fresh(row).sent_at is None
+
+
+def test_the_relays_query_reads_a_50000_row_backlog_through_its_two_partial_indexes():
+    OutboxEvent.objects.bulk_create(
+        [OutboxEvent(event_id=uuid.uuid4(), event_type="sync.task_changed", topic="task-updates", key=str(i % 5000),
+                     payload="{}") for i in range(50_000)],
+        batch_size=5000,
+    )
+    OutboxEvent.objects.filter(id__in=OutboxEvent.objects.order_by("id").values("id")[:3]).update(
+        parked_at=timezone.now(), park_reason="test"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE events_outboxevent")
+    plan = OutboxEvent.objects.ready().order_by("id").values_list("id")[:500].explain()
+    # An ordered walk of the pending rows, each checked against the few parked ones: no sort, no full scan.
+    assert "outbox_pending" in plan and "outbox_parked" in plan, plan
+    assert "Seq Scan" not in plan and "Sort" not in plan, plan

@@ -1,13 +1,18 @@
 import signal
 import threading
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from events.relay import OutboxRelay
+from events.worker_http import start_worker_http_server
 
 
 class Command(BaseCommand):
-    help = "Publish committed outbox events to Kafka (one leader at a time; others stand by)."
+    help = (
+        "Publish committed outbox events to Kafka (one leader at a time; others stand by). "
+        "With METRICS_PORT set, serves /metrics and /healthz on it."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--batch-size", type=int, default=500, help="rows per round (default 500)")
@@ -24,4 +29,12 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
-        OutboxRelay(batch_size=batch_size, poll_interval=poll_interval, stop=stop).run()
+        relay = OutboxRelay(batch_size=batch_size, poll_interval=poll_interval, stop=stop)
+        server = None
+        if settings.METRICS_PORT:
+            server = start_worker_http_server(settings.METRICS_PORT, relay.health, addr=settings.METRICS_ADDR)
+        try:
+            relay.run()
+        finally:
+            if server is not None:
+                server.shutdown()
