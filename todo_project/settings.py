@@ -200,7 +200,7 @@ CONSUMER_LAG_INTERVAL_SECONDS = env_float("CONSUMER_LAG_INTERVAL_SECONDS", 10.0)
 CONSUMER_LIVENESS_MAX_AGE_SECONDS = env_float("CONSUMER_LIVENESS_MAX_AGE_SECONDS", 60.0)
 # replay_dlq refuses to send a letter back more often than this.
 DLQ_REPLAY_CAP = env_int("DLQ_REPLAY_CAP", 3)
-# Workers (run_consumer) serve /metrics and /healthz on this port; 0 (the default) serves none, so
+# Workers (run_consumer) serve /metrics, /healthz and /readyz on this port; 0 (the default) serves none, so
 # that the several workers of `make run` do not compete for one port. The Helm chart sets it.
 METRICS_PORT = env_int("METRICS_PORT", 0)
 METRICS_ADDR = env("METRICS_ADDR", "0.0.0.0")
@@ -227,6 +227,8 @@ DAPR_APP_API_TOKEN = env("DAPR_APP_API_TOKEN", env("APP_API_TOKEN", ""))
 
 # Readiness checks must answer well within a Kubernetes probe's timeout.
 READINESS_TIMEOUT_SECONDS = float(env("READINESS_TIMEOUT_SECONDS", "2"))
+# /readyz reuses its last answer for this long (events/readiness.py): probes cost one round a second.
+READINESS_CACHE_SECONDS = env_float("READINESS_CACHE_SECONDS", 1.0)
 
 # Chat (POST /api/chat/): an OpenAI-compatible chat-completions endpoint, e.g.
 # https://api.openai.com/v1 or a local server's .../v1. Without a base URL and model the
