@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 # Procfile commands (uvicorn, python, celery) resolve to the project's virtualenv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Production settings: everything make starts is local development (a fixed SECRET_KEY, plain http);
+# with DEBUG off Django refuses to start without SECRET_KEY and redirects to https. DEBUG=false wins.
+export DEBUG ?= true
 
 .PHONY: run test stop infra install migrate topics lock status tools helm-lint browser faults drill bench
 

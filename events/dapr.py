@@ -7,7 +7,9 @@ component writes as message headers. The outbox relay publishes through it (even
 do dead letters of Dapr deliveries.
 
 Delivery: Dapr POSTs each message of a consumer's topic to ``/dapr/events/<consumer>`` (see
-events.views). ``deliver`` hands it to the consumer runtime's ``process``, the very code path of
+events.views; served by the delivery pods' own application, todo_project/delivery.py, which checks the
+sidecar's token). Of the Dapr-delivered consumers, a process accepts those of DAPR_CONSUMERS (empty:
+all). ``deliver`` hands it to the consumer runtime's ``process``, the very code path of
 ``run_consumer``: validation, the idempotency record and the handler in one transaction, retries
 with backoff, dead letters with the contract's ``dlq.*`` headers. Only the dead-letter writer
 differs: it publishes to the ``.dlq`` topic through the sidecar (this process has no Kafka
@@ -122,11 +124,8 @@ class DaprDeadLetters:
 
     def write(self, topic, *, key, value, headers):
         value = value or b""
-        try:
-            json.loads(value)
-            content_type = "application/json"
-        except (ValueError, RecursionError):  # an invalid (or cut) message is dead-lettered as its bytes
-            content_type = "application/octet-stream"
+        # An invalid message is dead-lettered as the bytes it was.
+        content_type = "application/octet-stream" if _json(value) is _NOT_JSON else "application/json"
         return self.sidecar.publish(
             self.pubsub, topic, value,
             key=key.decode() if isinstance(key, bytes) else key,
@@ -144,10 +143,10 @@ class DaprMessage:
         # pass them on), so that a dead letter keeps the task's partition and the usual headers.
         self._key, self._headers = None, []
         try:
-            event = json.loads(value)
+            event = _json(value)
             self._key = event["data"]["task_id"]
             self._headers = [(name, str(event[name]).encode()) for name in ("event_type", "event_id")]
-        except (ValueError, TypeError, KeyError, RecursionError):  # not an event: dead-lettered as it is
+        except (TypeError, KeyError):  # not an event: the runtime dead-letters it
             pass
         if not isinstance(self._key, str):
             self._key = None
@@ -183,12 +182,17 @@ def dapr_consumers():
     return {name: spec for name, spec in CONSUMERS.items() if spec.via_dapr}
 
 
+def accepted_consumers():
+    """The Dapr-delivered consumers this process serves: those of DAPR_CONSUMERS (empty: all)."""
+    wanted = set(settings.DAPR_CONSUMERS)
+    return {name: spec for name, spec in dapr_consumers().items() if not wanted or name in wanted}
+
+
 def subscriptions():
     """The programmatic subscription document (GET /dapr/subscribe); [] unless enabled, because
     the Helm chart subscribes declaratively and both would subscribe twice."""
     if not settings.DAPR_PROGRAMMATIC_SUBSCRIPTIONS:
         return []
-    wanted = set(settings.DAPR_CONSUMERS)
     return [
         {
             "pubsubname": settings.DAPR_PUBSUB_NAME,
@@ -197,40 +201,43 @@ def subscriptions():
             "deadLetterTopic": topic_name(spec.dead_letter_topic),
             "metadata": {"rawPayload": "true"},
         }
-        for name, spec in sorted(dapr_consumers().items())
-        if not wanted or name in wanted
+        for name, spec in sorted(accepted_consumers().items())
     ]
 
 
 def unwrap(body):
     """(topic or None, event bytes) of a delivery: the raw event (rawPayload), or the ``data`` /
-    ``data_base64`` of the CloudEvent Dapr wraps it in without rawPayload."""
-    try:
-        envelope = json.loads(body)
-    except ValueError:
-        return None, body  # not JSON: the runtime dead-letters it as it came
+    ``data_base64`` of the CloudEvent Dapr wraps it in without rawPayload. Anything else (not JSON,
+    nested too deep, a broken envelope) comes back whole, for the runtime to dead-letter."""
+    envelope = _json(body)
     wrapped = isinstance(envelope, dict) and "specversion" in envelope
     if not (wrapped and ("data" in envelope or "data_base64" in envelope)):
         return None, body
     topic = envelope.get("topic")
+    if not isinstance(topic, str):
+        topic = None
     if "data_base64" in envelope:
         try:
             return topic, base64.b64decode(envelope["data_base64"], validate=True)
         except (binascii.Error, TypeError, ValueError):
             return topic, body  # a broken envelope: dead-lettered whole
     data = envelope["data"]
-    # A JSON event published as text arrives as a string holding the JSON.
-    return topic, data.encode() if isinstance(data, str) else json.dumps(data).encode()
+    try:
+        # A JSON event published as text arrives as a string holding the JSON.
+        return topic, data.encode() if isinstance(data, str) else json.dumps(data).encode()
+    except (ValueError, RecursionError):  # a lone surrogate, or too deep to write again
+        return topic, body
 
 
 def deliver(name, body):
     """Process one message Dapr delivered to consumer ``name``; return SUCCESS or RETRY."""
-    spec = dapr_consumers().get(name)
+    spec = accepted_consumers().get(name)
     if spec is None:
-        raise NotDeliverable(f"no Dapr-delivered consumer named {name!r}; known: {', '.join(sorted(dapr_consumers()))}")
+        accepted = ", ".join(sorted(accepted_consumers()))
+        raise NotDeliverable(f"no Dapr-delivered consumer named {name!r} here; accepted: {accepted}")
     topic, value = unwrap(body)
     sidecar = DaprSidecar()
-    # No circuit breaker here (ratio 1.0 never trips): a web process cannot stop consuming;
+    # No circuit breaker here (ratio 1.0 never trips): a delivery process cannot stop consuming;
     # Dapr's Resiliency policy is the place for one.
     dead_letters = DaprDeadLetters(sidecar, settings.DAPR_PUBSUB_NAME)
     runtime = ConsumerRuntime(spec, dlq_stop_ratio=1.0, dead_letters=dead_letters)
@@ -244,6 +251,17 @@ def deliver(name, body):
     finally:
         sidecar.close()
     return SUCCESS if done else RETRY
+
+
+_NOT_JSON = object()
+
+
+def _json(value):
+    """``value`` parsed as JSON, or _NOT_JSON: not JSON, bad UTF-8, or nested deeper than the parser goes."""
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError, RecursionError):
+        return _NOT_JSON
 
 
 def _text(value):

@@ -5,6 +5,7 @@ Strimzi inside a cluster, or Redpanda Cloud over SASL/TLS.
 """
 
 import logging
+import threading
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
@@ -40,11 +41,26 @@ def admin_client(**overrides):
     return AdminClient(client_config(**overrides))
 
 
+# The admin clients of check_broker, one per configuration: a readiness probe every few seconds
+# reuses its connection instead of building a client (threads, sockets, a login) each time.
+_probe_clients = {}
+_probe_clients_lock = threading.Lock()
+
+
+def probe_client(timeout):
+    """The long-lived admin client that check_broker asks, for the current settings."""
+    # A short socket/connection budget keeps an unreachable broker from blocking a probe.
+    config = client_config(**{"socket.connection.setup.timeout.ms": max(int(timeout * 1000), 1000)})
+    key = tuple(sorted(config.items()))
+    with _probe_clients_lock:
+        if key not in _probe_clients:
+            _probe_clients[key] = AdminClient(config)
+        return _probe_clients[key]
+
+
 def check_broker(timeout):
     """Raise KafkaException unless a broker answers a metadata request within ``timeout`` s."""
-    # A short socket/connection budget keeps an unreachable broker from blocking a probe.
-    admin = admin_client(**{"socket.connection.setup.timeout.ms": max(int(timeout * 1000), 1000)})
-    metadata = admin.list_topics(timeout=timeout)
+    metadata = probe_client(timeout).list_topics(timeout=timeout)
     if not metadata.brokers:
         raise KafkaException(f"no broker in the metadata from {settings.KAFKA_BOOTSTRAP_SERVERS}")
 

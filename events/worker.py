@@ -15,7 +15,7 @@ logger = logging.getLogger("events.consumer")
 def run_in_foreground(runtime):
     """Run ``runtime`` until SIGTERM or SIGINT, which finish the current batch, commit and close.
 
-    With METRICS_PORT set, /metrics and /healthz are served on it for Prometheus and probes.
+    With METRICS_PORT set, /metrics, /healthz and /readyz are served on it for Prometheus and probes.
     """
 
     def request_stop(signum, frame):

@@ -62,11 +62,31 @@ def env_rate(name, default):
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env("SECRET_KEY") or ("insecure-local-development-key" if DEBUG or not env("KUBERNETES_SERVICE_HOST") else "")
+# Local development (DEBUG=true: the Makefile exports it for every target, pyproject.toml for a plain
+# pytest) may use a fixed key; anything else refuses to start rather than sign sessions with a public one.
+SECRET_KEY = env("SECRET_KEY") or ("insecure-local-development-key" if DEBUG else "")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set in production (it is empty)")
+    raise ImproperlyConfigured(
+        "SECRET_KEY is empty and DEBUG is off: set SECRET_KEY to a long random value "
+        "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'), or DEBUG=true for local development"
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+# The origins (scheme://host[:port]) allowed to POST with a session and to open a session WebSocket
+# (tasks/auth.py), besides the request's own origin.
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")
+
+# Production security: HTTPS only. Each is on by default with DEBUG off (`manage.py check --deploy` then
+# reports nothing) and can be turned off for a plain-http setup. Behind the Ingress the request is plain
+# http; uvicorn turns X-Forwarded-Proto/-For into the scheme and client address only for peers listed in
+# FORWARDED_ALLOW_IPS (uvicorn's own variable, default 127.0.0.1; see .env.example), so Django sees https.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Probes (kubelet) and the Dapr sidecar (delivery pods, todo_project/delivery.py) speak plain http.
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)$", r"^dapr/"]
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -197,7 +217,7 @@ CONSUMER_LAG_INTERVAL_SECONDS = env_float("CONSUMER_LAG_INTERVAL_SECONDS", 10.0)
 CONSUMER_HANDLER_TIMEOUT_SECONDS = env_float("CONSUMER_HANDLER_TIMEOUT_SECONDS", 30.0)
 # replay_dlq refuses to send a letter back more often than this.
 DLQ_REPLAY_CAP = env_int("DLQ_REPLAY_CAP", 3)
-# Workers (run_consumer) serve /metrics and /healthz on this port; 0 (the default) serves none, so
+# Workers (run_consumer) serve /metrics, /healthz and /readyz on this port; 0 (the default) serves none, so
 # that the several workers of `make run` do not compete for one port. The Helm chart sets it.
 METRICS_PORT = env_int("METRICS_PORT", 0)
 METRICS_ADDR = env("METRICS_ADDR", "0.0.0.0")
@@ -224,6 +244,8 @@ DAPR_APP_API_TOKEN = env("DAPR_APP_API_TOKEN", env("APP_API_TOKEN", ""))
 
 # Readiness checks must answer well within a Kubernetes probe's timeout.
 READINESS_TIMEOUT_SECONDS = float(env("READINESS_TIMEOUT_SECONDS", "2"))
+# /readyz reuses its last answer for this long (events/readiness.py): probes cost one round a second.
+READINESS_CACHE_SECONDS = env_float("READINESS_CACHE_SECONDS", 1.0)
 
 # Chat (POST /api/chat/): an OpenAI-compatible chat-completions endpoint, e.g.
 # https://api.openai.com/v1 or a local server's .../v1. Without a base URL and model the

@@ -4,13 +4,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from todo_project import health
 
+# The web application's routes. The Dapr sidecar's /dapr/ routes are not among them: only the
+# delivery application of the Dapr delivery pods serves those (todo_project/delivery.py).
 urlpatterns = [
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
-    path("metrics", health.metrics, name="metrics"),
+    *health.urlpatterns,
     path("admin/", admin.site.urls),
-    # The Dapr sidecar's routes (EVENT_TRANSPORT=dapr): subscription document and deliveries.
-    path("dapr/", include("events.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # Each app owns its API routes under /api/.

@@ -1,13 +1,23 @@
-"""A stand-in for the Dapr sidecar's publish API, which cannot run here: a real HTTP server on a
-local port that speaks the protocol (POST /v1.0/publish/<pubsub>/<topic>?metadata.*) and
-records every request."""
+"""Dapr, which cannot run here, from both sides of the delivery pod:
+
+- a stand-in for the sidecar's publish API: a real HTTP server on a local port that speaks the
+  protocol (POST /v1.0/publish/<pubsub>/<topic>?metadata.*) and records every request;
+- the sidecar's calls into the app: HTTP requests to the delivery application
+  (todo_project/delivery.py), made in this process over ASGI so that tests may register consumers.
+"""
 
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
+import httpx
 import pytest
+from asgiref.sync import async_to_sync
+
+from todo_project.delivery import TOKEN_HEADER, delivery_application
+
+APP_API_TOKEN = "test-app-api-token"
 
 
 class FakeDaprSidecar:
@@ -58,3 +68,36 @@ def dapr_sidecar(settings):
     settings.DAPR_PUBSUB_NAME = "todo-pubsub"
     yield sidecar
     sidecar.close()
+
+
+class DeliveryClient:
+    """Requests to the delivery application as the sidecar makes them: with its token, unless told."""
+
+    def __init__(self, application, token):
+        self.application, self.token = application, token
+
+    def request(self, method, path, body=b"", *, content_type="application/json", token=..., headers=None):
+        headers = {"content-type": content_type, **(headers or {})}
+        token = self.token if token is ... else token
+        if token is not None:
+            headers[TOKEN_HEADER.decode()] = token
+
+        async def call():
+            transport = httpx.ASGITransport(app=self.application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+                return await client.request(method, path, content=body, headers=headers)
+
+        return async_to_sync(call)()
+
+    def get(self, path, **options):
+        return self.request("GET", path, **options)
+
+    def post(self, path, body=b"", **options):
+        return self.request("POST", path, body, **options)
+
+
+@pytest.fixture
+def dapr_delivery(dapr_sidecar, settings):
+    """The delivery application (EVENT_TRANSPORT=dapr, the fake sidecar, DAPR_APP_API_TOKEN set)."""
+    settings.DAPR_APP_API_TOKEN = APP_API_TOKEN
+    return DeliveryClient(delivery_application(), APP_API_TOKEN)
