@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from events.outbox import emit_all
+from notifications.confirmation import request_email_confirmation
 from tasks.events import reminder_event, sync_event, task_event, task_object
 from tasks.models import Task, User
 from tasks.sync import record_change
@@ -189,4 +190,5 @@ def user_register(*, username, password, email="", timezone="UTC"):
             user.save()
     except IntegrityError:  # the same name registered concurrently, after full_clean looked
         raise ValidationError({"username": ["A user with that username already exists."]}) from None
+    request_email_confirmation(user)  # reminders are e-mailed only once the address is confirmed
     return user, Token.objects.create(user=user)

@@ -232,6 +232,13 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "todo@localhost")
+# E-mail delivery apart from the pipeline (notifications.mail): retries with backoff after commit,
+# a per-user hourly cap, and the address confirmation that reminders wait for.
+EMAIL_RETRY_MAX_ATTEMPTS = env_int("EMAIL_RETRY_MAX_ATTEMPTS", 5)
+EMAIL_RETRY_INITIAL_BACKOFF = env_float("EMAIL_RETRY_INITIAL_BACKOFF", 30.0)
+EMAIL_MAX_PER_USER_PER_HOUR = env_int("EMAIL_MAX_PER_USER_PER_HOUR", 20)
+EMAIL_CONFIRMATION_MAX_AGE = env_int("EMAIL_CONFIRMATION_MAX_AGE", 3 * 24 * 3600)
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
