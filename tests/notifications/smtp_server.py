@@ -26,6 +26,7 @@ class RecordingHandler:
 class SMTPServer:
     def __init__(self, port):
         self.handler = RecordingHandler()
+        self.handler.port = port  # for the EMAIL_PORT of worker processes
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=port)
 
     def __enter__(self):
