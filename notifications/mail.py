@@ -144,7 +144,7 @@ def _record_failure(email, exc):
         mine.update(status=Status.FAILED, last_error=error)
     else:
         backoff = policy.backoff(email.attempts)
-        logger.info("e-mail %s: attempt %d failed (%s), retrying in %.0f s", email.pk, email.attempts, error, backoff)
+        logger.info("e-mail %s: attempt %d failed (%s), retrying in %.1f s", email.pk, email.attempts, error, backoff)
         mine.update(status=Status.PENDING, last_error=error, next_attempt_at=timezone.now() + timedelta(seconds=backoff))
         try:
             enqueue(email.pk, countdown=backoff)

@@ -52,7 +52,9 @@ def celery_worker(transactional_db, tmp_path, celery_queue):
         worker = Worker.command(
             ["celery", "-A", "todo_project", "worker", "-Q", celery_queue, "--pool=solo", "--without-mingle", "--without-gossip"],
             tmp_path / f"celery-{len(started)}.log",
-            worker_environment(EMAIL_HOST="127.0.0.1", **{name: str(value) for name, value in env.items()}),
+            worker_environment(
+                EMAIL_HOST="127.0.0.1", CELERY_TASK_DEFAULT_QUEUE=celery_queue, **{name: str(value) for name, value in env.items()}
+            ),
         )
         started.append(worker)
         return worker
