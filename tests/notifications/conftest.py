@@ -1,5 +1,5 @@
 """Fixtures of the notification tests: a real SMTP server, reminders the scheduler fired, users with
-confirmed addresses, and celery workers on this run's own queue."""
+confirmed addresses, and celery workers on this run's own queue (tests/conftest.py celery_queue)."""
 
 import uuid
 from datetime import timedelta
@@ -13,17 +13,6 @@ from notifications.scheduler import reminder_due_data
 from tasks.models import User
 from tests.notifications.smtp_server import SMTPServer
 from tests.processes import Worker, worker_environment
-from todo_project.celery import app as celery_app
-
-
-@pytest.fixture(scope="session", autouse=True)
-def celery_queue():
-    """This run's own celery queue: e-mails enqueued here reach only the workers these tests start."""
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    celery_app.conf.task_default_queue = queue
-    yield queue
-    with celery_app.connection_for_write() as connection:
-        connection.default_channel.client.delete(queue)
 
 
 @pytest.fixture
@@ -52,9 +41,7 @@ def celery_worker(transactional_db, tmp_path, celery_queue):
         worker = Worker.command(
             ["celery", "-A", "todo_project", "worker", "-Q", celery_queue, "--pool=solo", "--without-mingle", "--without-gossip"],
             tmp_path / f"celery-{len(started)}.log",
-            worker_environment(
-                EMAIL_HOST="127.0.0.1", CELERY_TASK_DEFAULT_QUEUE=celery_queue, **{name: str(value) for name, value in env.items()}
-            ),
+            worker_environment(EMAIL_HOST="127.0.0.1", **{name: str(value) for name, value in env.items()}),
         )
         started.append(worker)
         return worker

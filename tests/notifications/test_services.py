@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from channels.layers import get_channel_layer
 from django.db import transaction
+from django_celery_beat.models import PeriodicTask
 
 from notifications import mail
 from notifications.models import Notification, OutgoingEmail
@@ -132,3 +133,9 @@ def test_the_notification_gives_the_due_time_on_the_owners_clock():
         user=user, reminder_id=uuid.uuid4(), task_id=uuid.uuid4(), title="Flight", due_at=datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
     )
     assert notification.body == "Reminder: Flight is due at 2026-12-01 09:30 (Asia/Tokyo)"
+
+
+@pytest.mark.django_db(transaction=False)  # the schedule is data of a migration, which a flush removes
+def test_the_email_sweep_is_on_the_beat_schedule_every_minute():
+    sweep = PeriodicTask.objects.get(task="notifications.send_pending_emails")
+    assert sweep.enabled and (sweep.interval.every, sweep.interval.period) == (1, "minutes")
