@@ -1,22 +1,44 @@
 """Handlers of the notification service (consumer ``notifications``, group notification-service)."""
 
 import logging
-from datetime import datetime
+import uuid
 
 from django.contrib.auth import get_user_model
 
+from events.schemas import ForgedEvent, InvalidEvent
+from notifications.models import ScheduledReminder
 from notifications.services import deliver_reminder
 
 logger = logging.getLogger(__name__)
 
 
+def fired_reminder(data):
+    """The scheduler's row behind a ``reminder.due``; ForgedEvent unless the scheduler fired it
+    for exactly this task and user. Anyone who can write to the topic can write the event; only
+    the scheduler marks a row fired, so the row, not the event, says what to deliver to whom."""
+    try:
+        reminder_id = uuid.UUID(data["reminder_id"])
+    except ValueError:
+        raise InvalidEvent(f"reminder_id {data['reminder_id']!r} is not a UUID") from None
+    reminder = ScheduledReminder.objects.filter(reminder_id=reminder_id).first()
+    if reminder is None or reminder.status != ScheduledReminder.Status.FIRED:
+        state = "unknown" if reminder is None else reminder.status
+        raise ForgedEvent(f"reminder {reminder_id} was not fired by the scheduler (it is {state})")
+    if str(reminder.task_id) != data["task_id"] or reminder.user_id != data["user_id"]:
+        raise ForgedEvent(f"reminder {reminder_id} belongs to another task or user than the event says")
+    return reminder
+
+
 def on_reminder_due(event):
-    data = event["data"]
-    user = get_user_model().objects.filter(pk=int(data["user_id"])).first()
+    reminder = fired_reminder(event["data"])
+    user = get_user_model().objects.filter(pk=int(reminder.user_id)).first()
     if user is None:
-        logger.info("reminder %s: user %s no longer exists, nothing to deliver", data["reminder_id"], data["user_id"])
+        logger.info("reminder %s: user %s no longer exists, nothing to deliver", reminder.reminder_id, reminder.user_id)
         return
-    due_at = datetime.fromisoformat(data["due_at"].replace("Z", "+00:00")) if data["due_at"] else None
     deliver_reminder(
-        user=user, reminder_id=data["reminder_id"], task_id=data["task_id"], title=data["title"], due_at=due_at
+        user=user,
+        reminder_id=reminder.reminder_id,
+        task_id=reminder.task_id,
+        title=reminder.title,
+        due_at=reminder.due_at,
     )

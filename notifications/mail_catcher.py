@@ -47,8 +47,8 @@ class RecordingHandler:
 class SMTPServer:
     """``with SMTPServer(port) as handler:`` an SMTP server on 127.0.0.1:port while the block runs."""
 
-    def __init__(self, port, *, host="127.0.0.1", keep=None):
-        self.handler = RecordingHandler(keep)
+    def __init__(self, port, *, host="127.0.0.1", keep=None, handler=None):
+        self.handler = handler or RecordingHandler(keep)
         self.controller = Controller(self.handler, hostname=host, port=port)
 
     def __enter__(self):

@@ -45,7 +45,6 @@ class Notification(models.Model):
     body = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
     read = models.BooleanField(default=False)
-    emailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -53,3 +52,65 @@ class Notification(models.Model):
 
     def __str__(self):
         return f"{self.title} for user {self.user_id}"
+
+    @property
+    def email_status(self):
+        """The state of this notification's e-mail; ``none`` when the user gave no address."""
+        email = getattr(self, "email", None)
+        return email.status if email is not None else OutgoingEmail.NO_EMAIL
+
+
+class OutgoingEmail(models.Model):
+    """One e-mail and the state of its delivery, apart from the transaction that asked for it.
+
+    Written in the transaction of what it is about (a notification, a registration) and sent
+    after commit by ``notifications.mail``, at most once: a sender claims the row (``sending``,
+    committed) before it talks SMTP, so a crash mid-send leaves it ``sending`` until the sweep
+    declares it ``failed`` (outcome unknown) instead of sending it twice.
+    """
+
+    NO_EMAIL = "none"  # shown for a notification without an e-mail row: the user gave no address
+
+    class Kind(models.TextChoices):
+        REMINDER = "reminder"
+        CONFIRMATION = "confirmation"
+
+    class Status(models.TextChoices):
+        UNCONFIRMED = "unconfirmed", "Not sent: address not confirmed"
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+        SUPPRESSED = "suppressed", "Not sent: hourly cap reached"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="emails")
+    notification = models.OneToOneField(
+        Notification, null=True, blank=True, on_delete=models.CASCADE, related_name="email"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    to = models.EmailField()
+    subject = models.CharField(max_length=255)
+    body = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The sweep's two queries: pending rows whose time came, and sending rows past the timeout.
+            models.Index(
+                fields=["status", "next_attempt_at"],
+                condition=models.Q(status__in=["pending", "sending"]),
+                name="outgoing_email_open",
+            ),
+            # The hourly cap counts one user's recent e-mails.
+            models.Index(fields=["user", "created_at"], name="outgoing_email_user_recent"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} e-mail to {self.to} ({self.status})"

@@ -2,13 +2,11 @@
 
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
-from django.utils import timezone
 
 from events.schemas import utc_timestamp
-from notifications.models import Notification
+from notifications.mail import queue_email
+from notifications.models import Notification, OutgoingEmail
 from tasks.realtime import push_to_user
 
 
@@ -21,6 +19,7 @@ def notification_payload(notification):
         "body": notification.body,
         "created_at": utc_timestamp(notification.created_at),
         "read": notification.read,
+        "email_status": notification.email_status,
     }
 
 
@@ -33,11 +32,11 @@ def reminder_body(title, due_at, timezone_name):
 
 
 def deliver_reminder(*, user, reminder_id, task_id, title, due_at):
-    """Create the reminder's notification once, e-mail it when the user has an address, push it.
+    """Create the reminder's notification once, queue its e-mail, push it after commit.
 
-    Runs inside the consumer's transaction: an e-mail failure raises, the notification rolls
-    back with it, and the runtime retries the whole delivery (then dead-letters it). The push
-    waits for the commit so that clients never see a notification that did not persist.
+    Runs inside the consumer's transaction, which nothing here can fail: the e-mail is only a
+    row (``notifications.mail``) sent after commit, so an SMTP outage, a slow server or a
+    failing sibling in the same batch never costs the in-app notification nor sends twice.
     """
     notification, created = Notification.objects.get_or_create(
         reminder_id=reminder_id,
@@ -46,14 +45,14 @@ def deliver_reminder(*, user, reminder_id, task_id, title, due_at):
     if not created:
         return notification
     if user.email:
-        send_mail(
+        queue_email(
+            user=user,
+            kind=OutgoingEmail.Kind.REMINDER,
+            notification=notification,
             subject=f"Reminder: {title}",
-            message=notification.body,
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            recipient_list=[user.email],
+            body=notification.body,
+            status=OutgoingEmail.Status.PENDING if user.email_confirmed_at else OutgoingEmail.Status.UNCONFIRMED,
         )
-        notification.emailed_at = timezone.now()
-        notification.save(update_fields=["emailed_at"])
     message = {"event_type": "notification.created", "data": notification_payload(notification)}
     transaction.on_commit(lambda: push_to_user(user.id, message))
     return notification

@@ -10,7 +10,10 @@ admin.site.unregister(AuthToken)
 
 @admin.register(User)
 class TodoUserAdmin(UserAdmin):
-    fieldsets = UserAdmin.fieldsets + (("Time zone", {"fields": ("timezone",)}),)
+    fieldsets = UserAdmin.fieldsets + (
+        ("Time zone", {"fields": ("timezone",)}),
+        ("E-mail", {"fields": ("email_confirmed_at",)}),
+    )
     list_display = UserAdmin.list_display + ("timezone",)
 
 

@@ -54,6 +54,19 @@ class User(AbstractUser):
     """A person with tasks. Their time zone gives naive input times and recurrence their meaning."""
 
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    # Reminders are e-mailed only to a confirmed address (notifications.confirmation).
+    email_confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    def save(self, *args, **kwargs):
+        # A confirmation vouches for one address: a changed address has to be confirmed again.
+        update_fields = kwargs.get("update_fields")
+        if self.pk and self.email_confirmed_at and (update_fields is None or "email" in update_fields):
+            stored = type(self).objects.filter(pk=self.pk).values_list("email", flat=True).first()
+            if stored is not None and stored != self.email:
+                self.email_confirmed_at = None
+                if update_fields is not None:
+                    kwargs["update_fields"] = {*update_fields, "email_confirmed_at"}
+        super().save(*args, **kwargs)
 
     def save(self, *args, **kwargs):
         # set_password() keeps the new password in _password until save; a hash upgraded at

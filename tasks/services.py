@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from events.outbox import emit_all
+from notifications.confirmation import request_email_confirmation
 from tasks import tokens
 from tasks.events import reminder_event, sync_event, task_event, task_object
 from tasks.models import Task, User
@@ -202,6 +203,7 @@ def user_register(*, username, password, email="", timezone="UTC"):
             user.save()
     except IntegrityError:  # the same name registered concurrently, after full_clean looked
         raise ValidationError({"username": ["A user with that username already exists."]}) from None
+    request_email_confirmation(user)  # reminders are e-mailed only once the address is confirmed
     return user
 
 

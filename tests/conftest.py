@@ -14,6 +14,7 @@ from django.conf import settings
 
 from events.kafka import create_topics, delete_topics
 from events.topics import TOPICS, topic_name
+from todo_project.celery import app as celery_app
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,6 +45,18 @@ def rate_limit_counters(settings, monkeypatch, kafka_namespace):
     settings.RATELIMIT_CACHE_PREFIX = prefix
     monkeypatch.setenv("RATELIMIT_CACHE_PREFIX", prefix)
     return prefix
+
+
+@pytest.fixture(scope="session", autouse=True)
+def celery_queue():
+    """This run's own celery queue: tasks sent without naming one (the e-mail sender's) reach only
+    the workers this run starts, never another run's nor a `make run` on the same Redis."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    celery_app.conf.task_default_queue = queue
+    os.environ["CELERY_TASK_DEFAULT_QUEUE"] = queue  # for the worker processes tests start
+    yield queue
+    with celery_app.connection_for_write() as connection:
+        connection.default_channel.client.delete(queue)
 
 
 @pytest.fixture

@@ -261,6 +261,8 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
+# The queue tasks are sent to when nobody names one (the e-mail sender's); tests give each run its own.
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", "celery")
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env("EMAIL_HOST", "127.0.0.1")
@@ -277,6 +279,13 @@ MAIL_CATCHER_HTTP_PORT = env_int("MAIL_CATCHER_HTTP_PORT", 8025)
 # Retention of the sync log (tasks.TaskChange): older changes are purged (celery beat, hourly), and
 # GET /api/sync/ answers 410 to a cursor from before the purge (CONTRACT.md 7, Retention).
 SYNC_LOG_RETENTION_DAYS = env_int("SYNC_LOG_RETENTION_DAYS", 14)
+# E-mail delivery apart from the pipeline (notifications.mail): retries with backoff after commit,
+# a per-user hourly cap, and the address confirmation that reminders wait for.
+EMAIL_RETRY_MAX_ATTEMPTS = env_int("EMAIL_RETRY_MAX_ATTEMPTS", 5)
+EMAIL_RETRY_INITIAL_BACKOFF = env_float("EMAIL_RETRY_INITIAL_BACKOFF", 30.0)
+EMAIL_MAX_PER_USER_PER_HOUR = env_int("EMAIL_MAX_PER_USER_PER_HOUR", 20)
+EMAIL_CONFIRMATION_MAX_AGE = env_int("EMAIL_CONFIRMATION_MAX_AGE", 3 * 24 * 3600)
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

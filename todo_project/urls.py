@@ -15,6 +15,8 @@ urlpatterns = [
     path("api/", include("tasks.urls")),
     path("api/", include("audit.urls")),
     path("api/", include("notifications.urls")),
+    # The e-mail confirmation link's page (/confirm-email/<token>/).
+    path("", include("notifications.web_urls")),
     # The web app (task list, sign-up, sign-in) at the root.
     path("", include("tasks.web_urls")),
 ]

@@ -21,7 +21,7 @@ def remove_schedule(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tasks", "0005_conversations"),
+        ("tasks", "0006_user_email_confirmed"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 

@@ -1,6 +1,7 @@
 """Reminders end to end, as separate processes on the real broker: relay_outbox, run_scheduler and
-run_consumer notifications. A reminder fires within a second of its time, once, is delivered in-app
-and by e-mail, and completing, deleting or moving the task first cancels or moves it."""
+run_consumer notifications, and a celery worker sending the e-mails. A reminder fires within a second
+of its time, once, is delivered in-app and by e-mail, and completing, deleting or moving the task
+first cancels or moves it."""
 
 import json
 from collections import Counter
@@ -11,10 +12,9 @@ from django.utils import timezone
 
 from notifications.models import Notification, ScheduledReminder
 from tasks.events import EventContext
-from tasks.models import User
 from tasks.services import task_complete, task_create, task_delete, task_update
 from tests.events.kafka_helpers import read_topic, wait_for
-from tests.notifications.smtp_server import SMTPServer
+from tests.notifications.conftest import confirmed_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,14 +22,8 @@ API = EventContext(source="todo-api", correlation_id="pipeline")
 
 
 @pytest.fixture
-def smtp(free_port):
-    with SMTPServer(free_port) as received:
-        yield received, free_port
-
-
-@pytest.fixture
 def owner():
-    return User.objects.create_user("ines", email="ines@example.org", password="pw-123456")
+    return confirmed_user("ines")
 
 
 def reminder_task(owner, title, remind_in):
@@ -37,12 +31,12 @@ def reminder_task(owner, title, remind_in):
     return task_create(user=owner, context=API, title=title, due_date=remind_at + timedelta(hours=1), remind_at=remind_at)
 
 
-def start_pipeline(workers, smtp_port, schedulers=1):
-    email = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp_port)}
+def start_pipeline(workers, celery_worker, smtp_port, schedulers=1):
     workers(["relay_outbox"])
     for _ in range(schedulers):
         workers(["run_scheduler"])
-    workers(["run_consumer", "notifications"], **email)
+    workers(["run_consumer", "notifications"])
+    celery_worker(EMAIL_PORT=smtp_port)
 
 
 def wait_until_running(owner):
@@ -60,9 +54,8 @@ def due_events(count):
     return due(read_topic("reminders", until=lambda messages: len(due(messages)) >= count))
 
 
-def test_a_reminder_fires_on_time_once_and_reaches_the_app_and_the_mailbox(workers, smtp, owner, isolated_kafka):
-    received, port = smtp
-    start_pipeline(workers, port)
+def test_a_reminder_fires_on_time_once_and_reaches_the_app_and_the_mailbox(workers, celery_worker, smtp, owner, isolated_kafka):
+    start_pipeline(workers, celery_worker, smtp.port)
     wait_until_running(owner)
 
     task = reminder_task(owner, "Pay the rent", timedelta(seconds=3))
@@ -74,14 +67,13 @@ def test_a_reminder_fires_on_time_once_and_reaches_the_app_and_the_mailbox(worke
     fired = ScheduledReminder.objects.get(task_id=task.id)
     assert timedelta(0) <= fired.fired_at - task.remind_at < timedelta(seconds=1)
     assert due[0]["metadata"] == {"source": "reminder-scheduler", "correlation_id": "pipeline"}
-    mails = received.wait_for(2)
+    mails = smtp.wait_for(2, timeout=60)
     assert [mail["To"] for mail in mails] == ["ines@example.org"] * 2
     assert any("Pay the rent" in mail["Subject"] for mail in mails)
 
 
-def test_completing_deleting_or_moving_the_task_first_cancels_or_moves_its_reminder(workers, smtp, owner, isolated_kafka):
-    received, port = smtp
-    start_pipeline(workers, port)
+def test_completing_deleting_or_moving_the_task_first_cancels_or_moves_its_reminder(workers, celery_worker, smtp, owner, isolated_kafka):
+    start_pipeline(workers, celery_worker, smtp.port)
     wait_until_running(owner)
 
     completed = reminder_task(owner, "completed first", timedelta(seconds=4))
@@ -102,9 +94,8 @@ def test_completing_deleting_or_moving_the_task_first_cancels_or_moves_its_remin
     assert set(ScheduledReminder.objects.filter(task_id__in=[completed.id, deleted.id]).values_list("status", flat=True)) == {"cancelled"}
 
 
-def test_two_schedulers_running_together_fire_each_reminder_once(workers, smtp, owner, isolated_kafka):
-    received, port = smtp
-    start_pipeline(workers, port, schedulers=2)
+def test_two_schedulers_running_together_fire_each_reminder_once(workers, celery_worker, smtp, owner, isolated_kafka):
+    start_pipeline(workers, celery_worker, smtp.port, schedulers=2)
     wait_until_running(owner)
 
     tasks = [reminder_task(owner, f"burst {n}", timedelta(seconds=3)) for n in range(40)]

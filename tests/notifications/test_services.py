@@ -1,66 +1,110 @@
-"""Delivering a reminder: one notification, an e-mail to a real SMTP server, a push to open clients."""
+"""Delivering a reminder: one notification and its push, whatever happens to e-mail; the e-mail is
+queued apart from it, header-safe, capped per hour, and only for a confirmed address."""
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from channels.layers import get_channel_layer
 from django.db import transaction
+from django_celery_beat.models import PeriodicTask
 
-from notifications.models import Notification
+from notifications import mail
+from notifications.models import Notification, OutgoingEmail
 from notifications.services import deliver_reminder
 from tasks.models import User
 from tasks.realtime import user_group_name
-from tests.notifications.smtp_server import SMTPServer
+from tests.events.kafka_helpers import wait_for
+from tests.notifications.conftest import confirmed_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-
-@pytest.fixture
-def smtp(settings, free_port):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port
-    with SMTPServer(free_port) as received:
-        yield received
+Status = OutgoingEmail.Status
 
 
-def deliver(user, reminder_id):
-    return deliver_reminder(
-        user=user, reminder_id=reminder_id, task_id=uuid.uuid4(), title="Call the dentist", due_at=None
-    )
+def deliver(user, title="Call the dentist"):
+    with transaction.atomic():
+        return deliver_reminder(user=user, reminder_id=uuid.uuid4(), task_id=uuid.uuid4(), title=title, due_at=None)
 
 
-def test_a_reminder_becomes_one_notification_and_one_email(smtp):
-    user = User.objects.create_user("ada", email="ada@example.org", password="pw-123456")
+def test_a_reminder_becomes_one_notification_and_its_email_is_sent_once_after_commit(smtp):
+    user = confirmed_user("ada")
     reminder_id = uuid.uuid4()
-
-    first = deliver(user, reminder_id)
-    again = deliver(user, reminder_id)
+    with transaction.atomic():
+        first = deliver_reminder(user=user, reminder_id=reminder_id, task_id=uuid.uuid4(), title="Call the dentist", due_at=None)
+        # Nothing is sent inside the transaction: only a row waits for the commit.
+        assert first.email.status == Status.PENDING
+        assert smtp.messages == []
+    with transaction.atomic():  # the same reminder delivered again (a redelivered event)
+        again = deliver_reminder(user=user, reminder_id=reminder_id, task_id=uuid.uuid4(), title="Call the dentist", due_at=None)
 
     assert first.pk == again.pk
     assert Notification.objects.filter(user=user).count() == 1
+    assert mail.send_email(first.email.pk).status == Status.SENT
+    assert mail.send_email(first.email.pk) is None  # already sent: nothing to claim
     messages = smtp.wait_for(1)
     assert len(messages) == 1
     assert messages[0]["To"] == "ada@example.org"
-    assert "Call the dentist" in messages[0]["Subject"]
-    assert first.emailed_at is not None
+    assert messages[0]["Subject"] == "Reminder: Call the dentist"
+    email = OutgoingEmail.objects.get(notification=first)
+    assert (email.status, email.attempts, email.sent_at is not None) == (Status.SENT, 1, True)
 
 
-def test_a_user_without_an_address_gets_the_in_app_notification_only(smtp):
-    user = User.objects.create_user("grace", password="pw-123456")
-    notification = deliver(user, uuid.uuid4())
-    assert notification.emailed_at is None
+def test_without_an_smtp_server_the_notification_is_stored_and_its_email_retried_then_failed(no_smtp, settings):
+    settings.EMAIL_RETRY_MAX_ATTEMPTS, settings.EMAIL_RETRY_INITIAL_BACKOFF = 3, 0.05
+    user = confirmed_user("linus")
+    notification = deliver(user)
+    assert Notification.objects.filter(pk=notification.pk).exists()
+
+    first = mail.send_email(notification.email.pk)
+    assert first.status == Status.PENDING and first.attempts == 1
+    assert first.last_error.startswith("ConnectionRefusedError")
+    assert (first.next_attempt_at - first.claimed_at).total_seconds() == pytest.approx(0.05, abs=0.05)
+    # The sweep sends each retry when its backoff has passed, until the attempts are used up.
+    assert wait_for(lambda: (mail.sweep(), OutgoingEmail.objects.get(pk=first.pk).status)[1] == Status.FAILED, timeout=30)
+    email = OutgoingEmail.objects.get(pk=first.pk)
+    assert email.attempts == 3 and "ConnectionRefusedError" in email.last_error
+
+
+def test_a_title_with_line_breaks_is_mailed_under_one_clean_subject_line(smtp):
+    user = confirmed_user("mallory")
+    notification = deliver(user, title="Pay rent\r\nBcc: victim@example.com\n\x1b\tSubject: spam")
+    mail.send_email(notification.email.pk)
+
+    [message] = smtp.wait_for(1)
+    assert message["Subject"] == "Reminder: Pay rent Bcc: victim@example.com Subject: spam"
+    assert message["Bcc"] is None and message.get_all("Subject") == [message["Subject"]]
+    assert notification.title.startswith("Pay rent\r\n")  # the in-app text keeps what the user typed
+
+
+def test_beyond_the_hourly_cap_emails_are_suppressed_and_notifications_are_not(smtp, settings):
+    settings.EMAIL_MAX_PER_USER_PER_HOUR = 2
+    user = confirmed_user("spammed")
+    notifications = [deliver(user, title=f"reminder {n}") for n in range(3)]
+
+    assert [n.email.status for n in notifications] == [Status.PENDING, Status.PENDING, Status.SUPPRESSED]
+    assert mail.sweep() == (0, 2)
+    assert len(smtp.wait_for(2)) == 2
+    assert Notification.objects.filter(user=user).count() == 3
+    assert OutgoingEmail.objects.get(notification=notifications[2]).status == Status.SUPPRESSED
+    other = confirmed_user("unaffected")  # the cap is per user
+    assert deliver(other).email.status == Status.PENDING
+
+
+def test_an_unconfirmed_address_is_not_mailed_and_the_state_says_why(smtp):
+    user = User.objects.create_user("grace", email="grace@example.org", password="pw-123456")
+    notification = deliver(user)
+    assert notification.email.status == Status.UNCONFIRMED
+    assert mail.sweep() == (0, 0)
     assert smtp.wait_for(1, timeout=0.5) == []
 
 
-def test_an_smtp_failure_raises_and_stores_nothing(settings, free_port):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port, 2
-    user = User.objects.create_user("linus", email="linus@example.org", password="pw-123456")
-    with pytest.raises(OSError):
-        with transaction.atomic():
-            deliver(user, uuid.uuid4())
-    assert not Notification.objects.filter(user=user).exists()
+def test_a_user_without_an_address_gets_the_in_app_notification_only(smtp):
+    user = User.objects.create_user("hopper", password="pw-123456")
+    notification = deliver(user)
+    assert notification.email_status == "none"
+    assert not OutgoingEmail.objects.exists()
 
 
 def test_the_notification_is_pushed_to_the_users_group_after_commit():
@@ -73,21 +117,25 @@ def test_the_notification_is_pushed_to_the_users_group_after_commit():
         return channel
 
     channel = asyncio.run(listen())
-    with transaction.atomic():
-        notification = deliver(user, uuid.uuid4())
+    notification = deliver(user)
 
     message = asyncio.run(asyncio.wait_for(layer.receive(channel), timeout=5))
     assert message["type"] == "push"
     assert message["message"]["event_type"] == "notification.created"
     assert message["message"]["data"]["id"] == notification.id
     assert message["message"]["data"]["read"] is False
+    assert message["message"]["data"]["email_status"] == "none"
 
 
-def test_the_notification_gives_the_due_time_on_the_owners_clock(smtp):
-    from datetime import UTC, datetime
-
+def test_the_notification_gives_the_due_time_on_the_owners_clock():
     user = User.objects.create_user("kenji", password="pw-123456", timezone="Asia/Tokyo")
     notification = deliver_reminder(
         user=user, reminder_id=uuid.uuid4(), task_id=uuid.uuid4(), title="Flight", due_at=datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
     )
     assert notification.body == "Reminder: Flight is due at 2026-12-01 09:30 (Asia/Tokyo)"
+
+
+@pytest.mark.django_db(transaction=False)  # the schedule is data of a migration, which a flush removes
+def test_the_email_sweep_is_on_the_beat_schedule_every_minute():
+    sweep = PeriodicTask.objects.get(task="notifications.send_pending_emails")
+    assert sweep.enabled and (sweep.interval.every, sweep.interval.period) == (1, "minutes")
