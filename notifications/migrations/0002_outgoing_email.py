@@ -5,6 +5,8 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+from events.periodic import add_periodic_tasks, remove_periodic_tasks
+
 
 SWEEP_TASK = "notifications.send_pending_emails"
 
@@ -23,17 +25,15 @@ def carry_over_sent_emails(apps, schema_editor):
     )
 
 
+SCHEDULE = {SWEEP_TASK: ("Send due e-mails, fail abandoned sends", 1, "minutes")}
+
+
 def add_sweep(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    interval, _ = IntervalSchedule.objects.get_or_create(every=1, period="minutes")
-    PeriodicTask.objects.get_or_create(
-        task=SWEEP_TASK, defaults={"name": "Send due e-mails, fail abandoned sends", "interval": interval}
-    )
+    add_periodic_tasks(apps, SCHEDULE)
 
 
 def remove_sweep(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(task=SWEEP_TASK).delete()
+    remove_periodic_tasks(apps, SCHEDULE)
 
 
 class Migration(migrations.Migration):
