@@ -3,7 +3,6 @@
 import zoneinfo
 
 from django.contrib.auth import authenticate
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -48,14 +47,6 @@ def validated(serializer_class, request, data, **kwargs):
     with timezone.override(zoneinfo.ZoneInfo(request.user.timezone)):
         serializer.is_valid(raise_exception=True)
     return serializer.validated_data
-
-
-def call_service(service, **kwargs):
-    """Run a service; its ValidationError (a domain rule) becomes a 400 with field errors."""
-    try:
-        return service(**kwargs)
-    except DjangoValidationError as exc:
-        raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
 
 
 def openapi_3_0(schema):
@@ -111,7 +102,7 @@ class TaskListApi(APIView):
     @extend_schema(request=TaskInputSerializer, responses={201: TASK_SCHEMA})
     def post(self, request):
         fields = validated(TaskInputSerializer, request, request.data)
-        task = call_service(services.task_create, user=request.user, context=event_context(request), **fields)
+        task = services.task_create(user=request.user, context=event_context(request), **fields)
         return Response(task_object(task), status=status.HTTP_201_CREATED)
 
 
@@ -131,7 +122,7 @@ class TaskDetailApi(APIView):
     def _update(self, request, task_id, *, partial):
         task = selectors.task_get(user=request.user, task_id=task_id)
         changes = validated(TaskInputSerializer, request, request.data, partial=partial)
-        task = call_service(services.task_update, task=task, context=event_context(request), **changes)
+        task = services.task_update(task=task, context=event_context(request), **changes)
         return Response(task_object(task))
 
     @extend_schema(responses={204: None})
@@ -170,7 +161,7 @@ class RegisterApi(APIView):
     def post(self, request):
         serializer = RegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user, token = call_service(services.user_register, **serializer.validated_data)
+        user, token = services.user_register(**serializer.validated_data)
         return Response({"user": user_data(user), "token": token.key}, status=status.HTTP_201_CREATED)
 
 
