@@ -6,8 +6,12 @@ concurrent delete may have committed in between. ``api_error`` turns both into D
 (400 with field errors, 404); ``exception_handler`` is DRF's EXCEPTION_HANDLER and applies it to
 whatever a view raises; the chat executor uses ``api_error`` for the same reading of a service's
 failure in its tool errors.
+
+The handler also answers Django's SuspiciousOperation (too many query parameters, say) with the
+400 Django itself would give it, instead of letting it escape the view.
 """
 
+from django.core.exceptions import SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -28,4 +32,6 @@ def api_error(error):
 
 
 def exception_handler(error, context):
+    if isinstance(error, SuspiciousOperation):
+        error = exceptions.ParseError(str(error))
     return drf_exception_handler(api_error(error) or error, context)

@@ -1,5 +1,7 @@
 """Input shapes of the API: types and formats. Domain rules live in the model and services."""
 
+from datetime import UTC
+
 from rest_framework import serializers
 
 from events.schemas import (
@@ -31,7 +33,8 @@ class UTCDateTimeField(serializers.DateTimeField):
         if not isinstance(value, str):
             self.fail("invalid", format="ISO 8601")
         try:
-            return super().to_internal_value(value)
+            # In UTC too, as it is stored: 9999-12-31T23:00:00-05:00 is past the last representable year.
+            return super().to_internal_value(value).astimezone(UTC)
         except (OverflowError, ValueError):
             self.fail("invalid", format="ISO 8601")
 
