@@ -162,9 +162,10 @@ class RecurrenceRule:
         skipped = 0  # whole periods before the one of ``after``, a multiple of INTERVAL
         floor = start  # no occurrence before this one is needed
         if after is not None:
-            periods = self._periods_between(first_period, after - _JUMP_MARGIN)
+            before_after = max(after, datetime.min + _JUMP_MARGIN) - _JUMP_MARGIN  # (no year 0)
+            periods = self._periods_between(first_period, before_after)
             skipped = max(0, periods // self.interval) * self.interval
-            floor = max(start, after - _JUMP_MARGIN)
+            floor = max(start, before_after)
         if self.frequency not in ("MONTHLY", "YEARLY"):  # stepped day by day, bounded at validation
             if skipped == 0 or self.count is not None:
                 yield from rrulestr(self.pattern, dtstart=start)
