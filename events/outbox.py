@@ -17,10 +17,18 @@ from events.retention import purge_in_batches
 from events.schemas import topic_of, validate_event
 
 NOTIFY_CHANNEL = "outbox"
+# The largest event the outbox takes (CONTRACT.md section 7), as UTF-8 wire JSON: far above any
+# task within its field limits, and well below what the brokers accept (message.max.bytes, 1 MB).
+MAX_EVENT_BYTES = 512 * 1024
 
 
 class NotInTransaction(RuntimeError):
     """emit() outside transaction.atomic(): the event could outlive a change that rolls back."""
+
+
+class EventTooLarge(ValueError):
+    """An event whose wire JSON exceeds MAX_EVENT_BYTES: the change it describes must fail, since
+    nothing that large may reach the outbox (Kafka would refuse it for good)."""
 
 
 def serialise(event):
@@ -32,7 +40,8 @@ def emit(event, *, key):
     """Store ``event`` for publication with Kafka key ``key`` (the task id), in the current transaction.
 
     Raises InvalidEvent when the event breaks its schema (a bug in the producer: it must fail
-    the change, not put a bad message on Kafka) and NotInTransaction outside ``atomic()``.
+    the change, not put a bad message on Kafka), EventTooLarge when its wire JSON exceeds
+    MAX_EVENT_BYTES, and NotInTransaction outside ``atomic()``.
 
     Per-key order on Kafka is the order of outbox ids, so two transactions emitting for the
     same key must not overlap: lock the aggregate's row first (the task services do), and the
@@ -48,13 +57,19 @@ def emit_all(keyed_events):
     rows = []
     for event, key in keyed_events:
         validate_event(event)
+        payload = serialise(event)
+        size = len(payload.encode())
+        if size > MAX_EVENT_BYTES:
+            raise EventTooLarge(
+                f"The {event['event_type']} event would be {size} bytes; events are limited to {MAX_EVENT_BYTES} bytes."
+            )
         rows.append(
             OutboxEvent(
                 event_id=event["event_id"],
                 event_type=event["event_type"],
                 topic=topic_of(event["event_type"]),
                 key=str(key),
-                payload=serialise(event),
+                payload=payload,
             )
         )
     return OutboxEvent.objects.bulk_create(rows)

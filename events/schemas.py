@@ -31,16 +31,30 @@ def _object(properties, required=None):
     }
 
 
+# The limits of a task's fields (CONTRACT.md section 7), defined once, in the event contract: the
+# model, the API serializers, the MCP tool schemas and the chat interpreter all take them from here.
+TITLE_MAX_LENGTH = 200
+DESCRIPTION_MAX_LENGTH = 10_000
+MAX_TAGS = 20
+TAG_MAX_LENGTH = 50
+RECURRENCE_RULE_MAX_LENGTH = 500
+HIGHEST_PRIORITY = 1
+LOWEST_PRIORITY = 4
+
 TASK_FIELDS = {
     "task_id": _uuid,
-    "title": {"type": "string", "minLength": 1, "maxLength": 200},
-    "description": {"type": "string"},
+    "title": {"type": "string", "minLength": 1, "maxLength": TITLE_MAX_LENGTH},
+    "description": {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH},
     "completed": {"type": "boolean"},
     "due_date": _nullable_timestamp,
     "remind_at": _nullable_timestamp,
-    "priority": {"type": "integer", "minimum": 1, "maximum": 4},
-    "recurrence_rule": {"type": ["string", "null"]},
-    "tags": {"type": "array", "items": {"type": "string"}},
+    "priority": {"type": "integer", "minimum": HIGHEST_PRIORITY, "maximum": LOWEST_PRIORITY},
+    "recurrence_rule": {"type": ["string", "null"], "maxLength": RECURRENCE_RULE_MAX_LENGTH},
+    "tags": {
+        "type": "array",
+        "maxItems": MAX_TAGS,
+        "items": {"type": "string", "minLength": 1, "maxLength": TAG_MAX_LENGTH},
+    },
     "parent_task_id": _nullable_uuid,
     "version": {"type": "integer", "minimum": 1},
     "user_id": {"type": "string"},

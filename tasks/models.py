@@ -6,18 +6,22 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.fields.json import KT
 from django.dispatch import Signal
 from knox.models import AuthToken
 
+from events.schemas import (
+    DESCRIPTION_MAX_LENGTH,
+    HIGHEST_PRIORITY,
+    LOWEST_PRIORITY,
+    MAX_TAGS,
+    RECURRENCE_RULE_MAX_LENGTH,
+    TAG_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+)
 from recurrence.rules import InvalidRecurrenceRule, parse_rule
-
-MAX_TAGS = 20
-MAX_TAG_LENGTH = 50
-HIGHEST_PRIORITY = 1
-LOWEST_PRIORITY = 4
 
 
 def validate_timezone(value):
@@ -33,8 +37,8 @@ def validate_tags(value):
     if len(value) > MAX_TAGS:
         raise ValidationError(f"At most {MAX_TAGS} tags.")
     for tag in value:
-        if not isinstance(tag, str) or not tag or len(tag) > MAX_TAG_LENGTH:
-            raise ValidationError(f"Each tag must be a non-empty string of at most {MAX_TAG_LENGTH} characters.")
+        if not isinstance(tag, str) or not tag or len(tag) > TAG_MAX_LENGTH:
+            raise ValidationError(f"Each tag must be a non-empty string of at most {TAG_MAX_LENGTH} characters.")
 
 
 def validate_rrule_body(value):
@@ -93,8 +97,11 @@ class Task(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
-    title = models.CharField(max_length=200)
-    description = models.TextField(blank=True, default="")
+    title = models.CharField(max_length=TITLE_MAX_LENGTH)
+    # A TextField's max_length is not checked by Django: the validator is what enforces it.
+    description = models.TextField(
+        blank=True, default="", max_length=DESCRIPTION_MAX_LENGTH, validators=[MaxLengthValidator(DESCRIPTION_MAX_LENGTH)]
+    )
     completed = models.BooleanField(default=False)
     completed_at = models.DateTimeField(null=True, blank=True)
     due_date = models.DateTimeField(null=True, blank=True)
@@ -103,8 +110,10 @@ class Task(models.Model):
         default=LOWEST_PRIORITY,
         validators=[MinValueValidator(HIGHEST_PRIORITY), MaxValueValidator(LOWEST_PRIORITY)],
     )
-    recurrence_rule = models.CharField(max_length=500, null=True, blank=True, validators=[validate_rrule_body])
-    tags = ArrayField(models.CharField(max_length=MAX_TAG_LENGTH), default=list, blank=True, validators=[validate_tags])
+    recurrence_rule = models.CharField(
+        max_length=RECURRENCE_RULE_MAX_LENGTH, null=True, blank=True, validators=[validate_rrule_body]
+    )
+    tags = ArrayField(models.CharField(max_length=TAG_MAX_LENGTH), default=list, blank=True, validators=[validate_tags])
     # The task this one was created from (the previous occurrence of a recurring series); unique,
     # so that a completed occurrence has exactly one next one however often its event arrives.
     parent_task_id = models.UUIDField(null=True, blank=True, unique=True)

@@ -1,9 +1,19 @@
 """Input shapes of the API: types and formats. Domain rules live in the model and services."""
 
+from datetime import UTC
+
 from rest_framework import serializers
 
-from events.schemas import utc_timestamp
-from tasks.models import HIGHEST_PRIORITY, LOWEST_PRIORITY, MAX_TAG_LENGTH, MAX_TAGS
+from events.schemas import (
+    DESCRIPTION_MAX_LENGTH,
+    HIGHEST_PRIORITY,
+    LOWEST_PRIORITY,
+    MAX_TAGS,
+    RECURRENCE_RULE_MAX_LENGTH,
+    TAG_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+    utc_timestamp,
+)
 from tasks.selectors import DEFAULT_ORDERING, ORDERINGS
 
 
@@ -23,7 +33,8 @@ class UTCDateTimeField(serializers.DateTimeField):
         if not isinstance(value, str):
             self.fail("invalid", format="ISO 8601")
         try:
-            return super().to_internal_value(value)
+            # In UTC too, as it is stored: 9999-12-31T23:00:00-05:00 is past the last representable year.
+            return super().to_internal_value(value).astimezone(UTC)
         except (OverflowError, ValueError):
             self.fail("invalid", format="ISO 8601")
 
@@ -34,16 +45,18 @@ class UTCDateTimeField(serializers.DateTimeField):
 class TaskInputSerializer(serializers.Serializer):
     """POST and PUT give every field (missing ones take their defaults); PATCH only some."""
 
-    title = StringField(max_length=200)
-    description = StringField(required=False, allow_blank=True, trim_whitespace=False, default="")
+    title = StringField(max_length=TITLE_MAX_LENGTH)
+    description = StringField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=DESCRIPTION_MAX_LENGTH, default=""
+    )
     due_date = UTCDateTimeField(required=False, allow_null=True, default=None)
     remind_at = UTCDateTimeField(required=False, allow_null=True, default=None)
     priority = serializers.IntegerField(
         required=False, min_value=HIGHEST_PRIORITY, max_value=LOWEST_PRIORITY, default=LOWEST_PRIORITY
     )
-    recurrence_rule = StringField(required=False, allow_null=True, max_length=500, default=None)
+    recurrence_rule = StringField(required=False, allow_null=True, max_length=RECURRENCE_RULE_MAX_LENGTH, default=None)
     tags = serializers.ListField(
-        child=StringField(max_length=MAX_TAG_LENGTH), required=False, max_length=MAX_TAGS, default=list
+        child=StringField(max_length=TAG_MAX_LENGTH), required=False, max_length=MAX_TAGS, default=list
     )
     # parent_task_id is not input: only the recurring-task service links an occurrence to its parent.
 
@@ -54,7 +67,7 @@ class TaskInputSerializer(serializers.Serializer):
 class TaskFilterSerializer(serializers.Serializer):
     completed = serializers.BooleanField(required=False)
     priority = serializers.IntegerField(required=False, min_value=HIGHEST_PRIORITY, max_value=LOWEST_PRIORITY)
-    tag = serializers.ListField(child=StringField(max_length=MAX_TAG_LENGTH), required=False)
+    tag = serializers.ListField(child=StringField(max_length=TAG_MAX_LENGTH), required=False, max_length=MAX_TAGS)
     search = StringField(required=False, max_length=200)
     due_before = UTCDateTimeField(required=False)
     due_after = UTCDateTimeField(required=False)

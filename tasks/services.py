@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from events.outbox import emit_all
+from events.outbox import EventTooLarge, emit_all
 from notifications.confirmation import request_email_confirmation
 from tasks import tokens
 from tasks.events import reminder_event, sync_event, task_event, task_object
@@ -75,7 +75,10 @@ def _scheduled(task, reminder, context):
 def _emit(task_id, events):
     if not settings.EVENTS_ENABLED:  # the write-path benchmark's "no events" baseline
         return
-    emit_all([(event, task_id) for event in events])
+    try:
+        emit_all([(event, task_id) for event in events])
+    except EventTooLarge as error:  # the change fails like any invalid input: a 400, nothing emitted
+        raise ValidationError(str(error)) from None
     for event in events:
         if event["event_type"] == "sync.task_changed":
             record_change(event)  # the catch-up log of GET /api/sync/, in the same transaction

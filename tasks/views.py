@@ -3,7 +3,6 @@
 import zoneinfo
 
 from django.contrib.auth import authenticate, update_session_auth_hash
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -50,14 +49,6 @@ def validated(serializer_class, request, data, **kwargs):
     with timezone.override(zoneinfo.ZoneInfo(request.user.timezone)):
         serializer.is_valid(raise_exception=True)
     return serializer.validated_data
-
-
-def call_service(service, **kwargs):
-    """Run a service; its ValidationError (a domain rule) becomes a 400 with field errors."""
-    try:
-        return service(**kwargs)
-    except DjangoValidationError as exc:
-        raise ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
 
 
 def openapi_3_0(schema):
@@ -113,7 +104,7 @@ class TaskListApi(APIView):
     @extend_schema(request=TaskInputSerializer, responses={201: TASK_SCHEMA})
     def post(self, request):
         fields = validated(TaskInputSerializer, request, request.data)
-        task = call_service(services.task_create, user=request.user, context=event_context(request), **fields)
+        task = services.task_create(user=request.user, context=event_context(request), **fields)
         return Response(task_object(task), status=status.HTTP_201_CREATED)
 
 
@@ -133,7 +124,7 @@ class TaskDetailApi(APIView):
     def _update(self, request, task_id, *, partial):
         task = selectors.task_get(user=request.user, task_id=task_id)
         changes = validated(TaskInputSerializer, request, request.data, partial=partial)
-        task = call_service(services.task_update, task=task, context=event_context(request), **changes)
+        task = services.task_update(task=task, context=event_context(request), **changes)
         return Response(task_object(task))
 
     @extend_schema(responses={204: None})
@@ -173,7 +164,7 @@ class RegisterApi(APIView):
         serializer = RegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         with transaction.atomic():
-            user = call_service(services.user_register, **serializer.validated_data)
+            user = services.user_register(**serializer.validated_data)
             token = tokens.issue(user)
         return Response({"user": user_data(user), "token": token}, status=status.HTTP_201_CREATED)
 
@@ -225,7 +216,7 @@ class PasswordApi(APIView):
     def post(self, request):
         serializer = PasswordChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        token = call_service(services.user_change_password, user=request.user, **serializer.validated_data)
+        token = services.user_change_password(user=request.user, **serializer.validated_data)
         if not isinstance(request.auth, AuthToken):
             update_session_auth_hash(request, request.user)
         return Response({"token": token})

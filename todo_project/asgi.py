@@ -10,9 +10,11 @@ django_http = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from tasks.auth import WebSocketAuthMiddleware  # noqa: E402
 from tasks.chat.mcp_server import mcp_http_app, mcp_lifespan  # noqa: E402
+from todo_project.body_limit import RequestBodyLimit  # noqa: E402
 from todo_project.routing import websocket_urlpatterns  # noqa: E402
 
 MCP_PATHS = ("/mcp", "/mcp/")
@@ -41,10 +43,14 @@ async def lifespan(receive, send):
     await send({"type": "lifespan.shutdown.complete"})
 
 
-async def application(scope, receive, send):
+async def routes(scope, receive, send):
     if scope["type"] == "lifespan":
         await lifespan(receive, send)
     elif scope["type"] == "http" and scope["path"] in MCP_PATHS:
         await mcp_http_app(scope, receive, send)
     else:
         await router(scope, receive, send)
+
+
+# Request bodies over the limit are a 413 whatever the route (CONTRACT.md section 7).
+application = RequestBodyLimit(routes, settings.MAX_REQUEST_BODY_BYTES)

@@ -22,6 +22,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.asgi import ASGIHandler
 
+from todo_project.body_limit import RequestBodyLimit
+
 DAPR_PREFIX = "/dapr/"
 TOKEN_HEADER = b"dapr-api-token"
 URLCONF = "todo_project.delivery_urls"
@@ -76,6 +78,6 @@ def delivery_application():
             return
         await django_application(scope, receive, send)
 
-    # TODO(lead): once the request-body limit middleware of todo_project/asgi.py exists (the limits
-    # branch), wrap this application in it too, e.g. `return BodyLimit(application)`.
-    return application
+    # A delivery's body is one event (at most Kafka's message size): anything over the request limit
+    # is refused before it is read, as on the web application.
+    return RequestBodyLimit(application, settings.MAX_REQUEST_BODY_BYTES)

@@ -294,7 +294,20 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Limits (CONTRACT.md section 7): JSON of any depth parses or is a 400; service errors
+    # (a domain rule, a task deleted concurrently) are a 400 / 404, never a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "todo_project.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "tasks.errors.exception_handler",
 }
+
+# Limits (CONTRACT.md section 7): request bodies over this are answered 413 by the ASGI
+# middleware in front of every route (todo_project/asgi.py); Django's own limit follows it.
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Todo platform API",

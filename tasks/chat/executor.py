@@ -13,7 +13,6 @@ like a task that does not exist.
 
 import zoneinfo
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -28,6 +27,7 @@ from tasks.chat.tools import (
     resolve_task_reference,
     validate_arguments,
 )
+from tasks.errors import api_error
 from tasks.events import task_object
 from tasks.models import Task
 from tasks.ratelimit import RateLimited
@@ -70,10 +70,14 @@ def _describe(errors):
 
 
 def _call_service(service, **kwargs):
+    """Run a service; its errors read as the REST API's (tasks.errors), in a ToolError."""
     try:
         return service(**kwargs)
-    except DjangoValidationError as error:
-        raise ToolError(f"The task was not saved: {_describe(getattr(error, 'message_dict', error.messages))}") from None
+    except Exception as error:
+        translated = api_error(error)
+        if translated is None:
+            raise
+        raise ToolError(f"The task was not saved: {_describe(translated.detail)}") from None
 
 
 def _task(user, arguments, *, prefer_completed=None):
@@ -87,7 +91,10 @@ def _task(user, arguments, *, prefer_completed=None):
     # Spacing is not part of a title's words (resolve_task_reference ignores it too).
     candidates = selectors.task_list(user=user, search=" ".join(title.split()))[:REFERENCE_CANDIDATES]
     found = resolve_task_reference(title, [task_object(task) for task in candidates], prefer_completed=prefer_completed)
-    return Task.objects.get(user=user, pk=found["id"])
+    task = Task.objects.filter(user=user, pk=found["id"]).first()
+    if task is None:  # deleted since it was found
+        raise ToolError(f"There is no such task: {found['id']}.")
+    return task
 
 
 def _add_task(user, arguments, context):
@@ -112,21 +119,21 @@ def _update_task(user, arguments, context):
             services.task_update, task=task, context=context, **_parsed(TaskInputSerializer, changes, partial=True)
         )
     if completed is True:
-        task = services.task_complete(task=task, context=context)
+        task = _call_service(services.task_complete, task=task, context=context)
     elif completed is False:
-        task = services.task_reopen(task=task, context=context)
+        task = _call_service(services.task_reopen, task=task, context=context)
     return task_object(task)
 
 
 def _complete_task(user, arguments, context):
     task = _task(user, arguments, prefer_completed=False)
-    return task_object(services.task_complete(task=task, context=context))
+    return task_object(_call_service(services.task_complete, task=task, context=context))
 
 
 def _delete_task(user, arguments, context):
     task = _task(user, arguments)
     obj = task_object(task)
-    services.task_delete(task=task, context=context)
+    _call_service(services.task_delete, task=task, context=context)
     return obj
 
 

@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from dateutil import rrule
 from dateutil.relativedelta import relativedelta
 
+from events.schemas import TITLE_MAX_LENGTH
+from recurrence.rules import InvalidRecurrenceRule, first_occurrence_after
 from tasks.chat.tools import ADD_TASK, COMPLETE_TASK, DELETE_TASK, LIST_TASKS, UPDATE_TASK
 
 DEFAULT_TIME = time(9, 0)
@@ -85,6 +86,8 @@ def interpret(message, *, timezone, now):
         raise NotUnderstood(f"Sorry, I did not understand {message.strip()!r}.")
     except NotUnderstood as error:
         return Interpretation(reply=f"{error} {HELP}")
+    except OverflowError:  # date arithmetic past year 9999 ("in 99999999999 days", a reminder before year 1)
+        return Interpretation(reply=f"That date is out of range. {HELP}")
 
 
 class _Clock:
@@ -357,12 +360,15 @@ def _take_date(text, clock):
     part = r"(?:\s+(?:in\s+the\s+|at\s+)?(?P<part>morning|afternoon|evening|night))?"
     if match := text.take(rf"\bin\s+(?P<amount>{AMOUNT})\s*(?P<unit>{DURATION_UNIT}|months?)\b"):
         amount, unit = _amount(match["amount"]), match["unit"].lower()
-        if unit.startswith(("min", "hour", "hr")):
-            # An exact delay: counted in UTC, so that it stays exact across a DST change.
-            return _When(instant=clock.now.astimezone(UTC) + _duration(amount, unit))
-        if unit.startswith("month"):
-            return _When(day=clock.today + relativedelta(months=int(amount)))
-        return _When(day=clock.today + _duration(int(amount), unit))
+        try:
+            if unit.startswith(("min", "hour", "hr")):
+                # An exact delay: counted in UTC, so that it stays exact across a DST change.
+                return _When(instant=clock.now.astimezone(UTC) + _duration(amount, unit))
+            if unit.startswith("month"):
+                return _When(day=clock.today + relativedelta(months=int(amount)))
+            return _When(day=clock.today + _duration(int(amount), unit))
+        except (OverflowError, ValueError):  # past year 9999 (relativedelta says ValueError)
+            raise NotUnderstood(f"{match[0].strip()!r} is too far away.") from None
     if text.take(r"\b(?:on\s+)?(?:the\s+)?day\s+after\s+tomorrow\b"):
         return _When(day=clock.today + timedelta(days=2))
     if text.take(r"\btonight\b"):
@@ -449,7 +455,13 @@ def _first_occurrence(clock, recurrence, wall_time):
     """
     rule = ";".join(part for part in recurrence.rule.split(";") if not part.startswith("INTERVAL="))
     start = clock.at(clock.today, wall_time or recurrence.wall_time or DEFAULT_TIME)
-    return rrule.rrulestr(rule, dtstart=start).after(clock.now)
+    try:
+        first = first_occurrence_after(rule, start=start, after=clock.now, tz_name=clock.zone.key)
+    except InvalidRecurrenceRule as error:
+        raise NotUnderstood(str(error)) from None
+    if first is None:
+        raise NotUnderstood("That recurrence never occurs.")
+    return first
 
 
 def _clean_title(words):
@@ -631,8 +643,8 @@ def _read_add(text, clock):
     title = _clean_title(rest.text)
     if not title:
         raise NotUnderstood("What should the task be called?")
-    if len(title) > 200:
-        raise NotUnderstood("That title is longer than 200 characters; please shorten it.")
+    if len(title) > TITLE_MAX_LENGTH:
+        raise NotUnderstood(f"That title is longer than {TITLE_MAX_LENGTH} characters; please shorten it.")
 
     if recurrence is not None and when is None:
         due = _first_occurrence(clock, recurrence, wall_time)

@@ -22,6 +22,8 @@ import copy
 
 import jsonschema
 
+from events.schemas import TASK_FIELDS
+
 ADD_TASK = "add_task"
 LIST_TASKS = "list_tasks"
 UPDATE_TASK = "update_task"
@@ -56,8 +58,9 @@ _TASK_REFERENCE = {
 }
 
 _TASK_FIELDS = {
-    "title": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Short title of the task."},
-    "description": {"type": "string", "description": "Longer notes; empty by default."},
+    # Types and limits are the event contract's (events.schemas.TASK_FIELDS); the descriptions are for the model.
+    "title": {**TASK_FIELDS["title"], "description": "Short title of the task."},
+    "description": {**TASK_FIELDS["description"], "description": "Longer notes; empty by default."},
     "due_date": {
         "type": ["string", "null"],
         "format": "date-time",
@@ -72,18 +75,15 @@ _TASK_FIELDS = {
         ),
     },
     "priority": {
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 4,
+        **TASK_FIELDS["priority"],
         "description": "1 is the highest (urgent), 4 the lowest and the default.",
     },
     "tags": {
-        "type": "array",
-        "items": {"type": "string", "minLength": 1},
+        **copy.deepcopy(TASK_FIELDS["tags"]),
         "description": "Labels without '#', e.g. [\"shopping\", \"personal\"].",
     },
     "recurrence_rule": {
-        "type": ["string", "null"],
+        **TASK_FIELDS["recurrence_rule"],
         "description": (
             "RFC 5545 RRULE body without DTSTART, e.g. FREQ=WEEKLY;BYDAY=MO, or null. Needs a due_date: "
             "the series repeats from the due date's wall time in the user's time zone."
@@ -117,8 +117,7 @@ TOOLS = [
                 "completed": {"type": "boolean", "description": "true: only completed tasks; false: only open ones."},
                 "priority": {"type": "integer", "minimum": 1, "maximum": 4, "description": "Only this priority."},
                 "tag": {
-                    "type": "array",
-                    "items": {"type": "string", "minLength": 1},
+                    **copy.deepcopy(TASK_FIELDS["tags"]),
                     "description": "Only tasks that carry every one of these tags (without '#').",
                 },
                 "search": {

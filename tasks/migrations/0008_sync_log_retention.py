@@ -21,7 +21,7 @@ def remove_schedule(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tasks", "0006_user_email_confirmed"),
+        ("tasks", "0007_task_field_limits"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 

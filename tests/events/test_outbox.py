@@ -10,7 +10,16 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from events.models import OutboxEvent
-from events.outbox import NOTIFY_CHANNEL, NotInTransaction, emit, purge_sent, serialise
+from events.outbox import (
+    MAX_EVENT_BYTES,
+    NOTIFY_CHANNEL,
+    EventTooLarge,
+    NotInTransaction,
+    emit,
+    emit_all,
+    purge_sent,
+    serialise,
+)
 from events.schemas import InvalidEvent, make_event
 
 TASK_ID = str(uuid.uuid4())
@@ -52,6 +61,17 @@ def test_an_event_that_breaks_its_schema_is_refused():
     with pytest.raises(InvalidEvent, match="remind_at"):
         with transaction.atomic():
             emit(reminder(remind_at=None), key=TASK_ID)
+    assert not OutboxEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_event_over_512_kib_of_wire_json_is_refused_and_nothing_of_its_batch_is_stored():
+    # reminder titles have no length limit in the schema: the size limit is the last line of defence
+    fitting, too_large = reminder(), reminder(title="€" * (MAX_EVENT_BYTES // 3))  # 3 bytes each in UTF-8
+    assert MAX_EVENT_BYTES == 512 * 1024 and len(serialise(too_large)) < MAX_EVENT_BYTES < len(serialise(too_large).encode())
+    with pytest.raises(EventTooLarge, match=f"limited to {MAX_EVENT_BYTES} bytes"):
+        with transaction.atomic():
+            emit_all([(fitting, TASK_ID), (too_large, TASK_ID)])
     assert not OutboxEvent.objects.exists()
 
 

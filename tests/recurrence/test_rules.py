@@ -4,12 +4,13 @@ The oracle expands the rule with dateutil in the owner's local wall time (naive 
 way RFC 5545 "floating" times work) and maps each occurrence to UTC with zoneinfo, fold=0.
 """
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from dateutil.rrule import rrulestr
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from recurrence.rules import (
@@ -244,10 +245,13 @@ DST_NIGHTS = [date(2026, 3, 8), date(2026, 11, 1), date(2026, 3, 29), date(2026,
 @st.composite
 def rules(draw, with_count):
     frequency = draw(st.sampled_from(["DAILY", "WEEKLY", "MONTHLY"]))
-    parts = [f"FREQ={frequency}", f"INTERVAL={draw(st.integers(1, 4))}"]
-    if draw(st.booleans()):
+    interval = draw(st.integers(1, 4))
+    parts = [f"FREQ={frequency}", f"INTERVAL={interval}"]
+    # A DAILY rule with INTERVAL above 1 takes no day filters (parse_rule refuses them, see "Bounded work").
+    filtered = frequency != "DAILY" or interval == 1
+    if filtered and draw(st.booleans()):
         parts.append("BYDAY=" + ",".join(draw(st.lists(st.sampled_from(WEEKDAYS), min_size=1, unique=True))))
-    if frequency != "WEEKLY" and draw(st.booleans()):
+    if filtered and frequency != "WEEKLY" and draw(st.booleans()):
         days = draw(st.lists(st.sampled_from([1, 2, 15, 28, 29, 30, 31, -1, -2]), min_size=1, max_size=3, unique=True))
         parts.append("BYMONTHDAY=" + ",".join(map(str, days)))
     if with_count and draw(st.booleans()):
@@ -303,3 +307,115 @@ def test_a_series_completed_on_time_or_late_follows_dateutils_expansion_and_coun
     expected = next((instant for instant in (local_to_utc(local, zone) for local in expansion)
                      if instant > max(due, now)), None)
     assert following == expected
+
+
+# --- bounded work ------------------------------------------------------------------------------
+
+EVERY_HOUR = ",".join(str(hour) for hour in range(24))
+LONG_AGO = datetime(1900, 4, 3, 9, 0, tzinfo=UTC)
+TODAY = datetime(2026, 5, 5, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def candidates(monkeypatch):
+    """Counts the candidates dateutil yields (the work of an expansion), over every rrule."""
+    from dateutil.rrule import rrule
+
+    counted = {"n": 0}
+    original = rrule._iter
+
+    def counting(self):
+        for occurrence in original(self):
+            counted["n"] += 1
+            yield occurrence
+
+    monkeypatch.setattr(rrule, "_iter", counting)
+    return counted
+
+
+def test_the_issues_every_second_rule_is_refused_for_its_bysecond():
+    rule = f"FREQ=DAILY;BYHOUR={EVERY_HOUR};BYMINUTE={','.join(map(str, range(60)))};BYSECOND={','.join(map(str, range(60)))}"
+    with pytest.raises(InvalidRecurrenceRule, match="BYSECOND"):
+        parse_rule(rule)
+
+
+def test_an_hourly_rule_from_1900_completed_today_reads_a_handful_of_candidates_not_a_century(candidates):
+    following = next_occurrence(f"FREQ=DAILY;BYHOUR={EVERY_HOUR}", series_start=LONG_AGO, due=LONG_AGO,
+                                tz_name="Europe/Paris", now=TODAY)
+    assert following == datetime(2026, 5, 5, 12, 9, 21, tzinfo=UTC)  # Paris kept its 1900 mean time's minutes
+    assert candidates["n"] < 24 * 4
+
+
+def test_a_bysetpos_beyond_the_mondays_of_a_month_is_refused_as_never_occurring_within_a_second():
+    rule = "FREQ=MONTHLY;BYDAY=MO;BYSETPOS=" + ",".join(str(position) for position in range(100, 131))
+    started = time.perf_counter()
+    with pytest.raises(InvalidRecurrenceRule, match="never produces an occurrence within 10 years"):
+        parse_rule(rule)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_rule_that_cannot_occur_again_from_its_phase_ends_the_series_after_the_horizon():
+    april = at("UTC", 2026, 4, 10, 9, 0)  # every 12 months from April: never a 31st
+    assert next_occurrence("FREQ=MONTHLY;INTERVAL=12;BYMONTHDAY=31", series_start=april, due=april, tz_name="UTC",
+                           now=april) is None
+
+
+@pytest.mark.parametrize(("rule_text", "complaint"), [
+    ("FREQ=DAILY;COUNT=501", "COUNT in the recurrence rule must be a whole number from 1 to 500"),
+    ("FREQ=YEARLY;INTERVAL=11", "from 1 to 10"),
+    ("FREQ=MONTHLY;INTERVAL=121", "from 1 to 120"),
+    ("FREQ=YEARLY;BYYEARDAY=" + ",".join(map(str, range(1, 33))), "at most 31 values"),
+    (f"FREQ=DAILY;BYHOUR={EVERY_HOUR};BYMINUTE=0,30", "48 times of day"),
+    ("FREQ=MONTHLY;BYDAY=MO;BYSETPOS=1;BYHOUR=9,17", "one time of day"),
+    ("FREQ=DAILY;INTERVAL=2;BYDAY=MO", "INTERVAL above 1 cannot also filter by BYDAY"),
+    ("FREQ=WEEKLY;INTERVAL=3;BYMONTH=2", "INTERVAL above 1 cannot also filter by BYMONTH"),
+    ("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO", "FREQ=YEARLY"),
+    ("FREQ=WEEKLY;BYDAY=2MO", "plain weekdays"),
+])
+def test_a_rule_that_would_cost_unbounded_work_is_refused_with_the_bound_it_breaks(rule_text, complaint):
+    with pytest.raises(InvalidRecurrenceRule) as refused:
+        parse_rule(rule_text)
+    assert complaint in str(refused.value)
+
+
+@st.composite
+def any_rules(draw):
+    """Rules of every shape, most of them odd: parse_rule accepts some and refuses the rest."""
+    frequency = draw(st.sampled_from(["DAILY", "WEEKLY", "MONTHLY", "YEARLY"]))
+    parts = [f"FREQ={frequency}", f"INTERVAL={draw(st.sampled_from([1, 1, 2, 3, 5, 12]))}"]
+    optional = {
+        "BYMONTH": st.lists(st.integers(1, 12), min_size=1, max_size=3, unique=True),
+        "BYMONTHDAY": st.lists(st.sampled_from([1, 13, 28, 29, 30, 31, -1, -31]), min_size=1, max_size=3, unique=True),
+        "BYDAY": st.lists(st.sampled_from(WEEKDAYS + ["1MO", "-1FR", "5SU", "2TU"]), min_size=1, max_size=4, unique=True),
+        "BYSETPOS": st.lists(st.sampled_from([1, 2, -1, 5, 6, 23, 100, 366]), min_size=1, max_size=3, unique=True),
+        "BYHOUR": st.lists(st.integers(0, 23), min_size=1, max_size=6, unique=True),
+        "BYMINUTE": st.lists(st.sampled_from([0, 15, 30, 45]), min_size=1, max_size=4, unique=True),
+        "COUNT": st.integers(1, 500).map(lambda count: [count]),
+    }
+    for name, values in optional.items():
+        if draw(st.booleans()):
+            parts.append(f"{name}={','.join(map(str, draw(values)))}")
+    return ";".join(parts)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rule_text=any_rules(),
+    series_start=st.datetimes(datetime(1900, 1, 1), datetime(2100, 12, 31), timezones=st.just(UTC)),
+    now=st.datetimes(datetime(1900, 1, 1), datetime(2100, 12, 31), timezones=st.just(UTC)),
+    tz_name=st.sampled_from(ZONES),
+)
+def test_validating_and_expanding_any_rule_from_any_start_between_1900_and_2100_reads_few_candidates(
+    rule_text, series_start, now, tz_name, candidates
+):
+    candidates["n"] = 0  # the fixture lives across examples: each one counts from zero
+    try:
+        parse_rule(rule_text)
+    except InvalidRecurrenceRule:
+        assert candidates["n"] <= 366  # at most the first year of a neutral start
+        return
+    following = next_occurrence(rule_text, series_start=series_start, due=series_start, tz_name=tz_name, now=now)
+    assert following is None or following > max(series_start, now)
+    # Validation's first occurrence, then at most COUNT (counted from the start) or a few days of
+    # occurrences (jumped to just before now) before the answer.
+    assert candidates["n"] <= 1 + 500 + 24 * 4 * 7
