@@ -20,8 +20,7 @@ from events.schemas import DESCRIPTION_MAX_LENGTH, MAX_TAGS, TAG_MAX_LENGTH, TIT
 from tasks import services
 from tasks.events import EventContext
 from tasks.models import Task
-from tests.processes import Worker, worker_environment
-from tests.tasks.chat.test_mcp_server import registered, wait_until_serving
+from tests.tasks.chat.test_mcp_server import registered
 from tests.tasks.conftest import register
 
 EVERY = {
@@ -288,54 +287,38 @@ def test_four_concurrent_deletes_of_one_task_are_one_204_and_three_404s():
 
 # --- what only the ASGI server sees: bodies over 1 MiB, on every route ------------------------
 
-@pytest.fixture
-def web(transactional_db, free_port, tmp_path):
-    """uvicorn serving todo_project.asgi on this test's database."""
-    worker = Worker.command(
-        ["uvicorn", "todo_project.asgi:application", "--host", "127.0.0.1", "--port", str(free_port)],
-        tmp_path / "web.log",
-        worker_environment(),
-    )
-    url = f"http://127.0.0.1:{free_port}"
-    try:
-        wait_until_serving(url, worker)
-        yield url
-    finally:
-        worker.stop()
-
-
 def _chunks(total, size=64 * 1024):
     for _ in range(total // size):
         yield b"x" * size
 
 
 @pytest.mark.parametrize("path", ["/api/tasks/", "/mcp/", "/admin/login/", "/api/auth/token/", "/no-such-route/"])
-def test_a_body_over_one_mib_is_a_413_on_every_route_by_length_or_chunked(web, path):
+def test_a_body_over_one_mib_is_a_413_on_every_route_by_length_or_chunked(web_server, path):
     _, token = registered("alice")
     # Authenticated, so that the route reads the body rather than refusing the stranger first.
     scheme = "Bearer" if path == "/mcp/" else "Token"
     headers = {"Authorization": f"{scheme} {token}", "Content-Type": "application/json",
                "Accept": "application/json, text/event-stream"}
-    by_length = httpx.post(f"{web}{path}", content=b"x" * (ONE_MIB + 1), headers=headers, timeout=30)
-    chunked = httpx.post(f"{web}{path}", content=_chunks(2 * ONE_MIB), headers=headers, timeout=30)
+    by_length = httpx.post(f"{web_server}{path}", content=b"x" * (ONE_MIB + 1), headers=headers, timeout=30)
+    chunked = httpx.post(f"{web_server}{path}", content=_chunks(2 * ONE_MIB), headers=headers, timeout=30)
     assert (by_length.status_code, chunked.status_code) == (413, 413)
     assert "larger than 1048576 bytes" in by_length.json()["detail"]
 
 
-def test_a_body_just_under_one_mib_is_read_and_judged_on_its_content(web):
+def test_a_body_just_under_one_mib_is_read_and_judged_on_its_content(web_server):
     _, token = registered("alice")
     body = json.dumps({"title": "x", "description": "A" * (ONE_MIB - 100)}).encode()
     assert len(body) <= ONE_MIB
-    response = httpx.post(f"{web}/api/tasks/", content=body, timeout=30,
+    response = httpx.post(f"{web_server}/api/tasks/", content=body, timeout=30,
                           headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
     assert response.status_code == 400
     assert "description" in response.json()
 
 
-def test_malformed_json_of_any_depth_sent_to_the_mcp_server_is_a_400(web):
+def test_malformed_json_of_any_depth_sent_to_the_mcp_server_is_a_400(web_server):
     _, token = registered("alice")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
                "Accept": "application/json, text/event-stream"}
     for body in (b"[" * 5000, b"{" * 5000, b'{"jsonrpc": "2.0", "method": ' * 2000):
-        response = httpx.post(f"{web}/mcp/", content=body, headers=headers, timeout=30)
+        response = httpx.post(f"{web_server}/mcp/", content=body, headers=headers, timeout=30)
         assert response.status_code == 400, response.text
