@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.db import transaction
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
+from tasks.tokens import issue
 from rest_framework.test import APIClient
 
 from events.consumer import ConsumerRuntime
@@ -57,7 +57,7 @@ def test_without_an_smtp_server_the_notification_still_appears_and_its_email_end
 ):
     user = confirmed_user("noor")
     reminder, event = fired_reminder(user, title="Water the plants")
-    key = Token.objects.create(user=user).key
+    key = issue(user)
     worker = celery_worker(EMAIL_PORT=no_smtp, EMAIL_TIMEOUT=2, EMAIL_RETRY_MAX_ATTEMPTS=3, EMAIL_RETRY_INITIAL_BACKOFF=0.2)
 
     async def pushed_notification():

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
-from rest_framework.authtoken.models import Token
+from tasks.tokens import issue
 
 from events.consumer import ConsumerRuntime
 from events.models import OutboxEvent
@@ -109,7 +109,7 @@ def test_a_producer_cannot_reach_another_users_websocket(isolated_kafka, victim,
         "sync.task_changed", {"task_id": task_id, "change_type": "created", "task": task, "user_id": str(victim.id)},
         source="todo-api", correlation_id="forged",
     )
-    key = Token.objects.create(user=victim).key
+    key = issue(victim)
 
     async def victims_socket_while(action):
         socket = WebsocketCommunicator(application, "/ws/sync/", headers=[(b"authorization", f"Token {key}".encode())])
