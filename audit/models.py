@@ -30,4 +30,4 @@ class AuditEntry(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.event_type} of task {self.task_id} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.event_type} of task {self.task_id} at {self.occurred_at:%Y-%m-%d %H:%M:%S} UTC"

@@ -74,6 +74,7 @@ class OutgoingEmail(models.Model):
     class Kind(models.TextChoices):
         REMINDER = "reminder"
         CONFIRMATION = "confirmation"
+        PASSWORD_RESET = "password_reset"
 
     class Status(models.TextChoices):
         UNCONFIRMED = "unconfirmed", "Not sent: address not confirmed"

@@ -376,6 +376,13 @@ def local_to_utc(local: datetime, zone: ZoneInfo) -> datetime:
     return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
+def same_wall_time(moment: datetime, *, old_tz: str, new_tz: str) -> datetime:
+    """The instant that shows on the ``new_tz`` clock the wall time ``moment`` showed on ``old_tz``'s:
+    where a series re-anchors when its owner changes time zone (09:00 Paris -> 09:00 New York).
+    A wall time the new zone skips or repeats is placed like any other (``local_to_utc``)."""
+    return local_to_utc(_local(moment, ZoneInfo(old_tz)), ZoneInfo(new_tz))
+
+
 def first_occurrence_after(rule_text: str, *, start: datetime, after: datetime, tz_name: str) -> datetime | None:
     """The first occurrence strictly after ``after`` of the rule expanded from ``start``'s local
     wall time (which counts only when it matches the rule): where a series that has no due date

@@ -62,6 +62,7 @@ class User(AbstractUser):
     email_confirmed_at = models.DateTimeField(null=True, blank=True)
 
     def save(self, *args, **kwargs):
+        # One save for both rules (a second ``save`` would silently replace this one).
         # A confirmation vouches for one address: a changed address has to be confirmed again.
         update_fields = kwargs.get("update_fields")
         if self.pk and self.email_confirmed_at and (update_fields is None or "email" in update_fields):
@@ -70,9 +71,6 @@ class User(AbstractUser):
                 self.email_confirmed_at = None
                 if update_fields is not None:
                     kwargs["update_fields"] = {*update_fields, "email_confirmed_at"}
-        super().save(*args, **kwargs)
-
-    def save(self, *args, **kwargs):
         # set_password() keeps the new password in _password until save; a hash upgraded at
         # sign-in (check_password's setter) clears it, so it is no change. A new user has nothing to revoke.
         changes_password = self._password is not None and not self._state.adding

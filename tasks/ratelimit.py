@@ -54,8 +54,8 @@ def client_address(request):
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
-def posted_username(request):
-    """The ``username`` of a sign-in body (JSON or form), or None when there is none to read."""
+def posted_identity(request, field="username"):
+    """The ``field`` of a posted body (JSON or form), case-folded, or None when there is none to read."""
     try:
         if request.content_type == "application/json":
             data = json.loads(request.body)
@@ -64,31 +64,38 @@ def posted_username(request):
             data = request.POST
     except (ValueError, RecursionError, SuspiciousOperation, MultiPartParserError):
         return None  # the view answers the malformed body; the address counter still counted it
-    username = data.get("username") if isinstance(data, dict) else None
-    return username.casefold() if isinstance(username, str) and username else None
+    value = data.get(field) if isinstance(data, dict) else None
+    return value.casefold() if isinstance(value, str) and value else None
 
 
 @dataclass(frozen=True)
 class Door:
-    """A POST route counted per client address and, when ``per_username`` is set, per username."""
+    """A POST route counted per client address and, when ``username_rate_setting`` is set, per
+    the posted ``identity_field`` (the username of a sign-in, the address of a password reset)."""
 
     group: str
     what: str
     address_rate_setting: str
     username_rate_setting: str | None = None
+    identity_field: str = "username"
 
     def check(self, request):
         rate = getattr(settings, self.address_rate_setting)
         count(f"{self.group}:address", client_address(request), rate, what=self.what)
-        if self.username_rate_setting and (username := posted_username(request)):
+        if self.username_rate_setting and (identity := posted_identity(request, self.identity_field)):
             rate = getattr(settings, self.username_rate_setting)
-            count(f"{self.group}:username", username, rate, what=self.what)
+            count(f"{self.group}:{self.identity_field}", identity, rate, what=self.what)
 
 
 SIGN_IN = Door("sign-in", "sign-in attempts", "SIGN_IN_RATE_PER_ADDRESS", "SIGN_IN_RATE_PER_USERNAME")
 # The old password is a guess too (with a stolen token): it is counted with sign-in, per address.
 PASSWORD_CHANGE = Door("sign-in", "sign-in attempts", "SIGN_IN_RATE_PER_ADDRESS")
 REGISTER = Door("register", "registrations", "REGISTER_RATE_PER_ADDRESS")
+# A reset request mails whoever owns the address: counted per address asking and per e-mail address
+# asked for, so that nobody can fill someone's inbox (or their hourly e-mail cap) with reset links.
+PASSWORD_RESET = Door(
+    "password-reset", "password reset requests", "PASSWORD_RESET_RATE_PER_ADDRESS", "PASSWORD_RESET_RATE_PER_EMAIL", "email"
+)
 
 # URL name -> its door. The sign-in doors share their counters: one budget of guesses per address
 # and per username, whichever door they knock on.
@@ -97,7 +104,10 @@ DOORS = {
     "login": SIGN_IN,
     "admin:login": SIGN_IN,
     "auth-password": PASSWORD_CHANGE,
+    "settings-password": PASSWORD_CHANGE,
+    "settings-email": PASSWORD_CHANGE,  # needs the current password too
     "auth-register": REGISTER,
+    "password_reset": PASSWORD_RESET,
 }
 
 

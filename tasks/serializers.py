@@ -91,6 +91,14 @@ class PasswordChangeSerializer(serializers.Serializer):
     new_password = StringField(trim_whitespace=False)
 
 
+class AccountUpdateSerializer(serializers.Serializer):
+    """PATCH /api/auth/me/: any of these; a new e-mail needs the current password."""
+
+    timezone = StringField(required=False, max_length=64)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    current_password = StringField(required=False, trim_whitespace=False, write_only=True)
+
+
 class UserSerializer(serializers.Serializer):
     id = serializers.CharField()
     username = serializers.CharField()

@@ -19,7 +19,9 @@ from tasks import selectors, services, sync, tokens
 from tasks.chat.agent import LLMError
 from tasks.chat.services import chat_respond
 from tasks.events import EventContext, task_object
+from tasks.ratelimit import PASSWORD_CHANGE
 from tasks.serializers import (
+    AccountUpdateSerializer,
     ChatInputSerializer,
     PasswordChangeSerializer,
     RegisterSerializer,
@@ -225,6 +227,22 @@ class PasswordApi(APIView):
 class MeApi(APIView):
     @extend_schema(responses=UserSerializer)
     def get(self, request):
+        return Response(user_data(request.user))
+
+    @extend_schema(request=AccountUpdateSerializer, responses=UserSerializer)
+    def patch(self, request):
+        """Change the time zone (recurring series keep their wall time, see
+        services.user_change_timezone) and/or the e-mail address (confirmed again; needs
+        ``current_password``, counted as a sign-in guess like POST /api/auth/password/)."""
+        data = validated(AccountUpdateSerializer, request, request.data)
+        with transaction.atomic():  # both or neither
+            if "email" in data:
+                PASSWORD_CHANGE.check(request)  # before the password is hashed, like the middleware's doors
+                services.user_change_email(
+                    user=request.user, email=data["email"], current_password=data.get("current_password", "")
+                )
+            if "timezone" in data:
+                services.user_change_timezone(user=request.user, timezone=data["timezone"], context=event_context(request))
         return Response(user_data(request.user))
 
 

@@ -329,6 +329,11 @@ REST_KNOX = {"TOKEN_TTL": timedelta(hours=API_TOKEN_TTL_HOURS)}
 SIGN_IN_RATE_PER_ADDRESS = env_rate("SIGN_IN_RATE_PER_ADDRESS", "30/15m")
 SIGN_IN_RATE_PER_USERNAME = env_rate("SIGN_IN_RATE_PER_USERNAME", "10/15m")
 REGISTER_RATE_PER_ADDRESS = env_rate("REGISTER_RATE_PER_ADDRESS", "10/h")
+# Account settings and password reset (issue 13, tasks/account.py): reset requests per client address
+# and per e-mail address asked for (tasks.ratelimit.PASSWORD_RESET), and how long a reset link stays valid.
+PASSWORD_RESET_RATE_PER_ADDRESS = env_rate("PASSWORD_RESET_RATE_PER_ADDRESS", "10/h")
+PASSWORD_RESET_RATE_PER_EMAIL = env_rate("PASSWORD_RESET_RATE_PER_EMAIL", "3/h")
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
 # Task writes that schedule a reminder, per user and hour (beyond: 429, the write does not happen).
 REMINDERS_PER_USER_PER_HOUR = env_int("REMINDERS_PER_USER_PER_HOUR", 100)
 # The counters live in Redis, so that every web process shares them (django-ratelimit's settings).
