@@ -5,12 +5,15 @@
 For each consumer, in a throw-away topic namespace of its own on the configured broker, it
 produces N events of the kind that consumer handles (audit: task.updated; recurrence:
 task.completed of a daily recurring task, so each creates the next occurrence; realtime:
-sync.task_changed, pushed to the owner's channel-layer group), then reads them twice: once
-with a bare loop (consume + json.loads, nothing else) and once with the real consumer
+sync.task_changed, pushed to the owner's channel-layer group), with the sync-log rows the
+services would have written beside them (in bulk, before anything is measured: each consumer
+checks its events against the log), then reads them twice: once with a bare loop (consume +
+json.loads, nothing else) and once with the real consumer
 (validation, the processed-event records and the handler's effects in one transaction, offset
 storing and commits). Both rates are measured from the first message to the last, so group
 joins do not count. Prints one line per consumer and, last, a JSON line. Everything it made
-(bench user and its tasks, audit rows, processed-event records, topics) is removed afterwards.
+(bench user and its tasks and sync log, audit rows, processed-event records, topics) is removed
+afterwards.
 """
 
 import argparse
@@ -40,45 +43,52 @@ from events.consumer import ConsumerRuntime  # noqa: E402
 from events.kafka import client_config, create_topics, delete_topics  # noqa: E402
 from events.models import ProcessedEvent  # noqa: E402
 from events.registry import get_consumer  # noqa: E402
-from events.schemas import make_event  # noqa: E402
 from events.topics import TOPICS, group_name, topic_name  # noqa: E402
-from tasks.models import User  # noqa: E402
+from tasks.events import EventContext, sync_event, task_event  # noqa: E402
+from tasks.models import TaskChange, User  # noqa: E402
 
 
-def task_data(index, user_id, **fields):
+def task_object(index, user_id, **fields):
+    """A task object (CONTRACT.md section 2) at version 2, as the services would have left it."""
     return {
-        "task_id": str(uuid.uuid4()), "title": f"Task number {index}", "description": "Benchmark task",
-        "completed": False, "due_date": "2026-12-20T18:00:00Z", "remind_at": None, "priority": 2,
-        "recurrence_rule": None, "tags": ["bench", "work"], "parent_task_id": None, "version": 2,
-        "user_id": str(user_id), **fields,
+        "id": str(uuid.uuid4()), "title": f"Task number {index}", "description": "Benchmark task",
+        "completed": False, "completed_at": None, "due_date": "2026-12-20T18:00:00Z", "remind_at": None,
+        "priority": 2, "recurrence_rule": None, "tags": ["bench", "work"], "parent_task_id": None,
+        "user_id": str(user_id), "version": 2, "created_at": "2026-12-01T08:00:00Z",
+        "updated_at": "2026-12-01T08:00:00Z", **fields,
     }
 
 
+# Each builder returns (the event to consume, the sync event the services logged with it): the
+# consumers check what they consume against the sync log, so the benchmark writes the log first.
 def audit_event(index, user_id):
-    return make_event("task.updated", task_data(index, user_id), source="todo-api", correlation_id=str(uuid.uuid4()))
+    obj, context = task_object(index, user_id), EventContext.new("todo-api")
+    return task_event("task.updated", obj, context), sync_event("updated", obj, context)
 
 
 def recurrence_event(index, user_id):
-    data = task_data(index, user_id, completed=True, recurrence_rule="FREQ=DAILY", version=2)
-    return make_event("task.completed", data, source="todo-api", correlation_id=str(uuid.uuid4()))
+    obj = task_object(index, user_id, completed=True, completed_at="2026-12-20T17:00:00Z", recurrence_rule="FREQ=DAILY")
+    context = EventContext.new("todo-api")
+    return task_event("task.completed", obj, context), sync_event("updated", obj, context)
 
 
 def realtime_event(index, user_id):
-    data = task_data(index, user_id)
-    task = {"id": data.pop("task_id"), **data, "completed_at": None,
-            "created_at": "2026-12-01T08:00:00Z", "updated_at": "2026-12-01T08:00:00Z"}
-    data = {"task_id": task["id"], "change_type": "updated", "task": task, "user_id": task["user_id"]}
-    return make_event("sync.task_changed", data, source="todo-api", correlation_id=str(uuid.uuid4()))
+    sync = sync_event("updated", task_object(index, user_id), EventContext.new("todo-api"))
+    return sync, sync
 
 
 EVENTS = {"audit": audit_event, "recurrence": recurrence_event, "realtime": realtime_event}
 
 
 def produce(name, count, user_id):
+    """Write the sync log of ``count`` events in bulk (setup, not measured), then produce the events."""
+    built = [EVENTS[name](index, user_id) for index in range(count)]
+    TaskChange.objects.bulk_create(
+        (TaskChange(user_id=user_id, task_id=sync["data"]["task_id"], event=sync) for _, sync in built), batch_size=5000
+    )
     producer = Producer(client_config(**{"linger.ms": 20, "batch.num.messages": 10000}))
     topic = topic_name(get_consumer(name).topic)
-    for index in range(count):
-        event = EVENTS[name](index, user_id)
+    for event, _ in built:
         headers = [("event_type", event["event_type"]), ("event_id", event["event_id"])]
         while True:
             try:

@@ -26,30 +26,57 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def reminders(count, remind_at_of):
+def reminders(count, remind_at_of, user_id):
+    """Schedule rows of ``count`` reminders of tasks of ``user_id``, due an hour after they remind."""
     from notifications.models import ScheduledReminder
+    from tasks.events import reminder_id
 
-    return [
-        ScheduledReminder(
-            reminder_id=uuid.uuid4(), task_id=uuid.uuid4(), user_id="1", title=f"reminder {index}",
-            due_at=None, remind_at=remind_at_of(index), correlation_id="bench",
-        )
-        for index in range(count)
-    ]
+    rows = []
+    for index in range(count):
+        task_id, remind_at = uuid.uuid4(), remind_at_of(index)
+        rows.append(ScheduledReminder(
+            reminder_id=reminder_id(task_id, remind_at), task_id=task_id, user_id=str(user_id), title=f"reminder {index}",
+            due_at=remind_at + timedelta(hours=1), remind_at=remind_at, correlation_id="bench",
+        ))
+    return rows
+
+
+def task_of(reminder):
+    from django.utils import timezone
+
+    from tasks.models import Task
+
+    now = timezone.now()
+    return Task(
+        id=reminder.task_id, user_id=int(reminder.user_id), title=reminder.title, due_date=reminder.due_at,
+        remind_at=reminder.remind_at, created_at=now, updated_at=now,
+    )
 
 
 def schedule_through_kafka(group):
-    """reminder.scheduled for each reminder, emitted through the outbox as the tasks service does."""
+    """reminder.scheduled for each reminder, emitted through the outbox as the tasks service does
+    when it creates a task with that reminder. The scheduler checks each against the sync log, so
+    the log rows of those creations are written first, in bulk (setup, not what is measured)."""
     from django.db import transaction
 
     from events.outbox import emit_all
-    from events.schemas import make_event
-    from notifications.scheduler import reminder_due_data
+    from tasks.events import EventContext, reminder_event, sync_event, task_object
+    from tasks.models import TaskChange
 
+    context = EventContext(source="todo-api", correlation_id="bench")
+    tasks = [task_of(r) for r in group]
+    TaskChange.objects.bulk_create(
+        (TaskChange(user_id=t.user_id, task_id=t.id, event=sync_event("created", task_object(t), context)) for t in tasks),
+        batch_size=5000,
+    )
     with transaction.atomic():
         emit_all(
-            (make_event("reminder.scheduled", reminder_due_data(r), source="todo-api", correlation_id="bench"), r.task_id)
-            for r in group
+            (
+                reminder_event("reminder.scheduled", task_id=t.id, title=t.title, due_date=t.due_date,
+                               remind_at=t.remind_at, user_id=t.user_id, context=context),
+                str(t.id),
+            )
+            for t in tasks
         )
 
 
@@ -75,21 +102,23 @@ def main():
         from django.utils import timezone
 
         from notifications.models import ScheduledReminder
+        from tasks.models import User
 
+        owner = User.objects.create(username="bench").id
         print(f"loading {args.pending:,} pending reminders due in a day …", flush=True)
         tomorrow = timezone.now() + timedelta(days=1)
-        ScheduledReminder.objects.bulk_create(reminders(args.pending, lambda i: tomorrow), batch_size=5000)
+        ScheduledReminder.objects.bulk_create(reminders(args.pending, lambda i: tomorrow, owner), batch_size=5000)
 
         scheduler = subprocess.Popen([sys.executable, "manage.py", "run_scheduler"], cwd=REPO, env=env)
         relay = subprocess.Popen([sys.executable, "manage.py", "relay_outbox"], cwd=REPO, env=env)
         try:
             # Its start-up is not what is measured: wait until it fires a reminder due already.
-            warm_up = reminders(1, lambda i: timezone.now())
+            warm_up = reminders(1, lambda i: timezone.now(), owner)
             ScheduledReminder.objects.bulk_create(warm_up)
             wait_until_fired(warm_up, scheduler)
             start = timezone.now() + timedelta(seconds=5)
-            burst = reminders(args.burst, lambda i: start)
-            spread = reminders(args.spread, lambda i: start + timedelta(seconds=10 * i / args.spread))
+            burst = reminders(args.burst, lambda i: start, owner)
+            spread = reminders(args.spread, lambda i: start + timedelta(seconds=10 * i / args.spread), owner)
             schedule_through_kafka(burst + spread)
             print(f"{args.burst:,} reminders due together and {args.spread:,} over 10 s, from {start:%H:%M:%S} …", flush=True)
             wait_until_fired(burst + spread, scheduler)

@@ -19,8 +19,8 @@ mallory, goes through every door:
   WebSocket a handshake from another origin;
   Kafka     raw messages produced straight onto the topics (an attacker with topic access):
             unparsable bytes of every kind, a flood of junk, and well-formed forged events —
-            a reminder.due naming alice, a task.completed of alice's recurring task, a
-            sync.task_changed addressed to alice.
+            a reminder.due naming alice, a reminder.scheduled of alice's task with a made-up
+            title, a task.completed of alice's recurring task, a sync.task_changed addressed to alice.
 
 It prints each attack with the answer it got and the answer the contract demands, then checks
 that every legitimate change reached Kafka, the audit trail and its owner's socket, that no
@@ -400,6 +400,10 @@ class Attacker:
             "due_at": None, "remind_at": "2026-01-01T00:00:00Z", "user_id": alice.user_id,
         }, source="reminder-scheduler", correlation_id="drill")).encode(), key=alice.tasks[0])
         self.forged["kafka_reminder"] = reminder_id
+        self.produce("reminders", json.dumps(self.make_event("reminder.scheduled", {
+            "reminder_id": str(uuid.uuid4()), "task_id": alice.tasks[0], "title": "FORGED scheduled reminder",
+            "due_at": "2026-01-01T01:00:00Z", "remind_at": "2026-01-01T00:00:00Z", "user_id": alice.user_id,
+        }, source="todo-api", correlation_id="drill")).encode(), key=alice.tasks[0])
         recurring = alice.recurring[0]
         completed = {**recurring, "completed": True, "version": recurring["version"] + 1, "title": "FORGED next"}
         for owner_id in (alice.user_id, bob.user_id):
@@ -414,8 +418,8 @@ class Attacker:
         self.produce("task-updates", json.dumps(sync).encode(), key=sync["data"]["task_id"])
         self.forged["sync_event"] = sync["event_id"]
         self.producer.flush(30)
-        for name in ("reminder.due for alice", "task.completed of alice's recurring task (as alice, as bob)",
-                     "sync.task_changed addressed to alice"):
+        for name in ("reminder.due for alice", "reminder.scheduled of alice's task with a made-up title",
+                     "task.completed of alice's recurring task (as alice, as bob)", "sync.task_changed addressed to alice"):
             self.row("Kafka", f"forged {name}", "dead-lettered as ForgedEvent, no effect", "produced", True)
 
     def flood_once(self):
@@ -479,7 +483,7 @@ def read_dead_letters(topic_name, prefixes=("task-events.dlq", "reminders.dlq", 
 def checks(owners, attacker, phases, processes, topic_name):
     from audit.models import AuditEntry
     from events.models import OutboxEvent
-    from notifications.models import Notification
+    from notifications.models import Notification, ScheduledReminder
     from tasks.models import Task
 
     rows = []
@@ -511,9 +515,12 @@ def checks(owners, attacker, phases, processes, topic_name):
     forged_next = Task.objects.filter(parent_task_id=attacker.forged["completed_task"]).count()
     forged_sync = sum(attacker.forged["sync_event"] in owner.event_ids_seen for owner in owners)
     foreign = Task.objects.filter(user__username__in=[o.name for o in owners], title__startswith="FORGED").count()
-    rows.append(("forgeries had no effect", "2 reminder.due, 2 task.completed, 1 sync.task_changed",
-                 f"{forged_notes} notifications, {forged_next} next occurrences, {forged_sync} socket deliveries, "
-                 f"{foreign} FORGED tasks", forged_notes == forged_next == forged_sync == foreign == 0))
+    forged_scheduled = ScheduledReminder.objects.filter(title__startswith="FORGED").count()
+    forged_audit = AuditEntry.objects.filter(title__startswith="FORGED").count()
+    rows.append(("forgeries had no effect", "2 reminder.due, 1 reminder.scheduled, 2 task.completed, 1 sync.task_changed",
+                 f"{forged_notes} notifications, {forged_scheduled} scheduled, {forged_next} next occurrences, "
+                 f"{forged_audit} audit entries, {forged_sync} socket deliveries, {foreign} FORGED tasks",
+                 forged_notes == forged_scheduled == forged_next == forged_audit == forged_sync == foreign == 0))
 
     letters = read_dead_letters(topic_name)
     marked = collections.Counter(topic.rsplit(".", 1)[0].removeprefix(topic_name("")) for topic, key, _ in letters
@@ -527,8 +534,8 @@ def checks(owners, attacker, phases, processes, topic_name):
     short = {topic: expected[topic] - marked[topic] for topic in expected if marked[topic] < expected[topic]}
     rows.append(("junk dead-lettered", ", ".join(f"{n} raw on {t}" for t, n in attacker.raw_sent.items()),
                  f"{sum(marked.values())} dead letters; short: {short or 'none'}", not short))
-    rows.append(("forgeries dead-lettered", "recurrence (2), notifications (1), realtime (1)",
-                 f"{sum(forged_types.values())} dead letters of type ForgedEvent", sum(forged_types.values()) >= 4))
+    rows.append(("forgeries dead-lettered", "recurrence (2), audit (2), scheduler (1), notifications (1), realtime (1)",
+                 f"{sum(forged_types.values())} dead letters of type ForgedEvent", sum(forged_types.values()) >= 7))
 
     restarted = {name: p.self_exits for name, p in processes.items() if p.self_exits or not p.alive()}
     rows.append(("no process went down", ", ".join(processes), f"exited: {restarted or 'none'}", not restarted))

@@ -56,7 +56,6 @@ import math
 import signal
 import threading
 import time
-import uuid
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,7 +69,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from events.dlq import bounded_dead_letter, dlq_headers_stripped
 from events.kafka import client_config
 from events.models import ProcessedEvent
-from events.schemas import InvalidEvent, UnknownEventType, utc_timestamp, validate_event
+from events.schemas import InvalidEvent, UnknownEventType, event_uuid, utc_timestamp, validate_event
 from events.topics import group_name, topic_name
 
 logger = logging.getLogger(__name__)
@@ -336,11 +335,7 @@ class ConsumerRuntime:
         """(event, None) for a valid event; (None, error) for a dead letter; (None, None) to skip."""
         try:
             event = validate_event(load_event(message.value()))
-            try:
-                # The idempotency record needs a real UUID (the schema leaves formats unchecked).
-                event_id = uuid.UUID(event["event_id"])
-            except ValueError:
-                raise InvalidEvent(f"event_id {event['event_id']!r} is not a UUID") from None
+            event_id = event_uuid(event["event_id"], "event_id")  # the idempotency record needs a real UUID
         except UnknownEventType as exc:
             logger.info("consumer %s: skipping %s at %s", self.name, exc, _coordinates(message))
             return None, None

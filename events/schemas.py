@@ -155,6 +155,15 @@ class ForgedEvent(InvalidEvent):
     and has no effect."""
 
 
+def event_uuid(value, name):
+    """``value`` (the ``name`` field of an event) as a UUID, else InvalidEvent: the schemas leave
+    formats unchecked, and a database lookup by a malformed UUID would fail every retry."""
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidEvent(f"{name} {value!r} is not a UUID") from None
+
+
 class UnknownEventType(InvalidEvent):
     """A well-formed event of a type this system does not know: skipped, not dead-lettered."""
 

@@ -1,11 +1,10 @@
 """Handlers of the notification service (consumer ``notifications``, group notification-service)."""
 
 import logging
-import uuid
 
 from django.contrib.auth import get_user_model
 
-from events.schemas import ForgedEvent, InvalidEvent
+from events.schemas import ForgedEvent, event_uuid
 from notifications.models import ScheduledReminder
 from notifications.services import deliver_reminder
 
@@ -16,10 +15,7 @@ def fired_reminder(data):
     """The scheduler's row behind a ``reminder.due``; ForgedEvent unless the scheduler fired it
     for exactly this task and user. Anyone who can write to the topic can write the event; only
     the scheduler marks a row fired, so the row, not the event, says what to deliver to whom."""
-    try:
-        reminder_id = uuid.UUID(data["reminder_id"])
-    except ValueError:
-        raise InvalidEvent(f"reminder_id {data['reminder_id']!r} is not a UUID") from None
+    reminder_id = event_uuid(data["reminder_id"], "reminder_id")
     reminder = ScheduledReminder.objects.filter(reminder_id=reminder_id).first()
     if reminder is None or reminder.status != ScheduledReminder.Status.FIRED:
         state = "unknown" if reminder is None else reminder.status

@@ -6,6 +6,22 @@ next pending reminder is due (not a fixed poll), is woken early when a nearer on
 fires what is due with ``fire_due_reminders``: ``reminder.due`` goes into the outbox in the
 same transaction that marks the row fired, and rows are claimed with ``FOR UPDATE SKIP
 LOCKED``, so any number of schedulers (and the celery safety net) fire each reminder once.
+
+What the handlers trust: nothing the event says that the sync log (tasks.sync) does not vouch
+for, since anyone who can write to the reminders topic could schedule a reminder for any user with
+any title, and the notification would show it. Every legitimate reminder.scheduled is emitted in
+the same transaction as a sync event of its task whose task object has exactly that reminder
+pending (tasks/services.py create, update, reopen; the recurring-task service creates through
+them), and its reminder_id is tasks.events.reminder_id(task_id, remind_at). ``record_scheduled``
+therefore wants a logged state of the task, not deleted nor completed, with the event's owner,
+title, due date and remind_at, and the matching reminder_id; anything else is a ForgedEvent. The
+residual risk: a genuine reminder.scheduled sent again revives that reminder if it was cancelled
+since (its task moved away from that time): its owner is reminded of their own task, with their
+own text, once more. Nothing reaches another account, and no text but the owner's own.
+
+``record_cancelled`` explains what the log vouches for in a cancellation. A scheduler lagging
+beyond the sync log's retention has its oldest events dead-lettered as forged; tasks.sync says
+what the dead letters say and when they can be replayed.
 """
 
 import logging
@@ -17,8 +33,10 @@ from django.utils import timezone
 from prometheus_client import Counter, Histogram
 
 from events.outbox import emit_all
-from events.schemas import make_event, utc_timestamp
+from events.schemas import ForgedEvent, InvalidEvent, event_uuid, make_event, utc_timestamp
 from notifications.models import ScheduledReminder
+from tasks.events import reminder_id as reminder_id_of
+from tasks.sync import task_states, unvouched
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +60,50 @@ def _parse_time(value):
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
-def record_scheduled(event):
-    """Handler for ``reminder.scheduled``: add the reminder to the schedule (or revive a cancelled one)."""
+# What a reminder event claims about its task's state, and the task-object fields that say it.
+REMINDER_CLAIM = ("user_id", "title", "due_at", "remind_at")
+STATE_FIELDS = ("user_id", "title", "due_date", "remind_at", "completed")
+
+
+def _pending_in(change_type, task):
+    """The reminder that a logged task state has pending, as a reminder event claims it, or None:
+    the same rule as tasks.services._pending_reminder, read from the log instead of the row."""
+    if change_type == "deleted" or task["completed"] or task["remind_at"] is None:
+        return None
+    return {"user_id": task["user_id"], "title": task["title"], "due_at": task["due_date"], "remind_at": task["remind_at"]}
+
+
+def _logged_reminders(event):
+    """The reminder each logged state of the event's task, owned by the event's user, had pending
+    (None for a state with none), after checking that the reminder_id is its task's and remind_at's.
+    ForgedEvent when the log has no state of that task owned by that user."""
     data = event["data"]
+    task_id = event_uuid(data["task_id"], "task_id")
+    try:
+        remind_at = _parse_time(data["remind_at"])
+    except ValueError:
+        raise InvalidEvent(f"remind_at {data['remind_at']!r} is not a timestamp") from None
+    if str(event_uuid(data["reminder_id"], "reminder_id")) != reminder_id_of(task_id, remind_at):
+        raise ForgedEvent(f"reminder {data['reminder_id']} is not the reminder of task {task_id} at {data['remind_at']}")
+    states = task_states(task_id, STATE_FIELDS)
+    if not states:
+        raise unvouched(f"{event['event_type']}: task {task_id} is not in the sync log", event)
+    owned = [_pending_in(change_type, task) for change_type, task in states if task["user_id"] == data["user_id"]]
+    if not owned:
+        raise ForgedEvent(f"{event['event_type']}: task {task_id} does not belong to user {data['user_id']}")
+    return owned
+
+
+def record_scheduled(event):
+    """Handler for ``reminder.scheduled``: add the reminder to the schedule (or revive a cancelled one),
+    when a logged state of its task has exactly this reminder pending (see the module's docstring)."""
+    data = event["data"]
+    claim = {name: data[name] for name in REMINDER_CLAIM}
+    if claim not in _logged_reminders(event):
+        raise ForgedEvent(
+            f"reminder.scheduled {data['reminder_id']}: no logged state of task {data['task_id']} has this "
+            "reminder pending (its title, due date or time, or the task's state, differ)"
+        )
     remind_at = _parse_time(data["remind_at"])
     fields = {
         "task_id": data["task_id"],
@@ -67,15 +126,44 @@ def record_scheduled(event):
 
 
 def record_cancelled(event):
-    """Handler for ``reminder.cancelled``: a pending reminder is cancelled; a fired one stays fired."""
-    reminder_id = event["data"]["reminder_id"]
+    """Handler for ``reminder.cancelled``: a pending reminder is cancelled; a fired one stays fired.
+
+    A legitimate cancellation is emitted with a change after which the task no longer has that
+    reminder pending (tasks/services.py): it was deleted or completed, or its remind_at moved or
+    went. The log vouches for a cancellation when it holds such a state of the task, owned by the
+    event's user; then the reminder is cancelled. The one other legitimate cancellation is a due
+    date that moved under an unchanged remind_at: the same change then schedules the reminder
+    again under the same reminder_id with the new due date, right after this event in the same
+    partition, so cancelling it changes nothing lasting. That one is recognised (the log holds the
+    reminder pending at another due date than the event's; the state at the old one may be purged
+    already) and changes nothing, so a copy of it cannot cancel anything. Anything else (every
+    logged state has exactly this reminder pending) is a ForgedEvent.
+
+    The residual risk: someone who can write to the topic, and knows a task's id, its owner's id
+    and a remind_at it has pending, can cancel that reminder if some logged state of the task
+    lacked it (it was set after creation, or moved back to that time). Its owner then misses that
+    one reminder; nothing is written into any account, and no text of theirs is shown to anyone.
+    Demanding the state that immediately followed one with the reminder pending would narrow it,
+    but the log purges by age, and a legitimate cancellation whose predecessor was purged would
+    then leave the reminder to fire.
+    """
+    logged = _logged_reminders(event)
+    data = event["data"]
+    gone = any(pending is None or pending["remind_at"] != data["remind_at"] for pending in logged)
+    if not gone:
+        if all(pending["due_at"] == data["due_at"] for pending in logged):
+            raise ForgedEvent(
+                f"reminder.cancelled {data['reminder_id']}: every logged state of task {data['task_id']} "
+                "still has this reminder pending"
+            )
+        return  # a due date moved: the reminder.scheduled that follows updates the row
+    reminder_id = data["reminder_id"]
     updated = ScheduledReminder.objects.filter(reminder_id=reminder_id, status=Status.PENDING).update(
         status=Status.CANCELLED
     )
     if not updated and not ScheduledReminder.objects.filter(reminder_id=reminder_id).exists():
         # Cancelled before we ever saw it scheduled (a replay from a later offset): remember the
         # cancellation so that a late ``scheduled`` for it cannot revive it.
-        data = event["data"]
         ScheduledReminder.objects.create(
             reminder_id=reminder_id,
             task_id=data["task_id"],

@@ -13,9 +13,9 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from events.schemas import TASK_FIELDS, ForgedEvent
+from events.schemas import ForgedEvent
 from recurrence.rules import carry_over_remind_at, next_occurrence
-from tasks.events import EventContext, task_object
+from tasks.events import EventContext, contradicted_fields, task_object
 from tasks.models import Task
 from tasks.services import task_create
 from tasks.sync import task_at_version
@@ -52,14 +52,14 @@ def completed_task(completed):
     sync log's retention whose task has changed since cannot be vouched for either (a consumer
     that far behind is an outage), nor the last completion of an account deleted meanwhile (its
     tasks and log went with it, and nobody is left to continue the series for); the dead letter
-    says why.
+    says why, and tasks/sync.py says when such letters can be replayed.
     """
     task_id, version = completed["task_id"], completed["version"]
     task = Task.objects.filter(pk=task_id).first()
     record = task_object(task) if task is not None and task.version == version else task_at_version(task_id, version)
     if record is None:
         raise ForgedEvent(f"task.completed names version {version} of task {task_id}, which the database never recorded")
-    differing = sorted(name for name in TASK_FIELDS if name != "task_id" and record[name] != completed[name])
+    differing = contradicted_fields(completed, record)
     if differing:
         raise ForgedEvent(f"task.completed of task {task_id} version {version} contradicts the database on {', '.join(differing)}")
     if not record["completed"]:

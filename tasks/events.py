@@ -51,6 +51,17 @@ def task_object(task):
     }
 
 
+# The change_type of the sync event that each task event is emitted with (tasks/services.py):
+# the consumers that check a task event against the sync log look for that change.
+SYNC_CHANGE_OF = {"task.created": "created", "task.updated": "updated", "task.completed": "updated", "task.deleted": "deleted"}
+
+
+def contradicted_fields(data, obj):
+    """The fields, sorted, in which ``data`` (a task event's) differs from the task object ``obj`` it
+    should have been made of (``task_event``); empty when the event says what the object does."""
+    return sorted(name for name in TASK_FIELDS if data[name] != obj["id" if name == "task_id" else name])
+
+
 def reminder_id(task_id, remind_at):
     return str(uuid.uuid5(REMINDER_NAMESPACE, f"{task_id}/{utc_timestamp(remind_at)}"))
 

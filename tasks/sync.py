@@ -8,7 +8,16 @@ so the log holds exactly the committed changes, deletions included.
 
 Because it does, the log is also what the consumers check an event against: every version of
 every task our services wrote is in it, with its owner, for as long as the log keeps it
-(``logged_events`` for the realtime bridge, ``task_at_version`` for the recurring-task service).
+(``logged_events`` for the realtime bridge, ``task_at_version`` for the recurring-task service,
+``logged_versions`` for the audit trail, ``task_states`` for the reminder scheduler). An event the
+log contradicts is a ForgedEvent, dead-lettered at once.
+
+A consumer lagging beyond the retention below cannot have its oldest events vouched for: their
+changes were purged, so they are dead-lettered as forged too, and ``unvouched`` says in the dead
+letter that the event is older than the log keeps. (The topics keep 7 days, so a consumer that far
+behind has lost messages anyway: it is an outage.) After inspection they can be replayed with
+``replay_dlq`` once the log vouches for them again (the purged rows restored from a backup): a
+replay is checked like any event, so a forged one stays forged.
 
 The cursor is the ``TaskChange`` id. Ids are handed out at insert, not at commit, so two
 concurrent transactions of one user could commit out of id order and a reader could move its
@@ -24,7 +33,7 @@ old, because nothing above the watermark was ever purged; ``latest_cursor`` neve
 below it, so a user whose own changes were all purged does not get a stale cursor with the page.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -32,6 +41,7 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from events.retention import purge_in_batches
+from events.schemas import ForgedEvent
 from tasks.models import SyncLogPurge, TaskChange
 
 MAX_CHANGES_PER_PAGE = 500
@@ -95,17 +105,56 @@ def logged_events(event_ids):
     return dict(rows)
 
 
-def task_at_version(task_id, version):
-    """The task object (CONTRACT.md section 2) of task ``task_id`` as version ``version`` left it, or None.
+def logged_versions(task_versions):
+    """The logged sync events of the given ``(task_id, version)`` pairs, as ``{(task_id, version): event}``
+    (task ids as lowercase strings): ONE query on the task_id index, however many pairs.
 
     Found after the task changed again or was deleted, as long as the log keeps that change.
     """
-    event = (
-        TaskChange.objects.filter(task_id=task_id, event__data__task__version=version)
-        .values_list("event", flat=True)
-        .first()
-    )
+    task_versions = {(str(task_id), version) for task_id, version in task_versions}
+    if not task_versions:
+        return {}
+    rows = TaskChange.objects.filter(
+        task_id__in={task_id for task_id, _ in task_versions},
+        event__data__task__version__in={version for _, version in task_versions},
+    ).values_list("task_id", "event")
+    logged = ((str(task_id), event["data"]["task"]["version"], event) for task_id, event in rows)
+    return {(task_id, version): event for task_id, version, event in logged if (task_id, version) in task_versions}
+
+
+def task_at_version(task_id, version):
+    """The task object (CONTRACT.md section 2) of task ``task_id`` as version ``version`` left it, or None."""
+    event = logged_versions([(task_id, version)]).get((str(task_id), version))
     return event["data"]["task"] if event else None
+
+
+def task_states(task_id, fields):
+    """Every state of task ``task_id`` that the log holds, oldest first, as ``(change_type, {field: value})``
+    with only the named ``fields`` of its task object (not the whole of it: descriptions are long).
+    One query on the task_id index."""
+    rows = (
+        TaskChange.objects.filter(task_id=task_id)
+        .order_by("id")
+        .values_list("event__data__change_type", *(f"event__data__task__{name}" for name in fields))
+    )
+    return [(change_type, dict(zip(fields, values))) for change_type, *values in rows]
+
+
+def unvouched(message, event):
+    """The ForgedEvent for ``event``, which the log has no record of: ``message`` says what is missing,
+    and the dead letter also says when the event is older than the log keeps (see the module's
+    docstring: then it may be a real event of a consumer that lagged beyond the retention)."""
+    retention = timedelta(days=settings.SYNC_LOG_RETENTION_DAYS)
+    try:
+        older = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")) < timezone.now() - retention
+    except (ValueError, TypeError):
+        older = False
+    if older:
+        message += (
+            f" (the event is older than the {settings.SYNC_LOG_RETENTION_DAYS} days the sync log keeps: "
+            "if it is genuine, its consumer lagged beyond the retention)"
+        )
+    return ForgedEvent(message)
 
 
 def purge_sync_log(older_than=None):

@@ -341,7 +341,13 @@ RATELIMIT_USE_CACHE = "ratelimit"
 RATELIMIT_CACHE_PREFIX = env("RATELIMIT_CACHE_PREFIX", "rl:")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "ratelimit": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+    "ratelimit": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        # An unreachable Redis must cost a refused request (503, tasks/ratelimit.py) within a
+        # second, not a web worker hung on a silent network.
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [

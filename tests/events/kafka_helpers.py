@@ -14,8 +14,12 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from events.kafka import admin_client, client_config, create_topics, delete_topics
-from events.schemas import make_event
+from events.schemas import utc_timestamp
 from events.topics import TASK_EVENTS, TOPICS, topic_name
+from tasks.events import SYNC_CHANGE_OF, EventContext, sync_event
+from tasks.events import task_event as make_task_event
+from tasks.models import User
+from tasks.sync import record_change
 
 
 def wait_for(condition, timeout=60.0, interval=0.05):
@@ -52,28 +56,33 @@ def _answers_offsets(base_topic):
         return False
 
 
-def task_event(event_type="task.created", *, task_id=None, user_id="1", title="Buy milk", **data):
-    """A complete, valid task event (CONTRACT.md section 4)."""
-    return make_event(
-        event_type,
-        {
-            "task_id": str(task_id or uuid.uuid4()),
-            "title": title,
-            "description": "",
-            "completed": event_type == "task.completed",
-            "due_date": None,
-            "remind_at": None,
-            "priority": 4,
-            "recurrence_rule": None,
-            "tags": [],
-            "parent_task_id": None,
-            "version": 1,
-            "user_id": user_id,
-            **data,
-        },
-        source="todo-api",
-        correlation_id=str(uuid.uuid4()),
-    )
+def task_event(event_type="task.created", *, task_id=None, user_id=None, title="Buy milk", logged=True, **data):
+    """A complete, valid task event (CONTRACT.md section 4), made as the services make it.
+
+    With ``logged`` (the default) the sync-log row that the services write beside it is written
+    too (tasks.sync.record_change of the sync event of the same task version), so the consumers
+    that check task events against the log (the audit trail) take it for a real one; with
+    ``logged=False`` it is a forgery. ``user_id`` names an existing user; by default the event's
+    owner is a user of this helper's (``event_owner``), or, unlogged, a user id nobody has.
+    """
+    if user_id is None:
+        user_id = str(event_owner().id) if logged else "0"
+    now = utc_timestamp()
+    task = {
+        "id": str(task_id or uuid.uuid4()), "title": title, "description": "", "completed": event_type == "task.completed",
+        "completed_at": now if event_type == "task.completed" else None, "due_date": None, "remind_at": None,
+        "priority": 4, "recurrence_rule": None, "tags": [], "parent_task_id": None, "version": 1,
+        "user_id": str(user_id), "created_at": now, "updated_at": now, **data,
+    }
+    context = EventContext(source="todo-api", correlation_id=str(uuid.uuid4()))
+    if logged:
+        record_change(sync_event(SYNC_CHANGE_OF[event_type], task, context))
+    return make_task_event(event_type, task, context)
+
+
+def event_owner():
+    """The user that ``task_event`` gives its events to when the test names none."""
+    return User.objects.get_or_create(username="event-owner")[0]
 
 
 class TestProducer:

@@ -1,4 +1,10 @@
-"""The reminder scheduler fires each reminder once, on time, and honours cancellations."""
+"""The reminder scheduler fires each reminder once, on time, and honours cancellations; it keeps
+only reminders that the sync log shows a task of their user to have had pending.
+
+The reminder events are the real ones: the task services emit them (through the outbox, beside
+the sync-log row of the change), and the tests hand them to the scheduler's handler as its
+consumer would.
+"""
 
 import json
 import threading
@@ -11,39 +17,67 @@ from django.db import transaction
 from django.utils import timezone
 
 from events.models import OutboxEvent
-from events.schemas import make_event, utc_timestamp
+from events.schemas import ForgedEvent, InvalidEvent, make_event
 from notifications.models import ScheduledReminder
+from notifications.scheduler import ReminderClock, fire_due_reminders, on_schedule_change
 from notifications.tasks import fire_stuck_reminders
-from notifications.scheduler import ReminderClock, fire_due_reminders, record_cancelled, record_scheduled
+from tasks.events import EventContext, reminder_id
+from tasks.models import Task, User
+from tasks.services import task_complete, task_create, task_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-
-def reminder_event(event_type, *, remind_at, reminder_id=None, task_id=None):
-    task_id = task_id or str(uuid.uuid4())
-    data = {
-        "reminder_id": str(reminder_id or uuid.uuid4()),
-        "task_id": task_id,
-        "title": "Water the plants",
-        "due_at": utc_timestamp(remind_at + timedelta(hours=1)),
-        "remind_at": utc_timestamp(remind_at),
-        "user_id": "7",
-    }
-    return make_event(event_type, data, source="todo-api", correlation_id="corr-1")
+API = EventContext(source="todo-api", correlation_id="corr-1")
 
 
-def schedule(remind_at, **ids):
-    event = reminder_event("reminder.scheduled", remind_at=remind_at, **ids)
-    with transaction.atomic():  # handlers run in the consumer runtime's transaction
-        record_scheduled(event)
-    return event
+@pytest.fixture(autouse=True)
+def many_reminders_allowed(settings):
+    settings.REMINDERS_PER_USER_PER_HOUR = 10_000  # some tests schedule hundreds for one user
+
+
+def owner(username="owner"):
+    return User.objects.get_or_create(username=username)[0]
+
+
+def through_scheduler(change):
+    """Run ``change`` (a task service call) and hand the reminder events it emitted to the
+    scheduler's handler, in order, in one transaction as its consumer would; returns them."""
+    last = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    change()
+    rows = OutboxEvent.objects.filter(id__gt=last, event_type__startswith="reminder.").order_by("id")
+    events = [json.loads(payload) for payload in rows.values_list("payload", flat=True)]
+    with transaction.atomic():
+        for event in events:
+            on_schedule_change(event)
+    return events
+
+
+def schedule(remind_at, *, user=None):
+    """A new task of ``user`` reminding at ``remind_at``, due an hour later; its reminder.scheduled, handled."""
+    due = remind_at + timedelta(hours=1)
+    [scheduled] = through_scheduler(
+        lambda: task_create(user=user or owner(), context=API, title="Water the plants", due_date=due, remind_at=remind_at)
+    )
+    return scheduled
+
+
+def task_of(event):
+    return Task.objects.get(pk=event["data"]["task_id"])
 
 
 def cancel(scheduled):
-    data = scheduled["data"]
-    event = reminder_event("reminder.cancelled", remind_at=timezone.now(), reminder_id=data["reminder_id"], task_id=data["task_id"])
+    """Complete the reminder's task: its reminder.cancelled, handled."""
+    [cancelled] = through_scheduler(lambda: task_complete(task=task_of(scheduled), context=API))
+    return cancelled
+
+
+def handle(event):
     with transaction.atomic():
-        record_cancelled(event)
+        on_schedule_change(event)
+
+
+def status(event):
+    return ScheduledReminder.objects.get(pk=event["data"]["reminder_id"]).status
 
 
 def due_events():
@@ -142,23 +176,109 @@ def test_a_cancellation_before_the_time_wins():
 def test_a_cancellation_after_the_reminder_fired_changes_nothing():
     event = schedule(timezone.now() - timedelta(seconds=1))
     assert fire_due_reminders() == 1
+    task = task_of(event)
+    # A new due date under the same remind_at cancels and schedules the same reminder id again.
+    moved = through_scheduler(lambda: task_update(task=task, context=API, due_date=task.due_date + timedelta(days=1)))
+    assert [e["event_type"] for e in moved] == ["reminder.cancelled", "reminder.scheduled"]
+    assert {e["data"]["reminder_id"] for e in moved} == {event["data"]["reminder_id"]}
     cancel(event)
-    schedule(timezone.now() + timedelta(hours=1), reminder_id=event["data"]["reminder_id"], task_id=event["data"]["task_id"])
-    assert ScheduledReminder.objects.get(pk=event["data"]["reminder_id"]).status == "fired"
+    assert status(event) == "fired"
     assert fire_due_reminders() == 0 and len(due_events()) == 1
 
 
-def test_a_rescheduled_reminder_fires_at_its_new_time():
+def test_a_reminder_moved_to_another_time_fires_at_its_new_time_only():
     event = schedule(timezone.now() + timedelta(hours=1))
-    moved = timezone.now() - timedelta(seconds=1)
-    schedule(moved, reminder_id=event["data"]["reminder_id"], task_id=event["data"]["task_id"])
+    task = task_of(event)
+    moved_to = timezone.now() - timedelta(seconds=1)
+    cancelled, scheduled = through_scheduler(lambda: task_update(task=task, context=API, remind_at=moved_to))
+    assert cancelled["data"]["reminder_id"] == event["data"]["reminder_id"]
     assert fire_due_reminders() == 1
+    assert (status(event), status(scheduled)) == ("cancelled", "fired")
+
+
+def test_a_due_date_moved_under_the_reminder_keeps_it_pending_with_the_new_due_date():
+    event = schedule(timezone.now() + timedelta(hours=1))
+    task = task_of(event)
+    new_due = task.due_date + timedelta(days=2)
+    through_scheduler(lambda: task_update(task=task, context=API, due_date=new_due))
+    reminder = ScheduledReminder.objects.get(pk=event["data"]["reminder_id"])
+    assert (reminder.status, reminder.due_at) == ("pending", new_due)
 
 
 def test_the_celery_safety_net_fires_only_reminders_stuck_past_their_time():
     stuck = schedule(timezone.now() - timedelta(minutes=2))
     just_due = schedule(timezone.now() - timedelta(seconds=10))
     assert fire_stuck_reminders() == 1
-    statuses = dict(ScheduledReminder.objects.values_list("reminder_id", "status"))
-    assert statuses[uuid.UUID(stuck["data"]["reminder_id"])] == "fired"
-    assert statuses[uuid.UUID(just_due["data"]["reminder_id"])] == "pending"
+    assert (status(stuck), status(just_due)) == ("fired", "pending")
+
+
+# -- forgeries: what the sync log does not vouch for is a ForgedEvent, and schedules nothing ------
+
+
+def real_reminder():
+    """A pending reminder of a real task, in an hour; its reminder.scheduled, handled."""
+    return schedule(timezone.now() + timedelta(hours=1))
+
+
+def forged(real, event_type="reminder.scheduled", **changes):
+    return make_event(event_type, {**real["data"], **changes}, source="todo-api", correlation_id="forged")
+
+
+def assert_forged(event):
+    before = list(ScheduledReminder.objects.order_by("pk").values())
+    with pytest.raises(ForgedEvent):
+        handle(event)
+    assert list(ScheduledReminder.objects.order_by("pk").values()) == before
+
+
+def test_a_reminder_scheduled_for_another_user_is_forged():
+    assert_forged(forged(real_reminder(), user_id=str(owner("intruder").id)))
+
+
+def test_a_reminder_scheduled_with_a_title_the_task_never_had_is_forged():
+    assert_forged(forged(real_reminder(), title="Your parcel is held: pay the fee at evil.example"))
+
+
+def test_a_reminder_scheduled_for_a_task_the_log_never_had_is_forged():
+    real = real_reminder()
+    task_id = str(uuid.uuid4())
+    assert_forged(forged(real, task_id=task_id, reminder_id=reminder_id(task_id, task_of(real).remind_at)))
+
+
+def test_a_reminder_scheduled_at_a_time_or_due_date_the_task_never_had_is_forged():
+    real = real_reminder()
+    other = timezone.now() + timedelta(minutes=5)
+    assert_forged(forged(real, remind_at=other.isoformat(), reminder_id=reminder_id(real["data"]["task_id"], other)))
+    assert_forged(forged(real, due_at=(other + timedelta(days=3)).isoformat()))
+
+
+def test_a_reminder_scheduled_under_another_reminder_id_is_forged():
+    assert_forged(forged(real_reminder(), reminder_id=str(uuid.uuid4())))
+
+
+def test_a_reminder_event_whose_task_id_is_no_uuid_is_invalid_not_a_database_error():
+    with pytest.raises(InvalidEvent, match="task_id"):
+        handle(forged(real_reminder(), task_id="not-a-uuid"))
+
+
+def cancellation_of(real):
+    """The genuine reminder.cancelled of ``real``'s reminder (its task completed), not handed over yet."""
+    task_complete(task=task_of(real), context=API)
+    return json.loads(OutboxEvent.objects.get(event_type="reminder.cancelled", key=real["data"]["task_id"]).payload)
+
+
+def test_a_genuine_cancellation_is_vouched_for_by_the_state_it_was_emitted_with():
+    real = real_reminder()
+    handle(cancellation_of(real))
+    assert status(real) == "cancelled"
+
+
+def test_a_cancellation_of_a_reminder_that_every_logged_state_has_pending_is_forged():
+    real = real_reminder()
+    assert_forged(forged(real, "reminder.cancelled"))
+    assert status(real) == "pending"
+
+
+def test_a_cancellation_for_another_user_is_forged():
+    real = real_reminder()
+    assert_forged(forged(cancellation_of(real), "reminder.cancelled", user_id=str(owner("intruder").id)))

@@ -12,6 +12,8 @@
 - The admin shows who holds tokens, never a token.
 - A user cannot schedule reminders without bound: beyond the hourly cap a write gets 429 and
   changes nothing.
+- With the counters' Redis unreachable, every counted door answers 503 with Retry-After and logs
+  why: never a 500, never an uncounted guess let through.
 """
 
 import asyncio
@@ -410,3 +412,46 @@ def test_a_write_beyond_the_hourly_reminder_cap_is_refused_with_429_and_changes_
     moved = client.patch(f"/api/tasks/{task.json()['id']}/", reminded, format="json")
     assert_refused(moved, 60 * 60)
     assert Task.objects.get(pk=task.json()["id"]).remind_at is None
+
+
+# --- the counters unreachable ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def counters_unreachable(settings, free_port):
+    """The rate-limit counters' cache pointed at a port where nobody listens (Redis down)."""
+    settings.CACHES = {**settings.CACHES, "ratelimit": {**settings.CACHES["ratelimit"], "LOCATION": f"redis://127.0.0.1:{free_port}/0"}}
+
+
+def assert_unavailable(response, caplog):
+    assert response.status_code == 503, response.content
+    assert int(response["Retry-After"]) > 0
+    assert "try again in" in response.json()["detail"]
+    assert "rate limiter: the counters' cache is unreachable" in caplog.text
+
+
+@SIGN_IN_DOORS
+def test_with_the_counters_unreachable_a_sign_in_is_refused_with_503_before_any_hash_is_computed(
+    door, ada, hashes, counters_unreachable, caplog
+):
+    computed = hashes.computed
+    assert_unavailable(door("ada", PASSWORD, STRANGER), caplog)
+    assert hashes.computed == computed
+
+
+def test_with_the_counters_unreachable_registration_is_refused_with_503_and_creates_nobody(counters_unreachable, caplog):
+    assert_unavailable(register_door("bot-1", STRANGER), caplog)
+    assert not User.objects.filter(username="bot-1").exists()
+
+
+def test_with_the_counters_unreachable_a_write_scheduling_a_reminder_is_refused_with_503_and_changes_nothing(
+    ada, counters_unreachable, caplog
+):
+    client = api(issue(ada))
+    due = datetime.now(UTC) + timedelta(days=1)
+    refused = client.post(
+        "/api/tasks/", {"title": "call", "due_date": due.isoformat(), "remind_at": (due - timedelta(hours=1)).isoformat()}, format="json"
+    )
+    assert_unavailable(refused, caplog)
+    assert not Task.objects.exists() and not OutboxEvent.objects.exists()
+    assert client.post("/api/tasks/", {"title": "no reminder"}, format="json").status_code == 201  # not counted

@@ -10,21 +10,23 @@ section 7, "Trust"), dead-lettering what the database contradicts as ForgedEvent
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
-from tasks.tokens import issue
 
 from events.consumer import ConsumerRuntime
 from events.models import OutboxEvent
 from events.registry import get_consumer
+from audit.models import AuditEntry
 from events.schemas import make_event
-from events.topics import TASK_EVENTS, TASK_UPDATES, dead_letter_topic, group_name
-from tasks.events import EventContext
+from events.topics import REMINDERS, TASK_EVENTS, TASK_UPDATES, dead_letter_topic, group_name
+from notifications.models import ScheduledReminder
+from tasks.events import EventContext, reminder_id
 from tasks.models import Task, User
-from tasks.services import task_complete, task_create
+from tasks.services import task_complete, task_create, task_update
+from tasks.tokens import issue
 from tests.events.kafka_helpers import TestProducer, committed_offsets, end_offsets, read_topic, running, wait_for
 from todo_project.asgi import application
 
@@ -124,3 +126,74 @@ def test_a_producer_cannot_reach_another_users_websocket(isolated_kafka, victim,
         assert [letter["dlq.error.type"] for letter in letters] == ["ForgedEvent"]
 
     assert async_to_sync(victims_socket_while)(forge), "the forged event reached the victim's socket"
+
+
+# -- the reminder scheduler: only reminders a task of that user had pending ----------------------
+
+
+def scheduled_reminder_of(user, title):
+    """A real reminder of ``user``'s task in an hour: its reminder.scheduled as our relay would publish it."""
+    due = datetime.now(UTC) + timedelta(days=1)
+    task = task_create(user=user, context=API, title=title, due_date=due, remind_at=due - timedelta(hours=23))
+    return json.loads(OutboxEvent.objects.get(event_type="reminder.scheduled", key=str(task.id)).payload)
+
+
+def forged_reminder(real, **changes):
+    return make_event("reminder.scheduled", {**real["data"], **changes}, source="todo-api", correlation_id="forged")
+
+
+def test_a_producer_cannot_schedule_a_reminder_with_its_own_text_for_another_user(isolated_kafka, victim, intruder):
+    own = scheduled_reminder_of(intruder, "Your parcel is held: pay at evil.example")
+    theirs = scheduled_reminder_of(victim, "Dentist")
+    task_id = str(uuid.uuid4())
+    forgeries = [
+        forged_reminder(own, user_id=str(victim.id)),  # the intruder's own task, in the victim's name
+        forged_reminder(theirs, title="Your parcel is held: pay at evil.example"),  # the victim's task, a fake title
+        forged_reminder(theirs, task_id=task_id, reminder_id=reminder_id(task_id, datetime.fromisoformat(theirs["data"]["remind_at"]))),
+    ]
+    letters = produce_and_collect_dead_letters("scheduler", REMINDERS, forgeries)
+    assert [letter["dlq.error.type"] for letter in letters] == ["ForgedEvent"] * 3
+    assert not ScheduledReminder.objects.exists()
+
+
+def test_a_producer_cannot_cancel_a_reminder_that_its_task_still_has_pending(isolated_kafka, victim):
+    real = scheduled_reminder_of(victim, "Dentist")
+    cancellation = make_event("reminder.cancelled", real["data"], source="todo-api", correlation_id="forged")
+    with running(ConsumerRuntime(get_consumer("scheduler"))) as runtime:
+        TestProducer().events([real, cancellation], base_topic=REMINDERS)
+        letters = read_topic(dead_letter_topic(REMINDERS), until=lambda messages: len(messages) >= 1)
+    assert runtime.error is None
+    assert [letter["headers"]["dlq.error.type"] for letter in letters] == ["ForgedEvent"]
+    assert ScheduledReminder.objects.get(pk=real["data"]["reminder_id"]).status == "pending"
+
+
+# -- the audit trail: only task events our services wrote ----------------------------------------
+
+
+def task_events_of(user, title):
+    """A real task of ``user`` created and renamed: its task events as our relay would publish them."""
+    task = task_create(user=user, context=API, title=title)
+    task_update(task=task, context=API, title=f"{title}, renamed")
+    rows = OutboxEvent.objects.filter(key=str(task.id), event_type__startswith="task.").order_by("id")
+    return [json.loads(row.payload) for row in rows]
+
+
+def test_a_producer_cannot_write_audit_entries_and_the_real_ones_are_recorded_once(isolated_kafka, victim, intruder):
+    created, updated = task_events_of(victim, "Pay rent")
+    forgeries = [
+        make_event("task.deleted", updated["data"], source="todo-api", correlation_id="forged"),  # a deletion that never was
+        make_event("task.updated", {**updated["data"], "title": "Transfer to IBAN XX00"}, source="todo-api", correlation_id="forged"),
+        make_event("task.updated", {**updated["data"], "user_id": str(intruder.id)}, source="todo-api", correlation_id="forged"),
+        make_event("task.created", {**created["data"], "task_id": str(uuid.uuid4())}, source="todo-api", correlation_id="forged"),
+    ]
+    # One partition, real and forged interleaved: batches fail and are re-run one event at a time.
+    events = [created, *forgeries[:2], updated, *forgeries[2:]]
+    with running(ConsumerRuntime(get_consumer("audit"))) as runtime:
+        TestProducer().events(events, key=created["data"]["task_id"])
+        letters = read_topic(dead_letter_topic(TASK_EVENTS), until=lambda messages: len(messages) >= len(forgeries))
+        assert wait_for(lambda: AuditEntry.objects.count() == 2, timeout=60)
+    assert runtime.error is None
+    assert [letter["headers"]["dlq.error.type"] for letter in letters] == ["ForgedEvent"] * len(forgeries)
+    assert sorted(str(e) for e in AuditEntry.objects.values_list("event_id", flat=True)) == sorted(
+        [created["event_id"], updated["event_id"]]
+    )
