@@ -46,7 +46,14 @@ def web_environment(documents):
             env.update(kinds["ConfigMap", source["configMapRef"]["name"]]["data"])
         else:
             env.update(kinds["Secret", source["secretRef"]["name"]]["stringData"])
-    env.update({item["name"]: item["value"] for item in container.get("env", []) if "value" in item})
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif "secretKeyRef" in item.get("valueFrom", {}):  # each process gets only the secrets it uses
+            ref = item["valueFrom"]["secretKeyRef"]
+            secret = kinds.get(("Secret", ref["name"]))
+            if secret is not None:  # a Secret the chart renders (not one an operator provides)
+                env[item["name"]] = secret["stringData"][ref["key"]]
     return env
 
 

@@ -369,6 +369,10 @@ task-updates.dlq: {retention.ms: "2592000000"}
 - {path: /signup/, pathType: Prefix}
 - {path: /login/, pathType: Prefix}
 - {path: /logout/, pathType: Prefix}
+- {path: /settings/, pathType: Prefix}        # account settings
+- {path: /password-reset/, pathType: Prefix}  # password reset: the request form
+- {path: /reset/, pathType: Prefix}           # password reset: the mailed link and its result
+- {path: /confirm-email/, pathType: Prefix}   # the address-confirmation link
 - {path: /api/, pathType: Prefix}     # REST API, its schema and docs
 - {path: /admin/, pathType: Prefix}
 - {path: /static/, pathType: Prefix}
