@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # with DEBUG off Django refuses to start without SECRET_KEY and redirects to https. DEBUG=false wins.
 export DEBUG ?= true
 
-.PHONY: run test stop infra install migrate topics lock status tools helm-lint browser faults drill bench
+.PHONY: run test stop infra install migrate topics lock status tools helm-lint browser faults drill bench js-tools
 
 # Python dependencies, installed once per change of requirements.lock.
 install: $(INSTALLED)
@@ -46,6 +46,14 @@ browser:
 		[ "$$(id -u)" = 0 ] || { echo "error: chromium is missing; run as root or: sudo apt-get install chromium" >&2; exit 1; }; \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium); }
 
+# axe-core for the browser tests' accessibility check (package-lock.json pins it), installed once per lock change.
+js-tools: node_modules/.installed
+node_modules/.installed: package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm is missing for the accessibility check: apt-get install npm" >&2; exit 1; }
+	@echo "==> npm: installing the pinned test tools (axe-core)…"
+	@npm ci --ignore-scripts --no-audit --no-fund --silent
+	@touch $@
+
 # Command-line tools of the tests, built once into .cache/bin: helm (from the Go module proxy).
 tools:
 	@bash scripts/tools.sh
@@ -54,7 +62,7 @@ tools:
 helm-lint: tools
 	@for values in helm/todo-platform/ci/*-values.yaml; do .cache/bin/helm lint --strict --quiet helm/todo-platform -f $$values || exit 1; done
 
-test: infra tools browser
+test: infra tools browser js-tools
 	@bash scripts/infra.sh kafka-jars
 	@echo "==> running the test suite against the real Kafka, PostgreSQL and Redis…"
 	@$(PY) -m pytest $(PYTEST_ARGS)

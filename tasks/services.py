@@ -5,6 +5,8 @@ Each service runs in one transaction: it locks the task row, applies the change,
 so the events exist if and only if the change committed, in per-task order. Callers (the REST
 API, MCP tools, the recurrence consumer) pass an ``EventContext`` naming the source and the
 correlation id. Invalid input raises django.core.exceptions.ValidationError with field errors.
+A write given ``expected_version`` (the REST API's If-Match) raises
+tasks.concurrency.VersionConflict, changing nothing, when the locked row is at another version.
 """
 
 from django.conf import settings
@@ -17,6 +19,7 @@ from events.outbox import EventTooLarge, emit_all
 from notifications.confirmation import request_email_confirmation
 from recurrence.rules import same_wall_time
 from tasks import tokens
+from tasks.concurrency import check_version
 from tasks.events import reminder_event, sync_event, task_event, task_object
 from tasks.models import Task, User
 from tasks.ratelimit import count_scheduled_reminder
@@ -38,10 +41,13 @@ def _validate(task):
     task.full_clean(exclude=["user"], validate_unique=False, validate_constraints=False)
 
 
-def _lock(task):
+def _lock(task, expected_version=None):
     """The current row, locked until commit: concurrent changes of one task run one after another,
-    so versions never collide and their outbox rows commit in id order."""
-    return Task.objects.select_for_update().get(pk=task.pk)
+    so versions never collide and their outbox rows commit in id order. The expected version is
+    compared with the locked row, so of two writers expecting one version exactly one wins."""
+    locked = Task.objects.select_for_update().get(pk=task.pk)
+    check_version(locked, expected_version)
+    return locked
 
 
 def _pending_reminder(task):
@@ -101,10 +107,10 @@ def task_create(*, user, context, **fields):
 
 
 @transaction.atomic
-def task_update(*, task, context, **changes):
+def task_update(*, task, context, expected_version=None, **changes):
     """Apply ``changes``. A change that changes nothing is not a change: no new version, no events."""
     _check_fields(changes)
-    task = _lock(task)
+    task = _lock(task, expected_version)
     before = _pending_reminder(task)
     changed = {name: value for name, value in changes.items() if getattr(task, name) != value}
     if not changed:
@@ -132,9 +138,9 @@ def task_update(*, task, context, **changes):
 
 
 @transaction.atomic
-def task_complete(*, task, context):
+def task_complete(*, task, context, expected_version=None):
     """Complete the task; completing a completed task changes nothing and emits nothing."""
-    task = _lock(task)
+    task = _lock(task, expected_version)
     if task.completed:
         return task
     reminder = _pending_reminder(task)
@@ -152,9 +158,9 @@ def task_complete(*, task, context):
 
 
 @transaction.atomic
-def task_reopen(*, task, context):
+def task_reopen(*, task, context, expected_version=None):
     """Reopen a completed task; reopening an open task changes nothing and emits nothing."""
-    task = _lock(task)
+    task = _lock(task, expected_version)
     if not task.completed:
         return task
     task.completed = False
@@ -172,9 +178,9 @@ def task_reopen(*, task, context):
 
 
 @transaction.atomic
-def task_delete(*, task, context):
+def task_delete(*, task, context, expected_version=None):
     """Delete the task. Its events carry its last state, one version after the previous one."""
-    task = _lock(task)
+    task = _lock(task, expected_version)
     reminder = _pending_reminder(task)
     task.version += 1
     task.updated_at = timezone.now()

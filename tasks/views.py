@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from events.schemas import TASK_OBJECT
 from tasks import selectors, services, sync, tokens
+from tasks.concurrency import etag, expected_version
 from tasks.chat.agent import LLMError
 from tasks.chat.services import chat_respond
 from tasks.events import EventContext, task_object
@@ -70,6 +71,17 @@ def openapi_3_0(schema):
 # The task object is defined once, in events.schemas; the OpenAPI document reuses it.
 TASK_SCHEMA = openapi_3_0(TASK_OBJECT)
 TASK_RESPONSE = {200: TASK_SCHEMA}
+# A write with If-Match: "<version>" that is no longer current changes nothing (tasks.concurrency).
+IF_MATCH = OpenApiParameter(
+    "If-Match", str, OpenApiParameter.HEADER,
+    description='The task\'s ETag ("<version>") as last read: a stale one answers 412 with the current task.',
+)
+CONFLICT_RESPONSE = {412: TASK_SCHEMA}
+
+
+def task_response(task, code=status.HTTP_200_OK):
+    """A task answered with its version as ETag, the tag a later If-Match sends back."""
+    return Response(task_object(task), status=code, headers={"ETag": etag(task.version)})
 
 
 class TaskListApi(APIView):
@@ -107,47 +119,55 @@ class TaskListApi(APIView):
     def post(self, request):
         fields = validated(TaskInputSerializer, request, request.data)
         task = services.task_create(user=request.user, context=event_context(request), **fields)
-        return Response(task_object(task), status=status.HTTP_201_CREATED)
+        return task_response(task, code=status.HTTP_201_CREATED)
 
 
 class TaskDetailApi(APIView):
     @extend_schema(responses=TASK_RESPONSE)
     def get(self, request, task_id):
-        return Response(task_object(selectors.task_get(user=request.user, task_id=task_id)))
+        return task_response(selectors.task_get(user=request.user, task_id=task_id))
 
-    @extend_schema(request=TaskInputSerializer, responses=TASK_RESPONSE)
+    @extend_schema(request=TaskInputSerializer, parameters=[IF_MATCH], responses={**TASK_RESPONSE, **CONFLICT_RESPONSE})
     def put(self, request, task_id):
         return self._update(request, task_id, partial=False)
 
-    @extend_schema(request=TaskInputSerializer(partial=True), responses=TASK_RESPONSE)
+    @extend_schema(
+        request=TaskInputSerializer(partial=True), parameters=[IF_MATCH], responses={**TASK_RESPONSE, **CONFLICT_RESPONSE}
+    )
     def patch(self, request, task_id):
         return self._update(request, task_id, partial=True)
 
     def _update(self, request, task_id, *, partial):
         task = selectors.task_get(user=request.user, task_id=task_id)
         changes = validated(TaskInputSerializer, request, request.data, partial=partial)
-        task = services.task_update(task=task, context=event_context(request), **changes)
-        return Response(task_object(task))
+        task = services.task_update(
+            task=task, context=event_context(request), expected_version=expected_version(request), **changes
+        )
+        return task_response(task)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(parameters=[IF_MATCH], responses={204: None, **CONFLICT_RESPONSE})
     def delete(self, request, task_id):
         task = selectors.task_get(user=request.user, task_id=task_id)
-        services.task_delete(task=task, context=event_context(request))
+        services.task_delete(task=task, context=event_context(request), expected_version=expected_version(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class TaskCompleteApi(APIView):
-    @extend_schema(request=None, responses=TASK_RESPONSE)
+    @extend_schema(request=None, parameters=[IF_MATCH], responses={**TASK_RESPONSE, **CONFLICT_RESPONSE})
     def post(self, request, task_id):
         task = selectors.task_get(user=request.user, task_id=task_id)
-        return Response(task_object(services.task_complete(task=task, context=event_context(request))))
+        return task_response(
+            services.task_complete(task=task, context=event_context(request), expected_version=expected_version(request))
+        )
 
 
 class TaskReopenApi(APIView):
-    @extend_schema(request=None, responses=TASK_RESPONSE)
+    @extend_schema(request=None, parameters=[IF_MATCH], responses={**TASK_RESPONSE, **CONFLICT_RESPONSE})
     def post(self, request, task_id):
         task = selectors.task_get(user=request.user, task_id=task_id)
-        return Response(task_object(services.task_reopen(task=task, context=event_context(request))))
+        return task_response(
+            services.task_reopen(task=task, context=event_context(request), expected_version=expected_version(request))
+        )
 
 
 def user_data(user):

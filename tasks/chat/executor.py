@@ -113,27 +113,34 @@ def _list_tasks(user, arguments, context):
 def _update_task(user, arguments, context):
     completed = arguments.pop("completed", None)
     task = _task(user, arguments, prefer_completed=None if completed is None else not completed)
+    expected_version = arguments.pop("expected_version", None)
     changes = {key: value for key, value in arguments.items() if key not in ("task_id", "task_title")}
-    if changes:
+    if changes or completed is None:  # with no change at all, the update still checks expected_version
         task = _call_service(
-            services.task_update, task=task, context=context, **_parsed(TaskInputSerializer, changes, partial=True)
+            services.task_update, task=task, context=context, expected_version=expected_version,
+            **_parsed(TaskInputSerializer, changes, partial=True),
         )
+        expected_version = None  # checked: the completion below follows this call's own version
     if completed is True:
-        task = _call_service(services.task_complete, task=task, context=context)
+        task = _call_service(services.task_complete, task=task, context=context, expected_version=expected_version)
     elif completed is False:
-        task = _call_service(services.task_reopen, task=task, context=context)
+        task = _call_service(services.task_reopen, task=task, context=context, expected_version=expected_version)
     return task_object(task)
 
 
 def _complete_task(user, arguments, context):
     task = _task(user, arguments, prefer_completed=False)
-    return task_object(_call_service(services.task_complete, task=task, context=context))
+    return task_object(
+        _call_service(
+            services.task_complete, task=task, context=context, expected_version=arguments.get("expected_version")
+        )
+    )
 
 
 def _delete_task(user, arguments, context):
     task = _task(user, arguments)
     obj = task_object(task)
-    _call_service(services.task_delete, task=task, context=context)
+    _call_service(services.task_delete, task=task, context=context, expected_version=arguments.get("expected_version"))
     return obj
 
 

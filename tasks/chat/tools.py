@@ -16,6 +16,10 @@ that names the candidates, never a guess.
 Reopening is ``update_task`` with ``completed: false`` (the same change as
 ``POST /api/tasks/{id}/reopen/``); ``completed: true`` there is the same as ``complete_task``.
 The contract's MCP tool list has no separate reopen tool, and one field covers both ways.
+
+Expected version. ``update_task``, ``complete_task`` and ``delete_task`` also take an optional
+``expected_version`` (the REST API's If-Match): when the task is no longer at that version the
+call changes nothing and its ToolError names the current version.
 """
 
 import copy
@@ -53,6 +57,14 @@ _TASK_REFERENCE = {
             "Instead of task_id: words of the task's title. It must match exactly one of the user's "
             "tasks (an exact title wins over partial matches); otherwise the tool answers with an "
             "error that lists the candidates."
+        ),
+    },
+    "expected_version": {
+        "type": "integer",
+        "minimum": 1,
+        "description": (
+            "Optional: the task's version as last read. If the task changed since, nothing is done "
+            "and the error names the current version (read the task again before retrying)."
         ),
     },
 }

@@ -161,9 +161,13 @@ def test_a_task_created_in_one_tab_shows_live_in_the_users_other_tab_and_never_i
     expect(task_item(laptop, "Pay the rent")).to_be_visible()
     expect(task_item(phone, "Pay the rent")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
 
+    # A completed task leaves the default view (All open) in every tab, and shows in Completed.
     phone.get_by_label("Open: Pay the rent").check()
+    expect(task_item(phone, "Pay the rent")).to_have_count(0)
+    expect(task_item(laptop, "Pay the rent")).to_have_count(0, timeout=LIVE_TIMEOUT_MS)
+    phone.get_by_role("button", name="Completed", exact=True).click()
     expect(task_item(phone, "Pay the rent")).to_have_class(DONE)
-    expect(task_item(laptop, "Pay the rent")).to_have_class(DONE, timeout=LIVE_TIMEOUT_MS)
+    phone.get_by_role("button", name="All open", exact=True).click()
 
     # Details through the dialog: due date in ada's zone, tags, weekly recurrence, priority.
     laptop.get_by_role("button", name="Details…").click()
@@ -188,6 +192,7 @@ def test_a_task_created_in_one_tab_shows_live_in_the_users_other_tab_and_never_i
     )
 
     # The activity view reads the audit trail (written by the audit consumer).
+    laptop.get_by_role("button", name="Completed", exact=True).click()
     laptop.get_by_role("button", name="Activity of “Pay the rent”").click()
     activity = laptop.locator("#activity-list")
     expect(activity).to_contain_text("Completed", timeout=30_000)
@@ -222,7 +227,9 @@ def test_the_assistant_panel_adds_and_completes_tasks_that_show_live_in_the_user
     chat.get_by_label("Message to the assistant").fill("mark buy milk as done")
     chat.get_by_role("button", name="Send").click()
     expect(chat.locator(".chat-message.assistant").last).to_have_text("Completed 'buy milk'.", timeout=30_000)
-    expect(task_item(phone, "buy milk")).to_have_class(DONE, timeout=LIVE_TIMEOUT_MS)
+    expect(task_item(phone, "buy milk")).to_have_count(0, timeout=LIVE_TIMEOUT_MS)  # left All open
+    phone.get_by_role("button", name="Completed", exact=True).click()
+    expect(task_item(phone, "buy milk")).to_have_class(DONE)
 
     chat.get_by_label("Message to the assistant").fill("sing me a song")
     chat.get_by_role("button", name="Send").click()

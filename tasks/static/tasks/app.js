@@ -7,6 +7,10 @@
 // page asks GET /api/sync/?since=<cursor> for what it may have missed. When the server no longer
 // keeps the changes after our cursor (410 Gone: the sync log keeps 14 days), the page loads its
 // list afresh instead and continues from the cursor the 410 gives.
+//
+// Every write of an existing task carries `If-Match: "<version the page showed>"`: a 412 answers
+// with the newer task, which the page applies and offers next to the user's unsaved change
+// (CONTRACT.md section 7), so an edit made from a stale screen never silently overwrites another.
 
 const config = JSON.parse(document.getElementById("app-config").textContent);
 const zone = config.timezone;
@@ -28,16 +32,18 @@ function csrfToken() {
   return cookie ? decodeURIComponent(cookie.slice("csrftoken=".length)) : "";
 }
 
-async function api(path, { method = "GET", body } = {}) {
+// `version`: the task version the change was made from, sent as If-Match. `keepalive`: the
+// request outlives the page (a deferred delete sent as the page goes away).
+function requestInit({ method = "GET", body, version, keepalive = false }) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET") headers["X-CSRFToken"] = csrfToken();
-  const response = await fetch(path, {
-    method,
-    headers,
-    credentials: "same-origin",
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  if (version !== undefined) headers["If-Match"] = `"${version}"`;
+  return { method, headers, keepalive, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) };
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, requestInit(options));
   if (response.status === 401) {
     location.assign(`${config.loginUrl}?next=/`);
     throw new ApiError(401, {});
@@ -195,21 +201,31 @@ function applySyncEvent(event, options) {
 // Rendering the list
 
 const filters = {
-  search: $("search"), status: $("filter-status"), priority: $("filter-priority"),
-  tag: $("filter-tag"), due: $("filter-due"), sort: $("sort"),
+  search: $("search"), priority: $("filter-priority"), tag: $("filter-tag"), due: $("filter-due"), sort: $("sort"),
 };
 
+const isOverdue = (task, now = new Date()) => Boolean(task.due_date) && !task.completed && new Date(task.due_date) < now;
+
+// The views. A finished occurrence of a recurring series is a completed task, so only
+// "Completed" shows it. Today includes what is overdue; Upcoming is grouped by day.
+const VIEWS = {
+  today: { label: "Today", empty: "Nothing due today.", shows: (task) => !task.completed && Boolean(task.due_date) && dayKey(new Date(task.due_date)) <= dayKey(new Date()) },
+  upcoming: { label: "Upcoming", empty: "Nothing scheduled from today on.", shows: (task) => !task.completed && Boolean(task.due_date) && dayKey(new Date(task.due_date)) >= dayKey(new Date()) },
+  open: { label: "All open", empty: "Nothing open. Add a task above.", shows: (task) => !task.completed },
+  completed: { label: "Completed", empty: "No completed tasks yet.", shows: (task) => task.completed },
+};
+let view = "open";
+
 function matches(task) {
+  if (pendingDeletes.has(task.id) || !VIEWS[view].shows(task)) return false;
   const search = filters.search.value.trim().toLowerCase();
   if (search && !`${task.title}\n${task.description}`.toLowerCase().includes(search)) return false;
-  if (filters.status.value === "open" && task.completed) return false;
-  if (filters.status.value === "done" && !task.completed) return false;
   if (filters.priority.value && task.priority !== Number(filters.priority.value)) return false;
   if (filters.tag.value && !task.tags.includes(filters.tag.value)) return false;
   const due = filters.due.value;
   if (due === "none") return !task.due_date;
   if (due && !task.due_date) return false;
-  if (due === "overdue") return !task.completed && new Date(task.due_date) < new Date();
+  if (due === "overdue") return isOverdue(task);
   if (due === "today") return dayKey(new Date(task.due_date)) === dayKey(new Date());
   if (due === "week") {
     const day = dayKey(new Date(task.due_date));  // YYYY-MM-DD strings compare like dates
@@ -262,6 +278,9 @@ const ICON_PATHS = {
   calendar: "M7 2v2H5a2 2 0 0 0-2 2v13a2 2 0 0 0 2 2h14a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2h-2V2h-2v2H9V2H7zm-2 7h14v10H5V9z",
   alarm: "M12 4a9 9 0 1 0 0 18 9 9 0 0 0 0-18zm0 2a7 7 0 1 1 0 14 7 7 0 0 1 0-14zm-1 2v5.4l3.8 2.3 1-1.7-2.8-1.7V8h-2zM5.3 1.9 1.6 5l1.3 1.5 3.7-3.1-1.3-1.5zm13.4 0-1.3 1.5 3.7 3.1L22.4 5l-3.7-3.1z",
   repeat: "M17 1l4 4-4 4V6H7a3 3 0 0 0-3 3v2H2V9a5 5 0 0 1 5-5h10V1zM7 23l-4-4 4-4v3h10a3 3 0 0 0 3-3v-2h2v2a5 5 0 0 1-5 5H7v3z",
+  edit: "M3 17.25V21h3.75L17.8 9.94l-3.75-3.75L3 17.25zM20.7 7.04a1 1 0 0 0 0-1.41l-2.33-2.34a1 1 0 0 0-1.41 0l-1.83 1.83 3.75 3.75 1.82-1.83z",
+  history: "M13 3a9 9 0 0 0-9 9H1l3.9 3.9L8.8 12H6a7 7 0 1 1 2.05 4.95l-1.42 1.42A9 9 0 1 0 13 3zm-1 5v5l4.25 2.52.77-1.28-3.52-2.09V8H12z",
+  trash: "M6 19a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2V7H6v12zM19 4h-3.5l-1-1h-5l-1 1H5v2h14V4z",
 };
 
 function icon(name) {
@@ -275,13 +294,18 @@ function icon(name) {
   return svg;
 }
 
-function taskItem(task) {
-  const overdue = task.due_date && !task.completed && new Date(task.due_date) < new Date();
+function actionButton(action, iconName, label, text, extraClass = "") {
+  return element("button", { type: "button", class: `ghost icon-only ${extraClass}`, "data-action": action, "aria-label": label, title: text },
+    icon(iconName));
+}
+
+function taskItem(task, now) {
+  const overdue = isOverdue(task, now);
   const doneBox = element("input", {
     type: "checkbox", class: "done-toggle", id: `done-${task.id}`, "data-action": "toggle",
   });
   doneBox.checked = task.completed;
-  const meta = element("div", { class: "meta" });
+  const meta = element("span", { class: "meta" });
   if (task.due_date) {
     meta.append(element("span", { class: `chip due${overdue ? " overdue" : ""}`, title: dateTimeFormat.format(new Date(task.due_date)) },
       icon("calendar"), `${overdue ? "Overdue · " : ""}${describeDue(task.due_date)}`));
@@ -296,24 +320,36 @@ function taskItem(task) {
       icon("repeat"), element("span", { class: "visually-hidden", text: "Repeats " }), describeRule(task.recurrence_rule)));
   }
   for (const tag of task.tags) meta.append(element("span", { class: "chip tag", text: `#${tag}` }));
+  meta.append(element("span", { class: "priority-badge", title: `Priority ${task.priority}`, text: `P${task.priority}` }));
 
-  const item = element("li", {
-    class: `task priority-${task.priority}${task.completed ? " done" : ""}${recentlyChanged.has(task.id) ? " flash" : ""}`,
+  return element("li", {
+    class: `task priority-${task.priority}${task.completed ? " done" : ""}${overdue ? " is-overdue" : ""}${recentlyChanged.has(task.id) ? " flash" : ""}`,
     "data-task-id": task.id,
   },
     doneBox,
     element("div", { class: "task-main" },
       element("label", { class: "task-title", for: `done-${task.id}` },
         element("span", { class: "visually-hidden", text: task.completed ? "Done: " : "Open: " }), task.title),
-      task.description ? element("p", { class: "task-description", text: task.description }) : null,
-      meta.childElementCount ? meta : null),
-    element("span", { class: "priority-badge", title: `Priority ${task.priority}`, text: `P${task.priority}` }),
+      meta,
+      task.description ? element("p", { class: "task-description", text: task.description }) : null),
     element("div", { class: "task-actions" },
-      element("button", { type: "button", class: "ghost", "data-action": "edit", "aria-label": `Edit “${task.title}”`, text: "Edit" }),
-      element("button", { type: "button", class: "ghost", "data-action": "activity", "aria-label": `Activity of “${task.title}”`, text: "Activity" }),
-      element("button", { type: "button", class: "ghost danger", "data-action": "delete", "aria-label": `Delete “${task.title}”`, text: "Delete" })),
+      actionButton("edit", "edit", `Edit “${task.title}”`, "Edit"),
+      actionButton("activity", "history", `Activity of “${task.title}”`, "Activity"),
+      actionButton("delete", "trash", `Delete “${task.title}”`, "Delete", "danger")),
   );
-  return item;
+}
+
+// "Today · Mon, Jan 12" for a YYYY-MM-DD day of the user's zone.
+const dayFormat = new Intl.DateTimeFormat(undefined, { timeZone: "UTC", weekday: "short", month: "short", day: "numeric" });
+function dayHeading(key) {
+  const label = dayFormat.format(new Date(`${key}T12:00:00Z`));
+  if (key === dayKey(new Date())) return `Today · ${label}`;
+  if (key === dayKey(new Date(Date.now() + 864e5))) return `Tomorrow · ${label}`;
+  return label;
+}
+
+function taskGroup(label, items, now) {
+  return element("ul", { class: "tasks", "aria-label": label }, ...items.map((task) => taskItem(task, now)));
 }
 
 function render() {
@@ -322,20 +358,35 @@ function render() {
   const focusTask = active?.closest?.("[data-task-id]")?.dataset.taskId;
   const focusAction = active?.dataset?.action;
 
+  const now = new Date();
   const visible = [...tasks.values()].filter(matches).sort(compare);
   const list = $("task-list");
-  list.replaceChildren(...visible.map(taskItem));
-  recentlyChanged.clear();
-  $("list-empty").hidden = tasks.size > 0;
-  const open = [...tasks.values()].filter((task) => !task.completed).length;
-  $("list-summary").textContent = tasks.size
-    ? `${visible.length} shown · ${open} open of ${tasks.size}`
-    : "";
-  renderTagFilter();
-
-  if (focusTask && focusAction) {
-    list.querySelector(`[data-task-id="${CSS.escape(focusTask)}"] [data-action="${focusAction}"]`)?.focus();
+  if (view === "upcoming") {
+    const days = new Map();
+    for (const task of visible) {
+      const key = dayKey(new Date(task.due_date));
+      days.set(key, [...(days.get(key) || []), task]);
+    }
+    list.replaceChildren(...[...days.keys()].sort().map((key) => {
+      const heading = dayHeading(key);
+      return element("section", { class: "day-group", "aria-label": heading },
+        element("h2", { class: "day-heading", text: heading }), taskGroup(heading, days.get(key), now));
+    }));
+  } else {
+    list.replaceChildren(taskGroup(`${VIEWS[view].label} tasks`, visible, now));
   }
+  recentlyChanged.clear();
+  const empty = $("list-empty");
+  empty.hidden = visible.length > 0;
+  empty.textContent = tasks.size && activeFilterCount() + filters.search.value.trim().length ? "No task matches the search or filters." : VIEWS[view].empty;
+  const open = [...tasks.values()].filter((task) => !task.completed).length;
+  $("list-summary").textContent = tasks.size ? `${visible.length} shown · ${open} open of ${tasks.size}` : "";
+  renderTagFilter();
+  $("filters-count").textContent = activeFilterCount() ? ` · ${activeFilterCount()}` : "";
+
+  const target = updateRoving(focusTask, focusAction);
+  if (focusTask && focusAction && target?.closest("[data-task-id]")?.dataset.taskId === focusTask) target.focus();
+  scheduleOverdueCheck(now);
 }
 
 function renderTagFilter() {
@@ -348,7 +399,90 @@ function renderTagFilter() {
   select.value = tags.includes(chosen) ? chosen : "";
 }
 
+const activeFilterCount = () => [filters.priority, filters.tag, filters.due].filter((control) => control.value).length;
+
 for (const control of Object.values(filters)) control.addEventListener("input", scheduleRender);
+
+for (const button of document.querySelectorAll("[data-view]")) {
+  button.addEventListener("click", () => {
+    view = button.dataset.view;
+    for (const other of document.querySelectorAll("[data-view]")) other.setAttribute("aria-pressed", String(other === button));
+    scheduleRender();
+  });
+}
+
+$("filters-button").addEventListener("click", () => {
+  const panel = $("filters");
+  panel.hidden = !panel.hidden;
+  $("filters-button").setAttribute("aria-expanded", String(!panel.hidden));
+  if (!panel.hidden) filters.sort.focus();
+});
+
+// A due time passing while the page is open turns its task overdue without a reload: the list is
+// rendered again at the next due time of an open task, and at least every minute (for "Today"
+// and "Tomorrow" to follow the clock).
+let overdueTimer = null;
+function scheduleOverdueCheck(now) {
+  clearTimeout(overdueTimer);
+  const upcoming = [...tasks.values()].filter((task) => task.due_date && !task.completed)
+    .map((task) => new Date(task.due_date) - now).filter((delay) => delay >= 0);
+  overdueTimer = setTimeout(scheduleRender, Math.min(60_000, ...upcoming.map((delay) => delay + 50)));
+}
+
+// The list is one Tab stop (a roving tabindex): the arrows move between tasks (up, down, Home,
+// End) and between a task's controls (left, right); Delete deletes the focused task.
+let roving = { taskId: null, action: "toggle" };
+
+function updateRoving(taskId = roving.taskId, action = roving.action) {
+  const list = $("task-list");
+  for (const control of list.querySelectorAll("[data-action]")) {
+    control.tabIndex = -1;
+    control.removeAttribute("aria-describedby");
+  }
+  const items = [...list.querySelectorAll(".task")];
+  const item = items.find((node) => node.dataset.taskId === taskId) || items[0];
+  const target = item && (item.querySelector(`[data-action="${action}"]`) || item.querySelector("[data-action]"));
+  if (target) {
+    target.tabIndex = 0;
+    target.setAttribute("aria-describedby", "list-keys");
+    roving = { taskId: item.dataset.taskId, action: target.dataset.action };
+  }
+  return target;
+}
+
+function focusControl(item, action) {
+  const control = item?.querySelector(`[data-action="${action}"]`) || item?.querySelector("[data-action]");
+  if (!control) return;
+  updateRoving(item.dataset.taskId, control.dataset.action);
+  control.focus();
+}
+
+$("task-list").addEventListener("focusin", (event) => {
+  const control = event.target.closest("[data-action]");
+  const item = event.target.closest("[data-task-id]");
+  if (control && item) updateRoving(item.dataset.taskId, control.dataset.action);
+});
+
+$("task-list").addEventListener("keydown", (event) => {
+  const control = event.target.closest("[data-action]");
+  const item = event.target.closest("[data-task-id]");
+  if (!control || !item || event.altKey || event.ctrlKey || event.metaKey) return;
+  const items = [...$("task-list").querySelectorAll(".task")];
+  const controls = [...item.querySelectorAll("[data-action]")];
+  const index = items.indexOf(item);
+  const step = {
+    ArrowDown: () => focusControl(items[index + 1], control.dataset.action),
+    ArrowUp: () => focusControl(items[index - 1], control.dataset.action),
+    Home: () => focusControl(items[0], control.dataset.action),
+    End: () => focusControl(items.at(-1), control.dataset.action),
+    ArrowRight: () => focusControl(item, controls[controls.indexOf(control) + 1]?.dataset.action ?? control.dataset.action),
+    ArrowLeft: () => focusControl(item, controls[controls.indexOf(control) - 1]?.dataset.action ?? control.dataset.action),
+    Delete: () => tasks.has(item.dataset.taskId) && requestDelete(tasks.get(item.dataset.taskId)),
+  }[event.key];
+  if (!step) return;
+  event.preventDefault();
+  step();
+});
 
 // ---------------------------------------------------------------------------------------------
 // Changing tasks
@@ -382,33 +516,134 @@ function firstMessage(error) {
   return "Could not reach the server. Try again.";
 }
 
-$("task-list").addEventListener("click", async (event) => {
+// What a failed write of `task` means for the page: gone (404), changed meanwhile (412: the
+// answer is the newer task, now shown), or not saved.
+function writeFailed(task, error) {
+  if (error.status === 404) {
+    applyChange("deleted", { ...task, version: task.version + 1 });  // deleted elsewhere meanwhile
+  } else if (error.status === 412) {
+    applyChange("updated", error.body);
+    showToast({ title: "Changed elsewhere", body: `“${error.body.title}” was changed meanwhile; the list shows the newer version. Nothing of yours was applied.` });
+  } else {
+    showToast({ title: "Could not save", body: firstMessage(error) });
+  }
+  scheduleRender();
+}
+
+// How long Undo is offered, and a delete deferred, after complete and delete.
+const UNDO_MS = 6000;
+
+async function setCompleted(task, completed) {
+  const verb = completed ? "complete" : "reopen";
+  const updated = await api(`/api/tasks/${task.id}/${verb}/`, { method: "POST", version: task.version });
+  applyChange("updated", updated);
+  return updated;
+}
+
+async function toggle(task) {
+  try {
+    const updated = await setCompleted(task, !task.completed);
+    if (!updated.completed) return;
+    // Undo reopens: the completion and its undoing are both real changes, with their events.
+    showToast({
+      title: "Completed", body: `“${updated.title}”`, duration: UNDO_MS,
+      action: { label: "Undo", name: `Undo completing “${updated.title}”`, run: () => undoComplete(updated) },
+    });
+  } catch (error) {
+    writeFailed(task, error);
+  }
+}
+
+async function undoComplete(completed) {
+  try {
+    await setCompleted(completed, false);
+    render();
+    focusControl(document.querySelector(`[data-task-id="${CSS.escape(completed.id)}"]`), "toggle");
+  } catch (error) {
+    writeFailed(completed, error);
+  }
+}
+
+// A delete is deferred while its Undo is offered: nothing is deleted until the toast expires (or
+// the page goes away), so Undo is no re-creation. The version the user saw goes along as
+// If-Match: a task changed meanwhile is not deleted, but shown again.
+const pendingDeletes = new Map(); // id -> { version, timer, toast }
+
+async function requestDelete(task) {
+  if (!(await confirmDelete(task))) return;
+  const items = [...$("task-list").querySelectorAll(".task")];
+  const index = items.findIndex((item) => item.dataset.taskId === task.id);
+  const next = items[index + 1] || items[index - 1];
+  const toast = showToast({
+    title: "Deleted", body: `“${task.title}”`, duration: UNDO_MS,
+    action: { label: "Undo", name: `Undo deleting “${task.title}”`, run: () => undoDelete(task.id) },
+  });
+  pendingDeletes.set(task.id, { version: task.version, toast, timer: setTimeout(() => commitDelete(task.id), UNDO_MS) });
+  render();
+  // Focus stays in the list, on the neighbour of the deleted task, or goes to the new-task field.
+  const neighbour = next && document.querySelector(`[data-task-id="${CSS.escape(next.dataset.taskId)}"]`);
+  if (neighbour) focusControl(neighbour, "toggle");
+  else $("quick-title").focus();
+}
+
+function undoDelete(id) {
+  const pending = pendingDeletes.get(id);
+  if (!pending) return;
+  clearTimeout(pending.timer);
+  pendingDeletes.delete(id);
+  render();
+  focusControl(document.querySelector(`[data-task-id="${CSS.escape(id)}"]`), "delete");
+}
+
+async function commitDelete(id, { keepalive = false } = {}) {
+  const pending = pendingDeletes.get(id);
+  if (!pending) return;
+  clearTimeout(pending.timer);
+  pendingDeletes.delete(id);
+  pending.toast.remove();
+  const task = tasks.get(id);
+  if (!task) return;  // deleted elsewhere meanwhile
+  try {
+    await api(`/api/tasks/${id}/`, { method: "DELETE", version: pending.version, keepalive });
+    applyChange("deleted", { ...task, version: task.version + 1 });
+  } catch (error) {
+    writeFailed(task, error);
+  }
+}
+
+// Leaving the page (or hiding it, which may be the last chance on a phone) sends the deferred deletes.
+const flushDeletes = () => { for (const id of [...pendingDeletes.keys()]) commitDelete(id, { keepalive: true }); };
+window.addEventListener("pagehide", flushDeletes);
+document.addEventListener("visibilitychange", () => { if (document.visibilityState === "hidden") flushDeletes(); });
+
+// The confirmation before a delete: a modal dialog (focus inside, Esc cancels), not confirm().
+function confirmDelete(task) {
+  const box = $("confirm-dialog");
+  $("confirm-title").textContent = `Delete “${task.title}”?`;
+  $("confirm-text").textContent = "You can undo it for a few seconds.";
+  box.returnValue = "";
+  box.showModal();
+  $("confirm-ok").focus();
+  return new Promise((resolve) => box.addEventListener("close", () => resolve(box.returnValue === "delete"), { once: true }));
+}
+$("confirm-ok").addEventListener("click", () => $("confirm-dialog").close("delete"));
+$("confirm-cancel").addEventListener("click", () => $("confirm-dialog").close("cancel"));
+
+$("task-list").addEventListener("click", (event) => {
   const control = event.target.closest("[data-action]");
   const item = event.target.closest("[data-task-id]");
   if (!control || !item) return;
   const task = tasks.get(item.dataset.taskId);
   if (!task) return;
   const action = control.dataset.action;
-  try {
-    if (action === "toggle") {
-      const verb = task.completed ? "reopen" : "complete";
-      applyChange("updated", await api(`/api/tasks/${task.id}/${verb}/`, { method: "POST" }));
-    } else if (action === "edit") {
-      openTaskDialog(task);
-    } else if (action === "activity") {
-      openActivity(task);
-    } else if (action === "delete") {
-      if (!confirm(`Delete “${task.title}”?`)) return;
-      await api(`/api/tasks/${task.id}/`, { method: "DELETE" });
-      applyChange("deleted", { ...task, version: task.version + 1 });
-    }
-  } catch (error) {
-    if (error.status === 404) {
-      applyChange("deleted", { ...task, version: task.version + 1 });  // deleted elsewhere meanwhile
-    } else {
-      showToast({ title: "Could not save", body: firstMessage(error) });
-    }
-    scheduleRender();
+  if (action === "toggle") {
+    toggle(task);
+  } else if (action === "edit") {
+    openTaskDialog(task);
+  } else if (action === "activity") {
+    openActivity(task);
+  } else if (action === "delete") {
+    requestDelete(task);
   }
 });
 
@@ -417,7 +652,9 @@ $("task-list").addEventListener("click", async (event) => {
 
 const dialog = $("task-dialog");
 const form = $("task-form");
-let editing = null;
+let editing = null;        // the task as the dialog showed it: its version goes along as If-Match
+let openedPayload = null;  // the form as opened: what the user changed is what differs from it
+let conflict = null;       // { newer, changes } while the dialog offers a 412's newer version
 
 function setHidden(id, hidden) { $(id).hidden = hidden; }
 
@@ -470,6 +707,7 @@ function openTaskDialog(task = null, title = "") {
   editing = task;
   form.reset();
   clearErrors();
+  hideConflict();
   $("task-dialog-title").textContent = task ? "Edit task" : "New task";
   form.title.value = task ? task.title : title;
   form.description.value = task?.description ?? "";
@@ -489,6 +727,8 @@ function openTaskDialog(task = null, title = "") {
   form.recurrence_rule.value = preset === "custom" ? task.recurrence_rule : "";
   for (const box of form.querySelectorAll("[name=byday]")) box.checked = days.includes(box.value);
   syncDialogFields();
+  openedPayload = formPayload();
+  flagPastReminder();
   dialog.showModal();
   form.title.focus();
 }
@@ -525,30 +765,94 @@ function checkForm(payload) {
   return errors;
 }
 
+// A reminder time already past is flagged while the user edits (it is not an error: the task
+// may simply be late), so nobody saves one believing it will still ring.
+function flagPastReminder() {
+  const { remind_at: remindAt } = formPayload();
+  $("task-remind-warning").textContent = remindAt && new Date(remindAt) < new Date()
+    ? `This reminder time (${dateTimeFormat.format(new Date(remindAt))}) is already past.` : "";
+}
+for (const control of [form.due_date, form.reminder, form.remind_at]) {
+  control.addEventListener("input", flagPastReminder);
+  control.addEventListener("change", flagPastReminder);
+}
+
+// The fields the user changed in the dialog, as PATCH sends them: fields left alone are not
+// sent, so a title saved elsewhere meanwhile survives a description saved here.
+function changedFields(payload) {
+  return Object.fromEntries(Object.entries(payload).filter(([name, value]) => JSON.stringify(value) !== JSON.stringify(openedPayload[name])));
+}
+
+async function save(request, { created = false } = {}) {
+  const button = $("task-save");
+  button.disabled = true;
+  try {
+    const task = await request();
+    applyChange(created ? "created" : "updated", task);
+    dialog.close();
+  } catch (error) {
+    if (error.status === 412) showConflict(error.body, conflict?.changes ?? changedFields(formPayload()));
+    else if (error.status === 404) { writeFailed(editing, error); dialog.close(); }
+    else if (error.status === 400) showErrors(error.body);
+    else showErrors({ form: [firstMessage(error)] });
+  } finally {
+    button.disabled = false;
+  }
+}
+
+const saveEdit = (changes, version) => save(() => api(`/api/tasks/${editing.id}/`, { method: "PATCH", body: changes, version }));
+
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   clearErrors();
   const payload = formPayload();
   const problems = checkForm(payload);
   if (Object.keys(problems).length) return showErrors(problems);
-  const save = $("task-save");
-  save.disabled = true;
-  try {
-    const task = editing
-      ? await api(`/api/tasks/${editing.id}/`, { method: "PATCH", body: payload })
-      : await api("/api/tasks/", { method: "POST", body: payload });
-    applyChange(editing ? "updated" : "created", task);
-    dialog.close();
-  } catch (error) {
-    if (error.status === 400) showErrors(error.body);
-    else showErrors({ form: [firstMessage(error)] });
-  } finally {
-    save.disabled = false;
-  }
+  if (!editing) return save(() => api("/api/tasks/", { method: "POST", body: payload }), { created: true });
+  hideConflict();
+  const changes = changedFields(payload);
+  if (!Object.keys(changes).length) return dialog.close();
+  return saveEdit(changes, editing.version);
 });
+
+// A 412: the task changed since the dialog opened. The dialog shows the newer version beside the
+// user's unsaved change; "Keep my change" sends the same change against the newer version, "Use
+// the newer version" drops it. Either way nothing is overwritten without the user seeing it.
+function asTaskValue(field, value) {
+  return field === "due_date" && value ? fromLocalInput(value).toISOString() : value;
+}
+
+function showConflict(newer, changes) {
+  applyChange("updated", newer);
+  const fields = TRACKED.filter((field) => field in changes || JSON.stringify(editing[field]) !== JSON.stringify(newer[field]));
+  conflict = { newer, changes };
+  $("conflict-rows").replaceChildren(...fields.map((field) => element("tr", { class: field in changes ? "yours" : "" },
+    element("th", { scope: "row", text: FIELD_LABELS[field] || field }),
+    element("td", { text: describeValue(field, newer[field]) }),
+    element("td", { text: field in changes ? describeValue(field, asTaskValue(field, changes[field])) : "(unchanged)" }))));
+  $("conflict").hidden = false;
+  $("conflict-heading").focus();
+}
+
+function hideConflict() {
+  conflict = null;
+  $("conflict").hidden = true;
+}
+
+$("conflict-keep").addEventListener("click", () => {
+  editing = conflict.newer;
+  saveEdit(conflict.changes, conflict.newer.version);
+});
+$("conflict-take").addEventListener("click", () => {
+  const newer = conflict.newer;
+  dialog.close();
+  focusControl(document.querySelector(`[data-task-id="${CSS.escape(newer.id)}"]`), "edit");
+});
+dialog.addEventListener("close", hideConflict);
 
 $("task-cancel").addEventListener("click", () => dialog.close());
 $("open-new").addEventListener("click", () => openTaskDialog(null, $("quick-title").value.trim()));
+$("fab-add").addEventListener("click", () => openTaskDialog(null, $("quick-title").value.trim()));
 
 // ---------------------------------------------------------------------------------------------
 // Activity (the task's audit trail)
@@ -556,6 +860,10 @@ $("open-new").addEventListener("click", () => openTaskDialog(null, $("quick-titl
 const EVENT_LABELS = { "task.created": "Created", "task.updated": "Updated", "task.completed": "Completed", "task.deleted": "Deleted" };
 const SOURCE_LABELS = { "todo-api": "web or API", "chat-api": "chat assistant", "recurring-task-service": "recurrence", "reminder-scheduler": "reminders" };
 const TRACKED = ["title", "description", "completed", "due_date", "remind_at", "priority", "recurrence_rule", "tags"];
+const FIELD_LABELS = {
+  title: "Title", description: "Description", completed: "Done", due_date: "Due", remind_at: "Reminder",
+  priority: "Priority", recurrence_rule: "Repeat", tags: "Tags",
+};
 
 function describeValue(field, value) {
   if (value == null || value === "" || (Array.isArray(value) && !value.length)) return "none";
@@ -598,16 +906,25 @@ $("activity-close").addEventListener("click", () => $("activity-dialog").close()
 // ---------------------------------------------------------------------------------------------
 // Notifications and toasts
 
-function showToast({ title, body, taskId = null }) {
+// A toast; `action` ({ label, name, run }) adds a button such as Undo. Returns the toast element.
+function showToast({ title, body, taskId = null, action = null, duration = 12000 }) {
   const toast = element("div", { class: "toast", role: "alert" },
     element("div", { class: "toast-text" }, element("strong", { text: title }), element("p", { text: body })));
   const actions = element("div", { class: "toast-actions" });
+  if (action) {
+    const button = element("button", { type: "button", class: "link toast-action", "aria-label": action.name, text: action.label });
+    button.addEventListener("click", () => {
+      toast.remove();
+      action.run();
+    });
+    actions.append(button);
+  }
   if (taskId && tasks.has(taskId)) {
     const view = element("button", { type: "button", class: "link", text: "Show task" });
     view.addEventListener("click", () => {
       const item = document.querySelector(`[data-task-id="${CSS.escape(taskId)}"]`);
       item?.scrollIntoView({ block: "center", behavior: "smooth" });
-      item?.querySelector("[data-action=toggle]")?.focus();
+      focusControl(item, "toggle");
       toast.remove();
     });
     actions.append(view);
@@ -617,10 +934,11 @@ function showToast({ title, body, taskId = null }) {
   actions.append(close);
   toast.append(actions);
   $("toasts").append(toast);
-  let timer = setTimeout(() => toast.remove(), 12000);
+  let timer = setTimeout(() => toast.remove(), duration);
   toast.addEventListener("mouseenter", () => clearTimeout(timer));
   toast.addEventListener("focusin", () => clearTimeout(timer));
-  toast.addEventListener("mouseleave", () => { timer = setTimeout(() => toast.remove(), 6000); });
+  toast.addEventListener("mouseleave", () => { timer = setTimeout(() => toast.remove(), Math.min(duration, 6000)); });
+  return toast;
 }
 
 function renderNotifications() {
@@ -675,6 +993,8 @@ function togglePanel(open = panel.hidden) {
 $("notifications-button").addEventListener("click", () => togglePanel());
 $("notifications-close").addEventListener("click", () => togglePanel(false));
 panel.addEventListener("keydown", (event) => { if (event.key === "Escape") togglePanel(false); });
+// The assistant panel closes on Esc too, through its own Close button.
+$("chat-panel").addEventListener("keydown", (event) => { if (event.key === "Escape") $("chat-close").click(); });
 
 // ---------------------------------------------------------------------------------------------
 // The live connection: /ws/sync/, reconnecting with backoff, catching up after each connect
