@@ -16,6 +16,7 @@ import zoneinfo
 from django.db import transaction
 from django.utils import timezone
 
+from recurrence.rules import carry_over_remind_at
 from tasks import selectors, services
 from tasks.chat.tools import (
     ADD_TASK,
@@ -115,14 +116,22 @@ def _update_task(user, arguments, context):
     task = _task(user, arguments, prefer_completed=None if completed is None else not completed)
     changes = {key: value for key, value in arguments.items() if key not in ("task_id", "task_title")}
     if changes:
-        task = _call_service(
-            services.task_update, task=task, context=context, **_parsed(TaskInputSerializer, changes, partial=True)
-        )
+        fields = _with_reminder_moved(task, _parsed(TaskInputSerializer, changes, partial=True))
+        task = _call_service(services.task_update, task=task, context=context, **fields)
     if completed is True:
         task = _call_service(services.task_complete, task=task, context=context)
     elif completed is False:
         task = _call_service(services.task_reopen, task=task, context=context)
     return task_object(task)
+
+
+def _with_reminder_moved(task, fields):
+    """A due date moved without a word about the reminder takes the reminder along: "an hour
+    before" stays an hour before, as it does for a recurring task's next occurrence."""
+    if "remind_at" in fields or not fields.get("due_date") or task.due_date is None or task.remind_at is None:
+        return fields
+    moved = carry_over_remind_at(old_due=task.due_date, old_remind_at=task.remind_at, new_due=fields["due_date"])
+    return {**fields, "remind_at": moved}
 
 
 def _complete_task(user, arguments, context):
