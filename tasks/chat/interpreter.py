@@ -133,9 +133,9 @@ def _call(name, **arguments):
 
 def _normalize(message):
     text = " ".join(message.strip().split())
-    text = re.sub(r"[\s.!?]+$", "", text)
+    text = re.sub(r"(?<![\s.!?])[\s.!?]+$", "", text)  # (from a run's start only: linear)
     text = re.sub(r"^(?:(?:hey|hi|ok|okay|please|pls|can you|could you|would you|will you)[\s,]+)+", "", text, flags=re.I)
-    return re.sub(r"[\s,]+(?:please|pls|thanks|thank you)$", "", text, flags=re.I)
+    return re.sub(r"(?<![\s,])[\s,]+(?:please|pls|thanks|thank you)$", "", text, flags=re.I)
 
 
 # --- vocabulary --------------------------------------------------------------------------------
@@ -242,9 +242,14 @@ class _Text:
 
 # --- extractors: each one finds one kind of phrase ---------------------------------------------
 
+# Before a run of separators that a phrase takes along ("..., remind me"): the match may start
+# only where the run starts, so that a long run (a blanked phrase is one) is not rescanned from
+# each of its characters (quadratic work on a long text).
+_SEPARATORS_BEFORE = r"(?<![\s,;:-])"
+
 
 def _take_description(text):
-    match = text.take(r"(?:[\s,;:-]*)\b(?:notes?|description|details)\s*:\s*(?P<description>.+)$")
+    match = text.take(rf"{_SEPARATORS_BEFORE}[\s,;:-]*\b(?:notes?|description|details)\s*:\s*(?P<description>.+)$")
     return match["description"].strip() if match else None
 
 
@@ -281,7 +286,7 @@ class _Reminder:
 
 
 def _take_reminder(text):
-    lead = r"(?:[\s,;]*(?:and\s+)?)\b(?:remind\s+me|with\s+a\s+reminder|reminder|alert\s+me|notify\s+me)"
+    lead = rf"(?:{_SEPARATORS_BEFORE}[\s,;]*(?:and\s+)?)\b(?:remind\s+me|with\s+a\s+reminder|reminder|alert\s+me|notify\s+me)"
     # "remind me 1 hour before", or after "remind me to ..." just ", 30 minutes before".
     match = text.take(
         rf"(?:{lead}\s+)?\b(?:(?P<amount>{AMOUNT})\s*(?P<unit>{DURATION_UNIT})|the\s+(?P<day>day))"
@@ -290,12 +295,15 @@ def _take_reminder(text):
     if match:
         if match["day"]:
             return _Reminder(before=timedelta(days=1))
-        return _Reminder(before=_duration(_amount(match["amount"]), match["unit"]))
+        try:
+            return _Reminder(before=_duration(_amount(match["amount"]), match["unit"]))
+        except OverflowError:
+            raise NotUnderstood(f"{match[0].strip()!r} is too long before.", field="remind_at") from None
     match = text.take(lead + r"\s+at\s+(?P<time>[^,;]+?)(?=$|[,;]|\s+(?:and|with|on|#))")
     if match:
         wall_time = _take_time(_Text("at " + match["time"]))
         if wall_time is None:
-            raise NotUnderstood(f"I could not read the reminder time {match['time']!r}.")
+            raise NotUnderstood(f"I could not read the reminder time {match['time']!r}.", field="remind_at")
         return _Reminder(at=wall_time)
     return None
 
@@ -357,7 +365,7 @@ def _take_time(text):
     if match := text.take(rf"{at}?\b(?P<hour>\d{{1,2}})(?::(?P<minute>\d{{2}}))?\s*(?P<half>[ap])\.?m\b\.?"):
         hour, minute = int(match["hour"]), int(match["minute"] or 0)
         if not 1 <= hour <= 12 or minute > 59:
-            raise NotUnderstood(f"{match[0].strip()!r} is not a time of day.")
+            raise NotUnderstood(f"{match[0].strip()!r} is not a time of day.", field="due_date")
         return time(hour % 12 + (12 if match["half"].lower() == "p" else 0), minute)
     match = text.take(rf"{at}?\b(?P<hour>\d{{1,2}})[:h](?P<minute>\d{{2}})\b") or text.take(
         rf"{at}\b(?P<hour>\d{{1,2}})\b(?!\s*(?:{DURATION_UNIT}|{ORDINAL}|%|/|-|\.\d))(?:\s*o'?clock)?"
@@ -365,7 +373,7 @@ def _take_time(text):
     if match:
         hour, minute = int(match["hour"]), int(match.groupdict().get("minute") or 0)
         if hour > 23 or minute > 59:
-            raise NotUnderstood(f"{match[0].strip()!r} is not a time of day.")
+            raise NotUnderstood(f"{match[0].strip()!r} is not a time of day.", field="due_date")
         return time(hour, minute)
     return None
 
@@ -386,7 +394,7 @@ def _date(year, month, day, phrase):
     try:
         return date(year, month, day)
     except ValueError:
-        raise NotUnderstood(f"{phrase.strip()!r} is not a date.") from None
+        raise NotUnderstood(f"{phrase.strip()!r} is not a date.", field="due_date") from None
 
 
 def _next_weekday(clock, weekday, *, include_today):
@@ -409,7 +417,7 @@ def _take_date(text, clock):
                 return _When(instant=clock.now.astimezone(UTC) + _duration(amount, unit))
             return _When(day=clock.today + _duration(int(amount), unit))
         except (OverflowError, ValueError):  # past year 9999 (relativedelta says ValueError)
-            raise NotUnderstood(f"{match[0].strip()!r} is too far away.") from None
+            raise NotUnderstood(f"{match[0].strip()!r} is too far away.", field="due_date") from None
     if text.take(r"\b(?:on\s+)?(?:the\s+)?day\s+after\s+tomorrow\b"):
         return _When(day=clock.today + timedelta(days=2))
     if text.take(r"\btonight\b"):
@@ -438,7 +446,7 @@ def _take_date(text, clock):
     if match := text.take(rf"\bon\s+the\s+(?P<day>\d{{1,2}}){ORDINAL}\b"):
         first, later = _month_days(clock, int(match["day"]))
         if first is None:
-            raise NotUnderstood(f"{match[0].strip()!r} is not a date.")
+            raise NotUnderstood(f"{match[0].strip()!r} is not a date.", field="due_date")
         return _When(day=first, later=later)
     return None
 
@@ -473,14 +481,14 @@ def _month_day(clock, match):
             continue
         if candidate >= clock.today:
             return candidate
-    raise NotUnderstood(f"{match[0].strip()!r} is not a date.")
+    raise NotUnderstood(f"{match[0].strip()!r} is not a date.", field="due_date")
 
 
 def _due(clock, when, wall_time):
     """The due moment of a date phrase and a time, either of which may be missing."""
     if when is not None and when.instant is not None:
         if wall_time is not None:
-            raise NotUnderstood("Please give either a time of day or a delay like 'in 2 hours', not both.")
+            raise NotUnderstood("Please give either a time of day or a delay like 'in 2 hours', not both.", field="due_date")
         return when.instant.replace(second=0, microsecond=0)
     if when is None:
         if wall_time is None:
@@ -509,19 +517,28 @@ def _first_occurrence(clock, recurrence, wall_time):
     return first
 
 
+_TITLE_FILLER = (
+    r"to|a|an|the|task|todo|to-do|new|reminder|that|called|named|titled|on|at|by|for|due|with|and|"
+    r"in|from|starting|every|of|remind me|priority|to my (?:todo |to-do )?list|on my list"
+)
+# Whole words only: the "in" of "check-in" stays.
+_LEADING_FILLER = re.compile(rf"(?:(?:(?:{_TITLE_FILLER})(?=\s|$)|[\s,;:.\-–—]+)\s*)+", re.I)
+_TRAILING_FILLER = re.compile(rf"\s*(?:(?:^|(?<=\s))(?:{_TITLE_FILLER})|[\s,;:\-–—]+)$", re.I)
+# Longer than any filler with its spaces: a trailing one starts within this many characters of the end.
+_TRAILING_WINDOW = 40
+
+
 def _clean_title(words):
     """The title left after the extractors took their phrases: no dangling little words."""
-    filler = (
-        r"to|a|an|the|task|todo|to-do|new|reminder|that|called|named|titled|on|at|by|for|due|with|and|"
-        r"in|from|starting|every|of|remind me|priority|to my (?:todo |to-do )?list|on my list"
-    )
     title = " ".join(words.split())
     previous = None
     while title != previous:
         previous = title
-        # Whole words only: the "in" of "check-in" stays.
-        title = re.sub(rf"^(?:(?:{filler})(?=\s|$)|[\s,;:.\-–—]+)\s*", "", title, flags=re.I)
-        title = re.sub(rf"\s*(?:(?:^|(?<=\s))(?:{filler})|[\s,;:\-–—]+)$", "", title, flags=re.I)
+        if leading := _LEADING_FILLER.match(title):
+            title = title[leading.end() :]
+        # Searched for near the end only: each word removed costs the same, however long the title.
+        if trailing := _TRAILING_FILLER.search(title, max(0, len(title) - _TRAILING_WINDOW)):
+            title = title[: trailing.start()]
         title = re.sub(r"\s+([,;:])", r"\1", title)
         title = " ".join(title.split())
     title = re.sub(r"^(['\"“‘])(.*)(['\"”’])$", r"\2", title).strip()
@@ -560,7 +577,7 @@ def parse_task(text, *, timezone, now, ignore=()):
     try:
         return _parse_task(_Text(text, ignore=ignore), clock)
     except OverflowError:  # date arithmetic past year 9999 ("in 99999999999 days", a reminder before year 1)
-        raise NotUnderstood("That date is out of range.", field="due_date") from None
+        raise NotUnderstood("That date is out of range.") from None
 
 
 def _parse_task(text, clock):

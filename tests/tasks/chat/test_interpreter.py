@@ -122,6 +122,20 @@ PARIS_PHRASES = [
     ("move dentist to Friday at 4pm", call("update_task", task_title="dentist", due_date="2026-12-18T15:00:00Z")),
     ("rename buy milk to buy oat milk", call("update_task", task_title="buy milk", title="buy oat milk")),
     ("make report urgent", call("update_task", task_title="report", priority=1)),
+    ("make report high priority", call("update_task", task_title="report", priority=2)),
+    # the issue's requests (issue 13, item 3)
+    ("show tasks tagged work", listing(tag=["work"], completed=False)),
+    ("show tasks tagged with work and home", listing(tag=["work", "home"], completed=False)),
+    ("find tasks with the tag #work about slides", listing(tag=["work"], completed=False, search="slides")),
+    ("add pay rent on the 1st of every month",
+     add(title="pay rent", due_date="2027-01-01T08:00:00Z", recurrence_rule="FREQ=MONTHLY;BYMONTHDAY=1")),
+    ("add water the plants high priority", add(title="water the plants", priority=2)),
+    ("what is due this week?", listing(completed=False, due_after="2026-12-14T23:00:00Z", due_before="2026-12-20T22:59:59Z",
+                                       ordering="due_date")),
+    ("move the dentist appointment to friday at 2pm",
+     call("update_task", task_title="dentist appointment", due_date="2026-12-18T13:00:00Z")),
+    ("add dentist Friday 3pm remind me 1h before",
+     add(title="dentist", due_date="2026-12-18T14:00:00Z", remind_at="2026-12-18T13:00:00Z")),
     ("set the priority of report to low", call("update_task", task_title="report", priority=4)),
 ]
 
