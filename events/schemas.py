@@ -40,6 +40,8 @@ TAG_MAX_LENGTH = 50
 RECURRENCE_RULE_MAX_LENGTH = 500
 HIGHEST_PRIORITY = 1
 LOWEST_PRIORITY = 4
+# What the priorities are called, in the web app and by the assistant ("high priority" is P2).
+PRIORITY_NAMES = {1: "Urgent", 2: "High", 3: "Medium", 4: "Low"}
 
 TASK_FIELDS = {
     "task_id": _uuid,

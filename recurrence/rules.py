@@ -332,6 +332,23 @@ def parse_rule(rule_text: str) -> RecurrenceRule:
     return rule
 
 
+def rule_text(frequency: str, *, interval: int = 1, weekdays=(), month_day: int | None = None) -> str:
+    """The RRULE body of a simple rule, validated: ``rule_text("WEEKLY", interval=2, weekdays=[1])``
+    is ``FREQ=WEEKLY;INTERVAL=2;BYDAY=TU``. ``weekdays`` are numbers (Monday 0), ``month_day`` may be
+    negative (-1: the last day). Raises InvalidRecurrenceRule, like parse_rule, e.g. for an INTERVAL
+    beyond the horizon or the 40th of the month."""
+    parts = [f"FREQ={frequency}"]
+    if interval != 1:
+        parts.append(f"INTERVAL={interval}")
+    if weekdays:
+        parts.append("BYDAY=" + ",".join(_WEEKDAY_CODES[day] for day in sorted(set(weekdays))))
+    if month_day is not None:
+        parts.append(f"BYMONTHDAY={month_day}")
+    text = ";".join(parts)
+    parse_rule(text)
+    return text
+
+
 def next_occurrence(
     rule_text: str, *, series_start: datetime, due: datetime, tz_name: str, now: datetime
 ) -> datetime | None:

@@ -18,7 +18,8 @@ from events.schemas import TASK_OBJECT
 from tasks import selectors, services, sync, tokens
 from tasks.concurrency import etag, expected_version
 from tasks.chat.agent import LLMError
-from tasks.chat.services import chat_respond
+from tasks.chat.interpreter import NotUnderstood
+from tasks.chat.services import chat_respond, conversation_history, task_preview
 from tasks.events import EventContext, task_object
 from tasks.ratelimit import PASSWORD_CHANGE
 from tasks.serializers import (
@@ -29,6 +30,7 @@ from tasks.serializers import (
     SyncQuerySerializer,
     TaskFilterSerializer,
     TaskInputSerializer,
+    TaskParseSerializer,
     TokenSerializer,
     UserSerializer,
 )
@@ -120,6 +122,51 @@ class TaskListApi(APIView):
         fields = validated(TaskInputSerializer, request, request.data)
         task = services.task_create(user=request.user, context=event_context(request), **fields)
         return task_response(task, code=status.HTTP_201_CREATED)
+
+
+class TaskParseApi(APIView):
+    """Smart quick-add: what ``POST /api/tasks/`` would get from a typed text, read by the chat
+    interpreter's task parser, with the phrases it read for the web app's preview chips."""
+
+    @extend_schema(
+        request=TaskParseSerializer,
+        responses={
+            200: {
+                "type": "object",
+                "title": "ParsedTask",
+                "properties": {
+                    "fields": {
+                        "type": "object",
+                        "description": "The task fields to create it with (times in UTC).",
+                        "additionalProperties": True,
+                    },
+                    "spans": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "title": "ParsedSpan",
+                            "properties": {
+                                "field": {"type": "string"},
+                                "start": {"type": "integer"},
+                                "end": {"type": "integer"},
+                                "text": {"type": "string"},
+                                "label": {"type": "string", "description": "the value, times in the user's zone"},
+                            },
+                            "required": ["field", "start", "end", "text", "label"],
+                        },
+                    },
+                },
+                "required": ["fields", "spans"],
+            }
+        },
+    )
+    def post(self, request):
+        data = validated(TaskParseSerializer, request, request.data)
+        try:
+            preview = task_preview(user=request.user, text=data["text"], ignore=data["ignore"])
+        except NotUnderstood as error:
+            raise ValidationError({error.field or "text": [str(error)]}) from None
+        return Response(preview)
 
 
 class TaskDetailApi(APIView):
@@ -313,6 +360,40 @@ CHAT_TOOL_CALL = {
     },
     "required": ["id", "name", "arguments"],
 }
+
+
+class ChatConversationApi(APIView):
+    """A conversation's messages, for a client to show it again (e.g. after a reload)."""
+
+    @extend_schema(
+        responses={
+            200: {
+                "type": "object",
+                "title": "ChatConversation",
+                "properties": {
+                    "conversation_id": {"type": "string", "format": "uuid"},
+                    "messages": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "title": "ChatHistoryMessage",
+                            "properties": {
+                                "role": {"type": "string", "enum": ["user", "assistant"]},
+                                "content": {"type": "string"},
+                                "tool_calls": {"type": "array", "items": CHAT_TOOL_CALL},
+                                "created_at": {"type": "string", "format": "date-time"},
+                            },
+                            "required": ["role", "content", "tool_calls", "created_at"],
+                        },
+                    },
+                    "has_more": {"type": "boolean", "description": "older messages are left out"},
+                },
+                "required": ["conversation_id", "messages", "has_more"],
+            }
+        },
+    )
+    def get(self, request, conversation_id):
+        return Response(conversation_history(user=request.user, conversation_id=conversation_id))
 
 
 class ChatApi(APIView):

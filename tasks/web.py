@@ -13,6 +13,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from tasks import services
 from tasks.forms import SignupForm
+from tasks.serializers import MESSAGE_MAX_LENGTH
 from tasks.sync import latest_cursor
 
 WEEKDAYS = [("MO", "Mon"), ("TU", "Tue"), ("WE", "Wed"), ("TH", "Thu"), ("FR", "Fri"), ("SA", "Sat"), ("SU", "Sun")]
@@ -29,6 +30,8 @@ def app(request):
         "timezone": request.user.timezone,
         "syncCursor": latest_cursor(request.user),
         "loginUrl": resolve_url(settings.LOGIN_URL),
+        # How long a quick-add text or a message to the assistant may be.
+        "messageMaxLength": MESSAGE_MAX_LENGTH,
     }
     return render(request, "tasks/app.html", {"app_config": app_config, "weekdays": WEEKDAYS})
 

@@ -16,6 +16,7 @@ import zoneinfo
 from django.db import transaction
 from django.utils import timezone
 
+from recurrence.rules import carry_over_remind_at
 from tasks import selectors, services
 from tasks.chat.tools import (
     ADD_TASK,
@@ -116,9 +117,9 @@ def _update_task(user, arguments, context):
     expected_version = arguments.pop("expected_version", None)
     changes = {key: value for key, value in arguments.items() if key not in ("task_id", "task_title")}
     if changes or completed is None:  # with no change at all, the update still checks expected_version
+        fields = _with_reminder_moved(task, _parsed(TaskInputSerializer, changes, partial=True))
         task = _call_service(
-            services.task_update, task=task, context=context, expected_version=expected_version,
-            **_parsed(TaskInputSerializer, changes, partial=True),
+            services.task_update, task=task, context=context, expected_version=expected_version, **fields
         )
         expected_version = None  # checked: the completion below follows this call's own version
     if completed is True:
@@ -126,6 +127,15 @@ def _update_task(user, arguments, context):
     elif completed is False:
         task = _call_service(services.task_reopen, task=task, context=context, expected_version=expected_version)
     return task_object(task)
+
+
+def _with_reminder_moved(task, fields):
+    """A due date moved without a word about the reminder takes the reminder along: "an hour
+    before" stays an hour before, as it does for a recurring task's next occurrence."""
+    if "remind_at" in fields or not fields.get("due_date") or task.due_date is None or task.remind_at is None:
+        return fields
+    moved = carry_over_remind_at(old_due=task.due_date, old_remind_at=task.remind_at, new_due=fields["due_date"])
+    return {**fields, "remind_at": moved}
 
 
 def _complete_task(user, arguments, context):

@@ -1,4 +1,5 @@
-"""The built-in chat interpreter: one plain-English message becomes task tool calls.
+"""The built-in chat interpreter: one plain-English message becomes task tool calls. Its task
+parser is also the web app's smart quick-add (``parse_task``, ``POST /api/tasks/parse/``).
 
 Used when no language model is configured. It is deterministic: the same message, time zone
 and ``now`` always give the same calls, so it is tested phrase by phrase.
@@ -7,24 +8,37 @@ and ``now`` always give the same calls, so it is tested phrase by phrase.
     -> Interpretation(tool_calls=[{"name": "add_task", "arguments": {
            "title": "buy milk", "due_date": "2026-12-16T16:00:00Z", "tags": ["shopping"]}}])
 
+    parse_task("Buy bread tomorrow 9am p1 #shopping", timezone="Europe/Paris", now=now)
+    -> ParsedTask(fields={"title": "Buy bread", "due_date": "2026-12-16T08:00:00Z", "priority": 1,
+                          "tags": ["shopping"]},
+                  spans=[Span("due_date", 10, 18), Span("due_date", 19, 22), Span("priority", 23, 25),
+                         Span("tags", 26, 35)])
+
 How a message is read:
 - Its first words decide the intent (reopen, complete, delete, update, list/search, add), by a
   short list of patterns per intent, tried in that order.
-- An add message is then taken apart by extractors, each of which finds one kind of phrase,
-  records its value and cuts it out of the text: description ("note: ..."), tags ("#x"),
-  reminder ("remind me 1 hour before"), recurrence ("every Monday"), priority ("urgent",
-  "p2"), time ("at 5pm") and date ("tomorrow", "next Friday", "on Dec 20", "in 2 hours").
-  What is left is the title.
+- An add message (and a quick-add text, which is all task) is then taken apart by ``parse_task``'s
+  extractors, each of which finds one kind of phrase, records its value and blanks it out of the
+  text, keeping the positions of the rest: a leading "remind me to", description ("note: ..."),
+  tags ("#x"), reminder ("remind me 1 hour before", "1h before"), recurrence ("every Monday",
+  built by ``recurrence.rules.rule_text``), priority ("urgent", "p2"), time ("at 5pm") and date
+  ("tomorrow", "next Friday", "on Dec 20", "in 2 hours"). What is left is the title. Each phrase
+  is reported as a ``Span`` of the field it set, so that the web app can show it as a chip; the
+  ranges a user took back (``ignore``) are not read and stay in the title.
 - Times are wall-clock times in the user's time zone, converted to UTC (``...Z``). A date
   without a time means 09:00; "morning" 09:00, "afternoon" 14:00, "evening" 18:00, "tonight"
   20:00; a bare "at 8" is 08:00 (24-hour reading). A time without a date is today if still
   ahead, else tomorrow. A weekday ("Friday", "this Friday") is the next such day, today
-  included while the time is still ahead; "next Friday" is the next such day after today. A
-  month and day without a year is the next such date from today on.
-- A recurring task without a date is first due at the rule's next occurrence after now.
-- Tags are lower-cased. Priorities: urgent, high, highest, p1 -> 1; medium, normal, p2 -> 2;
-  low, p3 -> 3; lowest, p4 -> 4.
-- "Show my tasks" lists open tasks; "all" lists every task, "completed" the completed ones.
+  included while the time is still ahead; "next Friday" is the next such day after today; "on
+  the 1st" is likewise the next 1st, today only while the time is still ahead. A month and day
+  without a year is the next such date from today on.
+- A recurring task without a date is first due at the rule's next occurrence after now ("pay
+  rent on the 1st of every month" on the evening of the 1st: the next month's 1st).
+- Tags are lower-cased. Priorities are the app's names (``events.schemas.PRIORITY_NAMES``):
+  urgent, highest, asap, p1 -> 1; high, p2 -> 2; medium, normal, p3 -> 3; low, lowest, p4 -> 4.
+- "Show my tasks" lists open tasks; "all" lists every task, "completed" the completed ones;
+  "tagged work" (or "#work") only those with the tag; a list by due time ("what is due this
+  week?") is sorted by due time.
 - Tasks named by title go out as ``task_title`` (see ``tasks.chat.tools``); reopening is
   ``update_task`` with ``completed: false``.
 Anything else gets a plain "did not understand" reply and no tool call.
@@ -37,8 +51,8 @@ from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
-from events.schemas import TITLE_MAX_LENGTH
-from recurrence.rules import InvalidRecurrenceRule, first_occurrence_after
+from events.schemas import MAX_TAGS, PRIORITY_NAMES, TAG_MAX_LENGTH, TITLE_MAX_LENGTH
+from recurrence.rules import InvalidRecurrenceRule, first_occurrence_after, rule_text
 from tasks.chat.tools import ADD_TASK, COMPLETE_TASK, DELETE_TASK, LIST_TASKS, UPDATE_TASK
 
 DEFAULT_TIME = time(9, 0)
@@ -71,7 +85,12 @@ class Interpretation:
 
 
 class NotUnderstood(Exception):
-    """The message is not one the interpreter can turn into tool calls; the text says why."""
+    """The message is not one the interpreter can turn into tool calls; the text says why, and
+    ``field`` names the task field at fault when there is one (for the parse API's 400)."""
+
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.field = field
 
 
 def interpret(message, *, timezone, now):
@@ -114,9 +133,9 @@ def _call(name, **arguments):
 
 def _normalize(message):
     text = " ".join(message.strip().split())
-    text = re.sub(r"[\s.!?]+$", "", text)
+    text = re.sub(r"(?<![\s.!?])[\s.!?]+$", "", text)  # (from a run's start only: linear)
     text = re.sub(r"^(?:(?:hey|hi|ok|okay|please|pls|can you|could you|would you|will you)[\s,]+)+", "", text, flags=re.I)
-    return re.sub(r"[\s,]+(?:please|pls|thanks|thank you)$", "", text, flags=re.I)
+    return re.sub(r"(?<![\s,])[\s,]+(?:please|pls|thanks|thank you)$", "", text, flags=re.I)
 
 
 # --- vocabulary --------------------------------------------------------------------------------
@@ -126,7 +145,6 @@ WEEKDAYS = {
     "thursday": 3, "thu": 3, "thur": 3, "thurs": 3, "friday": 4, "fri": 4, "saturday": 5, "sat": 5,
     "sunday": 6, "sun": 6,
 }  # fmt: skip
-RRULE_DAYS = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"]
 FULL_WEEKDAY = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
 ANY_WEEKDAY = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tues|tue|wed|thurs|thur|thu|fri|sat|sun)"
 WEEKDAY_LIST = rf"{ANY_WEEKDAY}s?(?:(?:\s*,\s*|\s+and\s+|\s*,\s*and\s+){ANY_WEEKDAY}s?)*"
@@ -150,9 +168,14 @@ NUMBER_WORDS = {
     "thirty": 30, "forty-five": 45,
 }  # fmt: skip
 AMOUNT = r"(?:\d+|a couple of|half an|forty-five|" + "|".join(sorted(NUMBER_WORDS, key=len, reverse=True)) + ")"
-DURATION_UNIT = r"(?:minutes?|mins?|hours?|hrs?|days?|weeks?)"
+# "1h" and "30m" too; a unit is a whole word ("5 mon..." is no unit), "m" is never months.
+DURATION_UNIT = r"(?:(?:minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w)\b)"
 
-PRIORITY_WORDS = {"urgent": 1, "highest": 1, "high": 1, "medium": 2, "normal": 2, "low": 3, "lowest": 4}
+# The app's names of the priorities, and a few words people use for them.
+PRIORITY_WORDS = {name.lower(): number for number, name in PRIORITY_NAMES.items()} | {
+    "highest": 1, "normal": 3, "lowest": 4,
+}  # fmt: skip
+PRIORITY_WORD = "(?:" + "|".join(sorted(PRIORITY_WORDS, key=len, reverse=True)) + ")"
 
 
 def _amount(word):
@@ -165,14 +188,9 @@ def _amount(word):
 
 
 def _duration(amount, unit):
-    unit = unit.lower()
-    if unit.startswith(("minute", "min")):
-        return timedelta(minutes=amount)
-    if unit.startswith(("hour", "hr")):
-        return timedelta(hours=amount)
-    if unit.startswith("day"):
-        return timedelta(days=amount)
-    return timedelta(weeks=amount)
+    """A DURATION_UNIT amount: every unit's first letter tells it (minutes, hours, days, weeks)."""
+    name = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[unit[0].lower()]
+    return timedelta(**{name: amount})
 
 
 def _weekdays(words):
@@ -188,25 +206,50 @@ def _weekdays(words):
 # --- the text being taken apart -----------------------------------------------------------------
 
 
-class _Text:
-    """A message from which extractors cut the phrases they understood."""
+# Stands in for the characters of a range the parser must not read: no pattern matches it.
+_MASK = "\ufffc"
 
-    def __init__(self, text):
-        self.text = text
+
+class _Text:
+    """A message from which extractors cut the phrases they understood.
+
+    A cut phrase is blanked with as many spaces, so that every position still is the original
+    one: ``taken`` lists the ranges cut, for the spans of ``parse_task``. The ``ignore`` ranges
+    are masked: nothing reads them, and ``rest()`` gives them back as they were.
+    """
+
+    def __init__(self, text, *, ignore=()):
+        self.original = text
+        chars = list(text)
+        for start, end in ignore:
+            start, end = max(0, start), min(len(chars), end)
+            chars[start:end] = _MASK * max(0, end - start)
+        self.text = "".join(chars)
+        self.taken = []
 
     def take(self, pattern):
         """Find ``pattern`` (case-insensitive), cut it out and return the match, or None."""
         match = re.search(pattern, self.text, flags=re.I)
-        if match:
-            self.text = f"{self.text[: match.start()]} {self.text[match.end():]}"
+        if match and match.end() > match.start():
+            self.text = f"{self.text[: match.start()]}{' ' * (match.end() - match.start())}{self.text[match.end():]}"
+            self.taken.append((match.start(), match.end()))
         return match
+
+    def rest(self):
+        """The text not taken, with the ignored ranges as they were."""
+        return "".join(original if char == _MASK else char for char, original in zip(self.text, self.original))
 
 
 # --- extractors: each one finds one kind of phrase ---------------------------------------------
 
+# Before a run of separators that a phrase takes along ("..., remind me"): the match may start
+# only where the run starts, so that a long run (a blanked phrase is one) is not rescanned from
+# each of its characters (quadratic work on a long text).
+_SEPARATORS_BEFORE = r"(?<![\s,;:-])"
+
 
 def _take_description(text):
-    match = text.take(r"(?:[\s,;:-]*)\b(?:notes?|description|details)\s*:\s*(?P<description>.+)$")
+    match = text.take(rf"{_SEPARATORS_BEFORE}[\s,;:-]*\b(?:notes?|description|details)\s*:\s*(?P<description>.+)$")
     return match["description"].strip() if match else None
 
 
@@ -223,8 +266,8 @@ def _take_priority(text):
     match = text.take(
         r"\b(?:with\s+|at\s+|as\s+)?(?:an?\s+)?(?:"
         r"p(?P<p>[1-4])|priority\s*(?P<number>[1-4])"
-        r"|(?P<level>urgent|highest|high|medium|normal|lowest|low)\s+priority"
-        r"|priority\s+(?P<level_after>urgent|highest|high|medium|normal|lowest|low)"
+        rf"|(?P<level>{PRIORITY_WORD})\s+priority"
+        rf"|priority\s+(?P<level_after>{PRIORITY_WORD})"
         r"|(?P<urgent>urgent(?:ly)?|asap))\b"
     )
     if not match:
@@ -243,7 +286,7 @@ class _Reminder:
 
 
 def _take_reminder(text):
-    lead = r"(?:[\s,;]*(?:and\s+)?)\b(?:remind\s+me|with\s+a\s+reminder|reminder|alert\s+me|notify\s+me)"
+    lead = rf"(?:{_SEPARATORS_BEFORE}[\s,;]*(?:and\s+)?)\b(?:remind\s+me|with\s+a\s+reminder|reminder|alert\s+me|notify\s+me)"
     # "remind me 1 hour before", or after "remind me to ..." just ", 30 minutes before".
     match = text.take(
         rf"(?:{lead}\s+)?\b(?:(?P<amount>{AMOUNT})\s*(?P<unit>{DURATION_UNIT})|the\s+(?P<day>day))"
@@ -252,12 +295,15 @@ def _take_reminder(text):
     if match:
         if match["day"]:
             return _Reminder(before=timedelta(days=1))
-        return _Reminder(before=_duration(_amount(match["amount"]), match["unit"]))
+        try:
+            return _Reminder(before=_duration(_amount(match["amount"]), match["unit"]))
+        except OverflowError:
+            raise NotUnderstood(f"{match[0].strip()!r} is too long before.", field="remind_at") from None
     match = text.take(lead + r"\s+at\s+(?P<time>[^,;]+?)(?=$|[,;]|\s+(?:and|with|on|#))")
     if match:
         wall_time = _take_time(_Text("at " + match["time"]))
         if wall_time is None:
-            raise NotUnderstood(f"I could not read the reminder time {match['time']!r}.")
+            raise NotUnderstood(f"I could not read the reminder time {match['time']!r}.", field="remind_at")
         return _Reminder(at=wall_time)
     return None
 
@@ -265,26 +311,32 @@ def _take_reminder(text):
 @dataclass(frozen=True)
 class _Recurrence:
     rule: str
+    first_rule: str  # the rule without its INTERVAL, to find where a series without a date starts
     wall_time: time | None = None  # "every morning"
 
 
-def _rule(freq, interval=1, **parts):
-    fields = [f"FREQ={freq}"] + ([f"INTERVAL={interval}"] if interval != 1 else [])
-    fields += [f"{name.upper()}={value}" for name, value in parts.items()]
-    return ";".join(fields)
-
-
-def _byday(days):
-    return ",".join(RRULE_DAYS[day] for day in days)
+def _recurrence(frequency, interval=1, *, weekdays=(), month_day=None, wall_time=None):
+    """The rule of a recurrence phrase, built by the one RRULE definition (recurrence.rules)."""
+    try:
+        rule = rule_text(frequency, interval=interval, weekdays=weekdays, month_day=month_day)
+        first_rule = rule_text(frequency, weekdays=weekdays, month_day=month_day)
+    except InvalidRecurrenceRule as error:
+        raise NotUnderstood(str(error), field="recurrence_rule") from None
+    return _Recurrence(rule, first_rule, wall_time)
 
 
 def _take_recurrence(text):
     if text.take(r"\b(?:every|each|on)\s+weekdays?\b|\bweekdays\b"):
-        return _Recurrence(_rule("WEEKLY", byday="MO,TU,WE,TH,FR"))
+        return _recurrence("WEEKLY", weekdays=range(5))
     if text.take(r"\b(?:every|each|on)\s+weekends?\b"):
-        return _Recurrence(_rule("WEEKLY", byday="SA,SU"))
+        return _recurrence("WEEKLY", weekdays=(5, 6))
     if match := text.take(r"\b(?:every|each)\s+(?P<part>morning|afternoon|evening|night)\b"):
-        return _Recurrence(_rule("DAILY"), PART_OF_DAY_TIMES[match["part"].lower()])
+        return _recurrence("DAILY", wall_time=PART_OF_DAY_TIMES[match["part"].lower()])
+    # "the 1st of every month" before "every month", which would leave "the 1st" to be a date.
+    if match := text.take(
+        rf"\b(?:(?:on\s+)?the\s+|every\s+)(?P<monthday>\d{{1,2}}){ORDINAL}\s+(?:day\s+)?of\s+(?:every|each|the)\s+month\b"
+    ):
+        return _recurrence("MONTHLY", month_day=int(match["monthday"]))
     match = text.take(
         r"\b(?:every|each)\s+(?:(?P<n>\d+|other|two|three|four|six)\s+)?(?P<unit>day|week|month|year)s?\b"
         rf"(?:\s+on\s+(?:(?P<days>{WEEKDAY_LIST})|(?:the\s+)?(?P<monthday>\d{{1,2}}){ORDINAL}?|the\s+(?P<last>last)\s+day))?"
@@ -293,19 +345,15 @@ def _take_recurrence(text):
         interval = {"other": 2}.get((match["n"] or "").lower()) or _amount(match["n"] or "1")
         freq = {"day": "DAILY", "week": "WEEKLY", "month": "MONTHLY", "year": "YEARLY"}[match["unit"].lower()]
         if match["days"]:
-            return _Recurrence(_rule(freq, interval, byday=_byday(_weekdays(match["days"]))))
+            return _recurrence(freq, interval, weekdays=_weekdays(match["days"]))
         if match["monthday"] or match["last"]:
-            return _Recurrence(_rule(freq, interval, bymonthday=-1 if match["last"] else int(match["monthday"])))
-        return _Recurrence(_rule(freq, interval))
+            return _recurrence(freq, interval, month_day=-1 if match["last"] else int(match["monthday"]))
+        return _recurrence(freq, interval)
     if match := text.take(rf"\b(?:every|each)\s+(?P<days>{WEEKDAY_LIST})\b"):
-        return _Recurrence(_rule("WEEKLY", byday=_byday(_weekdays(match["days"]))))
-    if match := text.take(
-        rf"\b(?:(?:on\s+)?the\s+|every\s+)(?P<monthday>\d{{1,2}}){ORDINAL}\s+(?:day\s+)?of\s+(?:every|each|the)\s+month\b"
-    ):
-        return _Recurrence(_rule("MONTHLY", bymonthday=int(match["monthday"])))
+        return _recurrence("WEEKLY", weekdays=_weekdays(match["days"]))
     if match := text.take(r"\b(?P<freq>daily|weekly|monthly|yearly|annually)\b"):
         word = match["freq"].lower()
-        return _Recurrence(_rule({"daily": "DAILY", "weekly": "WEEKLY", "monthly": "MONTHLY"}.get(word, "YEARLY")))
+        return _recurrence({"daily": "DAILY", "weekly": "WEEKLY", "monthly": "MONTHLY"}.get(word, "YEARLY"))
     return None
 
 
@@ -317,7 +365,7 @@ def _take_time(text):
     if match := text.take(rf"{at}?\b(?P<hour>\d{{1,2}})(?::(?P<minute>\d{{2}}))?\s*(?P<half>[ap])\.?m\b\.?"):
         hour, minute = int(match["hour"]), int(match["minute"] or 0)
         if not 1 <= hour <= 12 or minute > 59:
-            raise NotUnderstood(f"{match[0].strip()!r} is not a time of day.")
+            raise NotUnderstood(f"{match[0].strip()!r} is not a time of day.", field="due_date")
         return time(hour % 12 + (12 if match["half"].lower() == "p" else 0), minute)
     match = text.take(rf"{at}?\b(?P<hour>\d{{1,2}})[:h](?P<minute>\d{{2}})\b") or text.take(
         rf"{at}\b(?P<hour>\d{{1,2}})\b(?!\s*(?:{DURATION_UNIT}|{ORDINAL}|%|/|-|\.\d))(?:\s*o'?clock)?"
@@ -325,7 +373,7 @@ def _take_time(text):
     if match:
         hour, minute = int(match["hour"]), int(match.groupdict().get("minute") or 0)
         if hour > 23 or minute > 59:
-            raise NotUnderstood(f"{match[0].strip()!r} is not a time of day.")
+            raise NotUnderstood(f"{match[0].strip()!r} is not a time of day.", field="due_date")
         return time(hour, minute)
     return None
 
@@ -337,15 +385,16 @@ class _When:
     day: date | None = None
     implied_time: time | None = None
     instant: datetime | None = None
-    # A weekday without "next" may be today, but only while the time is still ahead.
-    may_be_today: bool = False
+    # A weekday without "next", or "the 1st", may be today, but only while the time is still
+    # ahead: after it, the phrase means this later day (next week's, next month's).
+    later: date | None = None
 
 
 def _date(year, month, day, phrase):
     try:
         return date(year, month, day)
     except ValueError:
-        raise NotUnderstood(f"{phrase.strip()!r} is not a date.") from None
+        raise NotUnderstood(f"{phrase.strip()!r} is not a date.", field="due_date") from None
 
 
 def _next_weekday(clock, weekday, *, include_today):
@@ -361,14 +410,14 @@ def _take_date(text, clock):
     if match := text.take(rf"\bin\s+(?P<amount>{AMOUNT})\s*(?P<unit>{DURATION_UNIT}|months?)\b"):
         amount, unit = _amount(match["amount"]), match["unit"].lower()
         try:
-            if unit.startswith(("min", "hour", "hr")):
+            if unit.startswith("mo"):
+                return _When(day=clock.today + relativedelta(months=int(amount)))
+            if unit[0] in "mh":
                 # An exact delay: counted in UTC, so that it stays exact across a DST change.
                 return _When(instant=clock.now.astimezone(UTC) + _duration(amount, unit))
-            if unit.startswith("month"):
-                return _When(day=clock.today + relativedelta(months=int(amount)))
             return _When(day=clock.today + _duration(int(amount), unit))
         except (OverflowError, ValueError):  # past year 9999 (relativedelta says ValueError)
-            raise NotUnderstood(f"{match[0].strip()!r} is too far away.") from None
+            raise NotUnderstood(f"{match[0].strip()!r} is too far away.", field="due_date") from None
     if text.take(r"\b(?:on\s+)?(?:the\s+)?day\s+after\s+tomorrow\b"):
         return _When(day=clock.today + timedelta(days=2))
     if text.take(r"\btonight\b"):
@@ -384,11 +433,8 @@ def _take_date(text, clock):
     if match:
         weekday = WEEKDAYS[(match["day"] or match["bare"]).lower()]
         is_next = (match["which"] or "").lower() == "next"
-        return _When(
-            day=_next_weekday(clock, weekday, include_today=not is_next),
-            implied_time=_part_time(match["part"]),
-            may_be_today=not is_next,
-        )
+        day = _next_weekday(clock, weekday, include_today=not is_next)
+        return _When(day=day, implied_time=_part_time(match["part"]), later=day + timedelta(days=7))
     if match := text.take(rf"\b(?:on\s+)?(?P<month>{MONTH})\.?\s+(?P<day>\d{{1,2}}){ORDINAL}?(?:,?\s+(?P<year>\d{{4}}))?\b"):
         return _When(day=_month_day(clock, match))
     if match := text.take(
@@ -398,17 +444,25 @@ def _take_date(text, clock):
     if match := text.take(r"\b(?:on\s+)?(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})\b"):
         return _When(day=_date(int(match["year"]), int(match["month"]), int(match["day"]), match[0]))
     if match := text.take(rf"\bon\s+the\s+(?P<day>\d{{1,2}}){ORDINAL}\b"):
-        day = int(match["day"])
-        for months_ahead in range(3):  # the next month that has this day, from this month on
-            first = clock.today.replace(day=1) + relativedelta(months=months_ahead)
-            try:
-                candidate = first.replace(day=day)
-            except ValueError:
-                continue
-            if candidate >= clock.today:
-                return _When(day=candidate)
-        raise NotUnderstood(f"{match[0].strip()!r} is not a date.")
+        first, later = _month_days(clock, int(match["day"]))
+        if first is None:
+            raise NotUnderstood(f"{match[0].strip()!r} is not a date.", field="due_date")
+        return _When(day=first, later=later)
     return None
+
+
+def _month_days(clock, day):
+    """The next two dates that are the ``day``th of a month, from today on (None when no month has it)."""
+    found = []
+    for months_ahead in range(5):  # the 31st: at most two months in a row lack it
+        first = clock.today.replace(day=1) + relativedelta(months=months_ahead)
+        try:
+            candidate = first.replace(day=day)
+        except ValueError:
+            continue
+        if candidate >= clock.today:
+            found.append(candidate)
+    return (found + [None, None])[:2]
 
 
 def _part_time(part):
@@ -427,14 +481,14 @@ def _month_day(clock, match):
             continue
         if candidate >= clock.today:
             return candidate
-    raise NotUnderstood(f"{match[0].strip()!r} is not a date.")
+    raise NotUnderstood(f"{match[0].strip()!r} is not a date.", field="due_date")
 
 
 def _due(clock, when, wall_time):
     """The due moment of a date phrase and a time, either of which may be missing."""
     if when is not None and when.instant is not None:
         if wall_time is not None:
-            raise NotUnderstood("Please give either a time of day or a delay like 'in 2 hours', not both.")
+            raise NotUnderstood("Please give either a time of day or a delay like 'in 2 hours', not both.", field="due_date")
         return when.instant.replace(second=0, microsecond=0)
     if when is None:
         if wall_time is None:
@@ -442,8 +496,8 @@ def _due(clock, when, wall_time):
         due = clock.at(clock.today, wall_time)
         return due if due > clock.now else clock.at(clock.today + timedelta(days=1), wall_time)
     due = clock.at(when.day, wall_time or when.implied_time or DEFAULT_TIME)
-    if when.may_be_today and when.day == clock.today and due <= clock.now:
-        due = clock.at(when.day + timedelta(days=7), wall_time or when.implied_time or DEFAULT_TIME)
+    if when.later is not None and when.day == clock.today and due <= clock.now:
+        due = clock.at(when.later, wall_time or when.implied_time or DEFAULT_TIME)
     return due
 
 
@@ -453,34 +507,148 @@ def _first_occurrence(clock, recurrence, wall_time):
     The interval is left out for this search: "every 2 weeks on Tuesday" starts next Tuesday,
     and the series counts its two weeks from there.
     """
-    rule = ";".join(part for part in recurrence.rule.split(";") if not part.startswith("INTERVAL="))
     start = clock.at(clock.today, wall_time or recurrence.wall_time or DEFAULT_TIME)
     try:
-        first = first_occurrence_after(rule, start=start, after=clock.now, tz_name=clock.zone.key)
+        first = first_occurrence_after(recurrence.first_rule, start=start, after=clock.now, tz_name=clock.zone.key)
     except InvalidRecurrenceRule as error:
-        raise NotUnderstood(str(error)) from None
+        raise NotUnderstood(str(error), field="recurrence_rule") from None
     if first is None:
-        raise NotUnderstood("That recurrence never occurs.")
+        raise NotUnderstood("That recurrence never occurs.", field="recurrence_rule")
     return first
+
+
+_TITLE_FILLER = (
+    r"to|a|an|the|task|todo|to-do|new|reminder|that|called|named|titled|on|at|by|for|due|with|and|"
+    r"in|from|starting|every|of|remind me|priority|to my (?:todo |to-do )?list|on my list"
+)
+# Whole words only: the "in" of "check-in" stays.
+_LEADING_FILLER = re.compile(rf"(?:(?:(?:{_TITLE_FILLER})(?=\s|$)|[\s,;:.\-–—]+)\s*)+", re.I)
+_TRAILING_FILLER = re.compile(rf"\s*(?:(?:^|(?<=\s))(?:{_TITLE_FILLER})|[\s,;:\-–—]+)$", re.I)
+# Longer than any filler with its spaces: a trailing one starts within this many characters of the end.
+_TRAILING_WINDOW = 40
 
 
 def _clean_title(words):
     """The title left after the extractors took their phrases: no dangling little words."""
-    filler = (
-        r"to|a|an|the|task|todo|to-do|new|reminder|that|called|named|titled|on|at|by|for|due|with|and|"
-        r"in|from|starting|every|of|remind me|priority|to my (?:todo |to-do )?list|on my list"
-    )
     title = " ".join(words.split())
     previous = None
     while title != previous:
         previous = title
-        # Whole words only: the "in" of "check-in" stays.
-        title = re.sub(rf"^(?:(?:{filler})(?=\s|$)|[\s,;:.\-–—]+)\s*", "", title, flags=re.I)
-        title = re.sub(rf"\s*(?:(?:^|(?<=\s))(?:{filler})|[\s,;:\-–—]+)$", "", title, flags=re.I)
+        if leading := _LEADING_FILLER.match(title):
+            title = title[leading.end() :]
+        # Searched for near the end only: each word removed costs the same, however long the title.
+        if trailing := _TRAILING_FILLER.search(title, max(0, len(title) - _TRAILING_WINDOW)):
+            title = title[: trailing.start()]
         title = re.sub(r"\s+([,;:])", r"\1", title)
         title = " ".join(title.split())
     title = re.sub(r"^(['\"“‘])(.*)(['\"”’])$", r"\2", title).strip()
     return title
+
+
+# --- the task parser: quick-add text, and the task of an "add ..." message ---------------------
+
+
+@dataclass(frozen=True)
+class Span:
+    """A phrase the parser read: the task field it set, and where it stands in the text."""
+
+    field: str
+    start: int  # the index of its first character
+    end: int  # the index after its last one
+
+
+@dataclass(frozen=True)
+class ParsedTask:
+    """What a text would create: the add_task arguments (times in UTC, ``...Z``), and the phrases
+    read for them, in text order (only those of fields that are set)."""
+
+    fields: dict
+    spans: list
+
+
+def parse_task(text, *, timezone, now, ignore=()):
+    """Read ``text``, all of it one task, for a user in the IANA ``timezone`` at the aware ``now``.
+
+    ``ignore`` lists (start, end) ranges of ``text`` that must not be read (a preview chip the
+    user removed): they stay in the title as typed. Raises NotUnderstood, whose ``field`` names
+    the field at fault when there is one.
+    """
+    clock = _Clock(ZoneInfo(timezone), now)
+    try:
+        return _parse_task(_Text(text, ignore=ignore), clock)
+    except OverflowError:  # date arithmetic past year 9999 ("in 99999999999 days", a reminder before year 1)
+        raise NotUnderstood("That date is out of range.") from None
+
+
+def _parse_task(text, clock):
+    spans = []
+
+    def read(field, extractor, *args):
+        already = len(text.taken)
+        value = extractor(text, *args)
+        spans.extend(_span(field, text.original, start, end) for start, end in text.taken[already:])
+        return value
+
+    # The order matters: a description takes the rest of the text, tags and reminders go before
+    # the times and dates inside them ("remind me 1 hour before"), a recurrence before its days.
+    remind_me = read("remind_at", _take_remind_me)
+    description = read("description", _take_description)
+    tags = read("tags", _take_tags)
+    reminder = read("remind_at", _take_reminder)
+    recurrence = read("recurrence_rule", _take_recurrence)
+    priority = read("priority", _take_priority)
+    wall_time = read("due_date", _take_time)
+    when = read("due_date", _take_date, clock)
+    title = _clean_title(text.rest())
+    if not title:
+        raise NotUnderstood("What should the task be called?", field="title")
+    if len(title) > TITLE_MAX_LENGTH:
+        raise NotUnderstood(f"That title is longer than {TITLE_MAX_LENGTH} characters; please shorten it.", field="title")
+    if len(tags) > MAX_TAGS:
+        raise NotUnderstood(f"A task has at most {MAX_TAGS} tags.", field="tags")
+    if any(len(tag) > TAG_MAX_LENGTH for tag in tags):
+        raise NotUnderstood(f"A tag has at most {TAG_MAX_LENGTH} characters.", field="tags")
+
+    if recurrence is not None and when is None:
+        due = _first_occurrence(clock, recurrence, wall_time)
+    else:
+        due = _due(clock, when, wall_time)
+    fields = {"title": title}
+    if description:
+        fields["description"] = description
+    if due is not None:
+        fields["due_date"] = _utc(due)
+    if reminder is not None or remind_me:
+        if due is None:
+            if reminder is not None:
+                raise NotUnderstood(
+                    "A reminder needs a due date: say when the task is due, e.g. 'tomorrow at 5pm'.", field="remind_at"
+                )
+        else:
+            fields["remind_at"] = _utc(_remind_at(clock, due, reminder))
+    if priority is not None:
+        fields["priority"] = priority
+    if tags:
+        fields["tags"] = tags
+    if recurrence is not None:
+        fields["recurrence_rule"] = recurrence.rule
+    return ParsedTask(fields, sorted((span for span in spans if span.field in fields), key=lambda span: span.start))
+
+
+def _take_remind_me(text):
+    """A leading "remind me to": the task gets a reminder (at the due time unless told otherwise)."""
+    return text.take(r"^\s*remind\s+me\b(?:\s+(?:to|about)\b)?") is not None
+
+
+_SPAN_PADDING = " \t\n\r\f\v,;:"
+
+
+def _span(field, text, start, end):
+    """The span of a phrase cut from ``start`` to ``end``, without the separators it took along."""
+    piece = text[start:end]
+    start += len(piece) - len(piece.lstrip(_SPAN_PADDING))
+    end -= len(piece) - len(piece.rstrip(_SPAN_PADDING))
+    return Span(field, start, max(start, end))
 
 
 # --- intents -------------------------------------------------------------------------------------
@@ -566,7 +734,7 @@ def _read_update(text, clock):
     if match := _first_match(
         [
             r"(?:set|change|make)\s+(?:the\s+)?priority\s+(?:of|for)\s+(?P<ref>.+?)\s+(?:to\s+)?(?P<priority>.+)",
-            r"(?:make|mark|set)\s+(?P<ref>.+?)\s+(?:as\s+|to\s+)?(?P<priority>urgent|(?:highest|high|medium|normal|lowest|low)\s+priority|p[1-4]|priority\s+[1-4])",
+            rf"(?:make|mark|set)\s+(?P<ref>.+?)\s+(?:as\s+|to\s+)?(?P<priority>urgent|{PRIORITY_WORD}\s+priority|p[1-4]|priority\s+[1-4])",
         ],
         text,
     ):
@@ -583,6 +751,19 @@ LIST_SUBJECT = r"\b(?:tasks?|todos?|to-dos?|to\s+do|due|overdue|agenda|list)\b"
 SEARCH_START = r"^(?:find|search|look\s+(?:for|up))\b(?:\s+for\b)?"
 
 
+def _take_tagged(text):
+    """ "tagged work", "tagged with work and home", "with the tag work": the tags, lower-cased."""
+    word = r"#?[\w-]+"
+    match = text.take(
+        rf"\b(?:tagged|labell?ed)\s+(?:with\s+|as\s+)?(?P<tags>{word}(?:(?:\s*,\s*|\s+and\s+){word})*)"
+        rf"|\bwith\s+(?:the\s+)?(?:tag|label)s?\s+(?P<named>{word}(?:(?:\s*,\s*|\s+and\s+){word})*)"
+    )
+    if not match:
+        return []
+    words = re.split(r"\s*,\s*|\s+and\s+", match["tags"] or match["named"])
+    return list(dict.fromkeys(word.lstrip("#").lower() for word in words))
+
+
 def _read_list(text, clock):
     """List or search the user's tasks: state, priority, tags, a due window, search words."""
     rest = _Text(text)
@@ -590,7 +771,8 @@ def _read_list(text, clock):
     if not is_search and not (re.match(LIST_START, text, flags=re.I) and re.search(LIST_SUBJECT, text, flags=re.I)):
         return None
     arguments = {}
-    tags = _take_tags(rest)
+    tags = _take_tagged(rest)
+    tags += [tag for tag in _take_tags(rest) if tag not in tags]
     if tags:
         arguments["tag"] = tags
     if (priority := _take_priority(rest)) is not None:
@@ -608,6 +790,8 @@ def _read_list(text, clock):
     elif when := _take_date(rest, clock):
         day = (when.instant.astimezone(clock.zone).date()) if when.instant else when.day
         arguments.update(due_after=_utc(clock.at(day, time(0))), due_before=_utc(clock.at(day, time(23, 59, 59))))
+    if "due_before" in arguments:  # what is due when: soonest first
+        arguments["ordering"] = "due_date"
     search = rest.take(r"\b(?:about|containing|mentioning|matching|with|called|named|titled|for|like)\s+(?P<words>.+)$")
     words = search["words"] if search else (rest.text if is_search else "")
     words = re.sub(r"^(?:\s*(?:my|the|all|any)\b)*\s*(?:(?:tasks?|todos?|to-dos?)\b)?\s*", "", words, flags=re.I)
@@ -621,7 +805,7 @@ def _read_list(text, clock):
 
 
 ADD_PATTERNS = [
-    r"(?P<remind>remind\s+me)\s+(?:to\s+|about\s+)?(?P<rest>.+)",
+    r"(?P<rest>remind\s+me\s+.+)",  # parse_task reads "remind me to" itself
     r"(?:add|create|new|make|put|schedule|set\s+up|plan|note|jot\s+down)\s+(?:me\s+)?(?:a\s+)?(?:new\s+)?"
     r"(?:(?:task|todo|to-do|item)\b\s*(?::|to\b|called\b|named\b|titled\b)?)?\s*(?P<rest>.+)",
     r"(?:i\s+(?:need|have|must|should|want)\s+to|don't\s+forget\s+to|do\s+not\s+forget\s+to|todo:?|to-do:?)\s+(?P<rest>.+)",
@@ -632,42 +816,7 @@ def _read_add(text, clock):
     match = _first_match(ADD_PATTERNS, text)
     if not match:
         return None
-    rest = _Text(match["rest"])
-    description = _take_description(rest)
-    tags = _take_tags(rest)
-    reminder = _take_reminder(rest)
-    recurrence = _take_recurrence(rest)
-    priority = _take_priority(rest)
-    wall_time = _take_time(rest)
-    when = _take_date(rest, clock)
-    title = _clean_title(rest.text)
-    if not title:
-        raise NotUnderstood("What should the task be called?")
-    if len(title) > TITLE_MAX_LENGTH:
-        raise NotUnderstood(f"That title is longer than {TITLE_MAX_LENGTH} characters; please shorten it.")
-
-    if recurrence is not None and when is None:
-        due = _first_occurrence(clock, recurrence, wall_time)
-    else:
-        due = _due(clock, when, wall_time)
-    arguments = {"title": title}
-    if description:
-        arguments["description"] = description
-    if due is not None:
-        arguments["due_date"] = _utc(due)
-    if reminder is not None or match.groupdict().get("remind"):
-        if due is None:
-            if reminder is not None:
-                raise NotUnderstood("A reminder needs a due date: say when the task is due, e.g. 'tomorrow at 5pm'.")
-        else:
-            arguments["remind_at"] = _utc(_remind_at(clock, due, reminder))
-    if priority is not None:
-        arguments["priority"] = priority
-    if tags:
-        arguments["tags"] = tags
-    if recurrence is not None:
-        arguments["recurrence_rule"] = recurrence.rule
-    return _call(ADD_TASK, **arguments)
+    return _call(ADD_TASK, **parse_task(match["rest"], timezone=clock.zone.key, now=clock.now).fields)
 
 
 def _remind_at(clock, due, reminder):

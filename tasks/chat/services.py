@@ -17,15 +17,18 @@ from zoneinfo import ZoneInfo
 from django.http import Http404
 from django.utils import timezone
 
+from events.schemas import PRIORITY_NAMES, utc_timestamp
 from tasks.chat.agent import llm_configured, run_agent, system_message
 from tasks.chat.executor import SOURCE, execute_tool
-from tasks.chat.interpreter import interpret
+from tasks.chat.interpreter import interpret, parse_task
 from tasks.chat.tools import ADD_TASK, COMPLETE_TASK, DELETE_TASK, LIST_TASKS, UPDATE_TASK, ToolError
 from tasks.events import EventContext
 from tasks.models import ChatMessage, Conversation
 
 # How many earlier turns of a conversation the model sees.
 HISTORY_LIMIT = 40
+# How many of a conversation's latest messages GET /api/chat/<id>/ gives back.
+HISTORY_SHOWN = 200
 # How many tasks a list reply names.
 LISTED_IN_REPLY = 10
 
@@ -45,6 +48,55 @@ def conversation_get_or_create(*, user, conversation_id=None):
     if conversation is None:
         raise Http404("No such conversation.")
     return conversation
+
+
+def conversation_history(*, user, conversation_id):
+    """The user's conversation (anyone else's is a 404): its latest messages, oldest first, as
+    ``{"conversation_id", "messages": [{"role", "content", "tool_calls", "created_at"}], "has_more"}``."""
+    conversation = conversation_get_or_create(user=user, conversation_id=conversation_id)
+    latest = list(conversation.messages.order_by("-id")[: HISTORY_SHOWN + 1])
+    return {
+        "conversation_id": str(conversation.id),
+        "messages": [
+            {"role": m.role, "content": m.content, "tool_calls": m.tool_calls, "created_at": utc_timestamp(m.created_at)}
+            for m in reversed(latest[:HISTORY_SHOWN])
+        ],
+        "has_more": len(latest) > HISTORY_SHOWN,
+    }
+
+
+def task_preview(*, user, text, ignore=(), now=None):
+    """What quick-add would create from ``text`` (POST /api/tasks/parse/): the add_task fields,
+    and each phrase read with the chip label of its value, times in the user's zone.
+
+    Raises ``interpreter.NotUnderstood`` when the text cannot become a task.
+    """
+    parsed = parse_task(text, timezone=user.timezone, now=now or timezone.now(), ignore=ignore)
+    zone = ZoneInfo(user.timezone)
+    spans = [
+        {
+            "field": span.field,
+            "start": span.start,
+            "end": span.end,
+            "text": text[span.start : span.end],
+            "label": _chip_label(span.field, text[span.start : span.end], parsed.fields, zone),
+        }
+        for span in parsed.spans
+    ]
+    return {"fields": parsed.fields, "spans": spans}
+
+
+def _chip_label(field, phrase, fields, zone):
+    """What a preview chip says: the value the phrase set, a time in the user's zone."""
+    if field in ("due_date", "remind_at"):
+        return _when(fields[field], zone)
+    if field == "priority":
+        return f"P{fields['priority']} {PRIORITY_NAMES[fields['priority']]}"
+    if field == "tags":
+        return "#" + phrase.lstrip("#").lower()
+    if field == "description":
+        return fields["description"]
+    return " ".join(phrase.split())  # the recurrence as said: "every Monday"
 
 
 def chat_respond(*, user, message, conversation_id=None, correlation_id=None):

@@ -26,7 +26,7 @@ import copy
 
 import jsonschema
 
-from events.schemas import TASK_FIELDS
+from events.schemas import LOWEST_PRIORITY, PRIORITY_NAMES, TASK_FIELDS
 
 ADD_TASK = "add_task"
 LIST_TASKS = "list_tasks"
@@ -88,7 +88,10 @@ _TASK_FIELDS = {
     },
     "priority": {
         **TASK_FIELDS["priority"],
-        "description": "1 is the highest (urgent), 4 the lowest and the default.",
+        "description": (
+            ", ".join(f"{number} {name}" for number, name in PRIORITY_NAMES.items())
+            + f"; {LOWEST_PRIORITY} is the default."
+        ),
     },
     "tags": {
         **copy.deepcopy(TASK_FIELDS["tags"]),
@@ -166,8 +169,9 @@ TOOLS = [
         "name": UPDATE_TASK,
         "description": (
             "Change fields of one task, named by task_id or task_title; fields left out stay as they "
-            "are. completed: false reopens a completed task; completed: true completes it. Returns "
-            "the task."
+            "are, except that a due_date moved without a remind_at takes the reminder along (it keeps "
+            "its distance from the due date). completed: false reopens a completed task; completed: "
+            "true completes it. Returns the task."
         ),
         "input_schema": {
             "type": "object",

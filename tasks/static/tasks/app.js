@@ -12,6 +12,8 @@
 // with the newer task, which the page applies and offers next to the user's unsaved change
 // (CONTRACT.md section 7), so an edit made from a stale screen never silently overwrites another.
 
+import { attachQuickAdd } from "./quickadd.js";
+
 const config = JSON.parse(document.getElementById("app-config").textContent);
 const zone = config.timezone;
 const $ = (id) => document.getElementById(id);
@@ -493,15 +495,17 @@ function showQuickError(message) {
   node.hidden = !message;
 }
 
+// Smart quick-add (quickadd.js): the task is created with the fields the server read in the text.
+const quickAdd = attachQuickAdd({ input: $("quick-title"), api, maxLength: config.messageMaxLength });
 $("quick-add").addEventListener("submit", async (event) => {
   event.preventDefault();
   const input = $("quick-title");
-  const title = input.value.trim();
-  if (!title) return;
+  if (!input.value.trim()) return;
   try {
-    const task = await api("/api/tasks/", { method: "POST", body: { title } });
+    const task = await api("/api/tasks/", { method: "POST", body: await quickAdd.fields() });
     applyChange("created", task);
     input.value = "";
+    quickAdd.reset();
     showQuickError("");
   } catch (error) {
     showQuickError(firstMessage(error));
@@ -1102,16 +1106,24 @@ document.addEventListener("keydown", (event) => {
 
 // --------------------------------------------------------------------------------- chat panel
 // Messages go to POST /api/chat/; tasks the assistant changes arrive through the live sync
-// like any other change, so the panel only shows the conversation.
+// like any other change, so the panel only shows the conversation. The conversation's id is kept
+// per user in localStorage, and its messages are read back (GET /api/chat/<id>/) when the panel
+// first opens after a reload.
 
 const chatPanel = $("chat-panel");
-const CHAT_KEY = "todo.chat.conversation";
+const CHAT_KEY = `todo.chat.conversation.${config.userId}`;
+$("chat-input").maxLength = config.messageMaxLength;
+let chatHistory = null;  // the read-back of the stored conversation, once per page
 
 function toggleChat(open = chatPanel.hidden) {
   chatPanel.hidden = !open;
   $("chat-button").setAttribute("aria-expanded", String(open));
-  if (open) $("chat-input").focus();
-  else $("chat-button").focus();
+  if (open) {
+    $("chat-input").focus();
+    chatHistory ??= loadChatHistory();
+  } else {
+    $("chat-button").focus();
+  }
 }
 
 function chatLine(role, text) {
@@ -1121,29 +1133,49 @@ function chatLine(role, text) {
   return line;
 }
 
+function clearChatLog() {
+  for (const line of [...$("chat-log").children].slice(1)) line.remove();  // the greeting stays
+}
+
+async function loadChatHistory() {
+  const conversation = localStorage.getItem(CHAT_KEY);
+  if (!conversation) return;
+  try {
+    const history = await api(`/api/chat/${encodeURIComponent(conversation)}/`);
+    if (localStorage.getItem(CHAT_KEY) !== conversation) return;  // a new chat began meanwhile
+    clearChatLog();
+    if (history.has_more) chatLine("assistant", "(Earlier messages are not shown.)");
+    for (const message of history.messages) chatLine(message.role, message.content);
+  } catch (error) {
+    if (error.status === 404) localStorage.removeItem(CHAT_KEY);  // gone, or another user's: start anew
+    else chatLine("error", `Could not load the conversation: ${firstMessage(error)}`);
+  }
+}
+
 $("chat-button").addEventListener("click", () => toggleChat());
 $("chat-close").addEventListener("click", () => toggleChat(false));
 $("chat-new").addEventListener("click", () => {
-  sessionStorage.removeItem(CHAT_KEY);
-  for (const line of [...$("chat-log").children].slice(1)) line.remove();
+  localStorage.removeItem(CHAT_KEY);
+  clearChatLog();
   $("chat-input").focus();
 });
 $("chat-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const message = $("chat-input").value.trim();
   if (!message) return;
+  await chatHistory;  // the old messages first, then this one
   chatLine("user", message);
   $("chat-input").value = "";
   $("chat-send").disabled = true;
   const body = { message };
-  const conversation = sessionStorage.getItem(CHAT_KEY);
+  const conversation = localStorage.getItem(CHAT_KEY);
   if (conversation) body.conversation_id = conversation;
   try {
     const answer = await api("/api/chat/", { method: "POST", body });
-    sessionStorage.setItem(CHAT_KEY, answer.conversation_id);
+    localStorage.setItem(CHAT_KEY, answer.conversation_id);
     chatLine("assistant", answer.reply);
   } catch (error) {
-    if (error.status === 404) sessionStorage.removeItem(CHAT_KEY);  // the conversation is gone: start anew
+    if (error.status === 404) localStorage.removeItem(CHAT_KEY);  // the conversation is gone: start anew
     chatLine("error", `The assistant could not answer: ${firstMessage(error)}`);
   } finally {
     $("chat-send").disabled = false;

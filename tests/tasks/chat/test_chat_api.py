@@ -3,14 +3,16 @@ scripted OpenAI-compatible server; every tool call goes through the one executor
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from rest_framework.test import APIClient
 
 from events.models import OutboxEvent
+from tasks.chat.services import HISTORY_SHOWN
 from tasks.chat.tools import openai_tools
-from tasks.models import ChatMessage, Conversation, Task
+from tasks.models import ChatMessage, Conversation, Task, User
 from tests.tasks.chat.scripted_llm import MODEL, ScriptedChatServer, completion, tool_call
 
 pytestmark = pytest.mark.django_db
@@ -172,3 +174,70 @@ def test_a_failing_model_is_a_502_with_a_clear_message_not_a_500(alice, model):
 
     assert response.status_code == 502
     assert response.json() == {"detail": "The language model endpoint answered HTTP 503: overloaded", "tool_calls": []}
+
+
+def test_the_interpreter_does_the_issues_requests(alice, interpreter):
+    """Issue 13, item 3: tags filter, "the 1st of every month", "high" is P2, sorted by due time,
+    and a moved appointment keeps its reminder an hour before."""
+    conversation = chat(alice, "add slides #work")["conversation_id"]
+    chat(alice, "add groceries #home", conversation)
+    tagged = chat(alice, "show tasks tagged work", conversation)
+    assert tagged["reply"] == "1 task:\n- 'slides'"
+
+    rent = chat(alice, "add pay rent on the 1st of every month", conversation)["tool_calls"][0]["result"]
+    assert rent["recurrence_rule"] == "FREQ=MONTHLY;BYMONTHDAY=1"
+    due = datetime.fromisoformat(rent["due_date"].replace("Z", "+00:00"))
+    assert due > datetime.now(UTC) and due.astimezone(ZoneInfo("Europe/Paris")).day == 1
+
+    assert chat(alice, "add water the plants high priority", conversation)["tool_calls"][0]["result"]["priority"] == 2
+
+    chat(alice, "add later task on Dec 20 2030 at 5pm", conversation)
+    chat(alice, "add sooner task on Dec 18 2030 at 5pm", conversation)
+    listed = chat(alice, "show tasks due on Dec 18 2030", conversation)
+    assert listed["tool_calls"][0]["arguments"]["ordering"] == "due_date"
+
+    chat(alice, "add dentist appointment on Dec 17 2030 at 10am, remind me 1 hour before", conversation)
+    moved = chat(alice, "move the dentist appointment to Dec 20 2030 at 2pm", conversation)["tool_calls"][0]["result"]
+    assert (moved["due_date"], moved["remind_at"]) == ("2030-12-20T13:00:00Z", "2030-12-20T12:00:00Z")
+
+
+def test_what_is_due_comes_back_soonest_first(alice, interpreter):
+    now = datetime.now(UTC)
+    for hours in (1, 3, 2):  # created in another order than their due times
+        due = (now - timedelta(hours=hours)).isoformat()
+        assert alice.post("/api/tasks/", {"title": f"{hours} hours ago", "due_date": due}, format="json").status_code == 201
+
+    answer = chat(alice, "show overdue tasks")
+    assert [task["title"] for task in answer["tool_calls"][0]["result"]["results"]] == ["3 hours ago", "2 hours ago", "1 hours ago"]
+    assert answer["reply"].startswith("3 tasks:\n- '3 hours ago'")
+
+
+def test_a_conversation_is_read_back_in_order_for_its_user_only(alice, bob, interpreter):
+    conversation = chat(alice, "add call mom")["conversation_id"]
+    chat(alice, "show my tasks", conversation)
+
+    response = alice.get(f"/api/chat/{conversation}/")
+    assert response.status_code == 200
+    history = response.json()
+    assert history["conversation_id"] == conversation and history["has_more"] is False
+    assert [(m["role"], m["content"]) for m in history["messages"]] == [
+        ("user", "add call mom"),
+        ("assistant", "Added 'call mom'."),
+        ("user", "show my tasks"),
+        ("assistant", "1 task:\n- 'call mom'"),
+    ]
+    assert history["messages"][1]["tool_calls"][0]["name"] == "add_task"
+    assert bob.get(f"/api/chat/{conversation}/").status_code == 404
+    assert alice.get(f"/api/chat/{uuid.uuid4()}/").status_code == 404
+    assert APIClient().get(f"/api/chat/{conversation}/").status_code == 401
+
+
+def test_a_long_conversation_gives_back_its_latest_messages(alice, interpreter, settings):
+    conversation = Conversation.objects.create(user=User.objects.get(username="alice"))
+    ChatMessage.objects.bulk_create(
+        ChatMessage(conversation=conversation, role="user", content=f"message {n}") for n in range(HISTORY_SHOWN + 5)
+    )
+    history = alice.get(f"/api/chat/{conversation.id}/").json()
+    assert history["has_more"] is True
+    assert len(history["messages"]) == HISTORY_SHOWN
+    assert (history["messages"][0]["content"], history["messages"][-1]["content"]) == ("message 5", f"message {HISTORY_SHOWN + 4}")

@@ -128,3 +128,26 @@ def test_a_failed_update_of_a_completion_changes_nothing(alice):
         run(alice, "update_task", task_id=task["id"], completed=True, remind_at="2026-12-16T17:00:00Z")
     stored = Task.objects.get(pk=task["id"])
     assert (stored.completed, stored.remind_at, stored.version) == (False, None, 1)
+
+
+def test_moving_the_due_date_takes_the_reminder_along_at_the_same_distance(alice):
+    added = run(alice, "add_task", title="dentist appointment", due_date="2030-01-07T10:00:00Z", remind_at="2030-01-07T09:00:00Z")
+
+    moved = run(alice, "update_task", task_title="dentist", due_date="2030-01-11T13:00:00Z")
+
+    assert (moved["due_date"], moved["remind_at"]) == ("2030-01-11T13:00:00Z", "2030-01-11T12:00:00Z")
+    # The scheduler hears of it: the old reminder is cancelled and the moved one scheduled.
+    reminders = [event for event in outbox_events() if event["event_type"].startswith("reminder.")][1:]
+    assert [(e["event_type"], e["data"].get("remind_at")) for e in reminders][-1] == ("reminder.scheduled", "2030-01-11T12:00:00Z")
+    assert added["id"] == moved["id"]
+
+
+def test_a_reminder_given_with_the_new_due_date_is_taken_as_given(alice):
+    run(alice, "add_task", title="dentist", due_date="2030-01-07T10:00:00Z", remind_at="2030-01-07T09:00:00Z")
+    moved = run(alice, "update_task", task_title="dentist", due_date="2030-01-11T13:00:00Z", remind_at="2030-01-11T08:00:00Z")
+    assert moved["remind_at"] == "2030-01-11T08:00:00Z"
+
+
+def test_moving_a_task_without_a_reminder_adds_none(alice):
+    run(alice, "add_task", title="dentist", due_date="2030-01-07T10:00:00Z")
+    assert run(alice, "update_task", task_title="dentist", due_date="2030-01-11T13:00:00Z")["remind_at"] is None

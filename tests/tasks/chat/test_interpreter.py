@@ -69,11 +69,11 @@ PARIS_PHRASES = [
      add(title="pay bills", due_date="2026-12-20T08:00:00Z", remind_at="2026-12-19T08:00:00Z")),
     ("add gym tomorrow at 7am, remind me at 6am",
      add(title="gym", due_date="2026-12-16T06:00:00Z", remind_at="2026-12-16T05:00:00Z")),
-    # priorities and tags
+    # priorities, by the app's names (P1 Urgent, P2 High, P3 Medium, P4 Low), and tags
     ("add fix the login bug urgent", add(title="fix the login bug", priority=1)),
-    ("add high priority file taxes", add(title="file taxes", priority=1)),
+    ("add high priority file taxes", add(title="file taxes", priority=2)),
     ("add fix bug p2 #work #Backend", add(title="fix bug", priority=2, tags=["work", "backend"])),
-    ("add tidy the garage with low priority", add(title="tidy the garage", priority=3)),
+    ("add tidy the garage with low priority", add(title="tidy the garage", priority=4)),
     # recurrences: without a date the first due date is the rule's next occurrence
     ("add team meeting every Monday at 10am",
      add(title="team meeting", due_date="2026-12-21T09:00:00Z", recurrence_rule="FREQ=WEEKLY;BYDAY=MO")),
@@ -96,15 +96,19 @@ PARIS_PHRASES = [
     # listing and searching
     ("show my tasks", listing(completed=False)),
     ("show all tasks", listing()),
-    ("what's due today?", listing(completed=False, due_after="2026-12-14T23:00:00Z", due_before="2026-12-15T22:59:59Z")),
-    ("what is due tomorrow", listing(completed=False, due_after="2026-12-15T23:00:00Z", due_before="2026-12-16T22:59:59Z")),
-    ("what's due this week", listing(completed=False, due_after="2026-12-14T23:00:00Z", due_before="2026-12-20T22:59:59Z")),
-    ("show overdue tasks", listing(completed=False, due_before="2026-12-15T10:30:00Z")),
+    # what is due when comes soonest first
+    ("what's due today?", listing(completed=False, due_after="2026-12-14T23:00:00Z", due_before="2026-12-15T22:59:59Z",
+                                  ordering="due_date")),
+    ("what is due tomorrow", listing(completed=False, due_after="2026-12-15T23:00:00Z", due_before="2026-12-16T22:59:59Z",
+                                     ordering="due_date")),
+    ("what's due this week", listing(completed=False, due_after="2026-12-14T23:00:00Z", due_before="2026-12-20T22:59:59Z",
+                                     ordering="due_date")),
+    ("show overdue tasks", listing(completed=False, due_before="2026-12-15T10:30:00Z", ordering="due_date")),
     ("find tasks about milk", listing(completed=False, search="milk")),
     ("search for dentist", listing(completed=False, search="dentist")),
     ("show completed tasks", listing(completed=True)),
     ("list #work tasks", listing(tag=["work"], completed=False)),
-    ("show high priority tasks", listing(priority=1, completed=False)),
+    ("show high priority tasks", listing(priority=2, completed=False)),
     # completing, reopening, deleting and changing tasks named by title
     ("mark buy milk as done", call("complete_task", task_title="buy milk")),
     ('complete "Buy milk"', call("complete_task", task_title="Buy milk")),
@@ -118,7 +122,21 @@ PARIS_PHRASES = [
     ("move dentist to Friday at 4pm", call("update_task", task_title="dentist", due_date="2026-12-18T15:00:00Z")),
     ("rename buy milk to buy oat milk", call("update_task", task_title="buy milk", title="buy oat milk")),
     ("make report urgent", call("update_task", task_title="report", priority=1)),
-    ("set the priority of report to low", call("update_task", task_title="report", priority=3)),
+    ("make report high priority", call("update_task", task_title="report", priority=2)),
+    # the issue's requests (issue 13, item 3)
+    ("show tasks tagged work", listing(tag=["work"], completed=False)),
+    ("show tasks tagged with work and home", listing(tag=["work", "home"], completed=False)),
+    ("find tasks with the tag #work about slides", listing(tag=["work"], completed=False, search="slides")),
+    ("add pay rent on the 1st of every month",
+     add(title="pay rent", due_date="2027-01-01T08:00:00Z", recurrence_rule="FREQ=MONTHLY;BYMONTHDAY=1")),
+    ("add water the plants high priority", add(title="water the plants", priority=2)),
+    ("what is due this week?", listing(completed=False, due_after="2026-12-14T23:00:00Z", due_before="2026-12-20T22:59:59Z",
+                                       ordering="due_date")),
+    ("move the dentist appointment to friday at 2pm",
+     call("update_task", task_title="dentist appointment", due_date="2026-12-18T13:00:00Z")),
+    ("add dentist Friday 3pm remind me 1h before",
+     add(title="dentist", due_date="2026-12-18T14:00:00Z", remind_at="2026-12-18T13:00:00Z")),
+    ("set the priority of report to low", call("update_task", task_title="report", priority=4)),
 ]
 
 # (message, time zone, now, expected tool calls): the same words mean other instants elsewhere.
@@ -130,9 +148,9 @@ TIME_ZONE_PHRASES = [
      add(title="call the office", due_date="2026-12-16T17:00:00Z")),
     # On Kiritimati (UTC+14) it is already the 16th: "today" is another day than in Los Angeles.
     ("what's due today", "Pacific/Kiritimati", NOW,
-     listing(completed=False, due_after="2026-12-15T10:00:00Z", due_before="2026-12-16T09:59:59Z")),
+     listing(completed=False, due_after="2026-12-15T10:00:00Z", due_before="2026-12-16T09:59:59Z", ordering="due_date")),
     ("what's due today", "America/Los_Angeles", NOW,
-     listing(completed=False, due_after="2026-12-15T08:00:00Z", due_before="2026-12-16T07:59:59Z")),
+     listing(completed=False, due_after="2026-12-15T08:00:00Z", due_before="2026-12-16T07:59:59Z", ordering="due_date")),
     # New York leaves daylight-saving time on Sunday 1 November 2026: 9am is 13:00Z on
     # Saturday and 14:00Z on Sunday.
     ("add run tomorrow at 9am", "America/New_York", datetime(2026, 10, 31, 16, 0, tzinfo=UTC),
