@@ -37,7 +37,6 @@ import logging
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,7 +48,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.faults import PG_BIN, PrivatePostgres, free_port, procfile_processes, wait_for  # noqa: E402
+from bench.faults import PrivateStack, free_port, procfile_processes, wait_for  # noqa: E402
 
 PASSWORD = "drill-passphrase-1"
 SETTLE_SECONDS = 60
@@ -554,37 +553,10 @@ def main():
     workdir = Path(tempfile.mkdtemp(prefix="drill-"))
     os.chmod(workdir, 0o755)
     print(f"hostile drill in {workdir} (logs kept there)", flush=True)
-    from tests.kafka_broker import PrivateKafkaBroker
-
-    postgres = PrivatePostgres(workdir / "postgres")
-    broker = PrivateKafkaBroker(workdir / "kafka")
-    prefix = f"drill-{os.getpid()}-"
-    env = {
-        **os.environ,
-        "DEBUG": "true",
-        "DATABASE_URL": postgres.url,
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "KAFKA_TOPIC_PREFIX": prefix,
-        "KAFKA_GROUP_PREFIX": prefix,
-        "CHANNEL_LAYER_PREFIX": prefix,
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-        "DJANGO_SETTINGS_MODULE": "todo_project.settings",
-        # No SMTP server: e-mail must not matter to anyone's in-app reminders.
-        "EMAIL_PORT": str(free_port()),
-    }
-    os.environ.update({k: env[k] for k in ("DEBUG", "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC_PREFIX",
-                                           "KAFKA_GROUP_PREFIX", "CHANNEL_LAYER_PREFIX", "DJANGO_SETTINGS_MODULE")})
-    postgres.start()
-    subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres", "faults"],
-                   check=True)
-    broker.start()
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True)
-    subprocess.run([sys.executable, "manage.py", "create_topics"], cwd=REPO, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    import django
-
-    django.setup()
+    # No SMTP server: e-mail must not matter to anyone's in-app reminders.
+    stack = PrivateStack(workdir, "drill", EMAIL_PORT=str(free_port()))
+    env = stack.env
+    stack.start()
     import httpx
     import websockets
     from confluent_kafka import Producer
@@ -636,8 +608,7 @@ def main():
     finally:
         for process in processes.values():
             process.stop()
-        broker.stop()
-        postgres.stop()
+        stack.stop()
 
     report(args, attacker, phases, outcome)
     if all(row[-1] for row in attacker.rows) and all(row[-1] for row in outcome):
