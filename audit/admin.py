@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from audit.models import AuditEntry
+from events.admin import ReadOnlyAdmin
 from events.schemas import TASK_FIELDS
 from notifications.models import Notification
 from tasks.models import Task, User
@@ -106,7 +107,7 @@ class UsernameFilter(admin.ListFilter):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ViewerTimeZoneMixin, admin.ModelAdmin):
+class AuditEntryAdmin(ViewerTimeZoneMixin, ReadOnlyAdmin):
     """Read-only: the audit trail is a record of what happened, nobody edits it."""
 
     list_display = ("occurred", "event_type", "title", "task_links", "user_link", "changes", "source")
@@ -145,15 +146,6 @@ class AuditEntryAdmin(ViewerTimeZoneMixin, admin.ModelAdmin):
                 task_exists=Exists(Task.objects.filter(pk=OuterRef("task_id"))),
             )
         )
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="occurred", ordering="occurred_at")
     def occurred(self, entry):

@@ -114,6 +114,56 @@ class PrivatePostgres:
                 self.kill()
 
 
+class PrivateStack:
+    """A private PostgreSQL cluster and Kafka broker in ``workdir``, and the environment that points
+    the project's processes (and, from here on, this one) at them under a namespace of their own.
+
+    ``start()`` brings both up, migrates and creates the topics, then sets Django up in this process.
+    """
+
+    def __init__(self, workdir, name, **extra_env):
+        from tests.kafka_broker import PrivateKafkaBroker
+
+        self.workdir = Path(workdir)
+        self.postgres = PrivatePostgres(self.workdir / "postgres")
+        self.broker = PrivateKafkaBroker(self.workdir / "kafka")
+        prefix = f"{name}-{os.getpid()}-"
+        self.env = {
+            **os.environ,
+            "DEBUG": "true",  # a development run on loopback: no HTTPS-only settings, a development key
+            "DATABASE_URL": self.postgres.url,
+            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            "KAFKA_TOPIC_PREFIX": prefix,
+            "KAFKA_GROUP_PREFIX": prefix,
+            "CHANNEL_LAYER_PREFIX": prefix,
+            "RATELIMIT_CACHE_PREFIX": f"{prefix}rl:",  # the shared Redis: counters of this run only
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+            "DJANGO_SETTINGS_MODULE": "todo_project.settings",
+            **extra_env,
+        }
+        # Before anything reads Django settings: this process, too, talks only to the private servers.
+        os.environ.update({k: self.env[k] for k in ("DEBUG", "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS",
+                                                    "KAFKA_TOPIC_PREFIX", "KAFKA_GROUP_PREFIX", "CHANNEL_LAYER_PREFIX",
+                                                    "RATELIMIT_CACHE_PREFIX", "DJANGO_SETTINGS_MODULE")})
+
+    def start(self):
+        self.postgres.start()
+        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.postgres.port), "-U", "postgres",
+                        "faults"], check=True)
+        self.broker.start()
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=self.env, check=True)
+        subprocess.run([sys.executable, "manage.py", "create_topics"], cwd=REPO, env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)
+        import django
+
+        django.setup()
+
+    def stop(self):
+        self.broker.stop()
+        self.postgres.stop()
+
+
 class Process:
     """One line of the Procfile, restartable; the log accumulates across restarts."""
 
@@ -274,38 +324,10 @@ def main():
     workdir = Path(tempfile.mkdtemp(prefix="faults-"))
     os.chmod(workdir, 0o755)
     print(f"fault drill in {workdir} (logs kept there)", flush=True)
-    from tests.kafka_broker import PrivateKafkaBroker
-
-    postgres = PrivatePostgres(workdir / "postgres")
-    broker = PrivateKafkaBroker(workdir / "kafka")
-    prefix = f"faults-{os.getpid()}-"
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres.url,
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "KAFKA_TOPIC_PREFIX": prefix,
-        "KAFKA_GROUP_PREFIX": prefix,
-        "CHANNEL_LAYER_PREFIX": prefix,
-        # The workload is one user scheduling a reminder every eighth change: far beyond a person's cap.
-        "REMINDERS_PER_USER_PER_HOUR": str(args.changes),
-        "RATELIMIT_CACHE_PREFIX": f"{prefix}rl:",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-        "DJANGO_SETTINGS_MODULE": "todo_project.settings",
-    }
-    # Before anything reads Django settings: this process, too, talks only to the private servers.
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC_PREFIX",
-                                           "KAFKA_GROUP_PREFIX", "CHANNEL_LAYER_PREFIX", "DJANGO_SETTINGS_MODULE")})
-    postgres.start()
-    subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres", "faults"],
-                   check=True)
-    broker.start()
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True)
-    subprocess.run([sys.executable, "manage.py", "create_topics"], cwd=REPO, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
-    import django
-
-    django.setup()
+    # The workload is one user scheduling a reminder every eighth change: far beyond a person's cap.
+    stack = PrivateStack(workdir, "faults", REMINDERS_PER_USER_PER_HOUR=str(args.changes))
+    postgres, broker, env = stack.postgres, stack.broker, stack.env
+    stack.start()
     from tasks.models import User
     from tasks.tokens import issue
 
@@ -370,8 +392,7 @@ def main():
     finally:
         for process in processes.values():
             process.stop()
-        broker.stop()
-        postgres.stop()
+        stack.stop()
 
     print_report(args, injected, workload, processes, outcome, time.monotonic() - started)
     if all(ok for _, _, _, ok in outcome):

@@ -9,6 +9,20 @@ from events.relay import retry_parked
 PAYLOAD_PREVIEW_CHARS = 10_000
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shows and never writes: for rows that only a service may change (a change made here would
+    emit no events) or that record what already happened (the outbox, the audit trail, deliveries)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class OutboxStateFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "state"
@@ -35,7 +49,7 @@ class OutboxStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
+class OutboxEventAdmin(ReadOnlyAdmin):
     """Read-only: the outbox is what the relay publishes; the one operation is retrying parked rows."""
 
     list_display = ("id", "event_type", "topic", "key", "created_at", "sent_at", "parked_at", "park_reason")
@@ -49,15 +63,6 @@ class OutboxEventAdmin(admin.ModelAdmin):
         "payload_preview",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="payload")
     def payload_preview(self, row):

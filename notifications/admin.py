@@ -1,19 +1,7 @@
 from django.contrib import admin
 
+from events.admin import ReadOnlyAdmin
 from notifications.models import Notification, OutgoingEmail
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records of deliveries: an edit here would contradict what was actually delivered."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class OutgoingEmailInline(admin.StackedInline):

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from knox.models import AuthToken
 
+from events.admin import ReadOnlyAdmin
 from tasks.models import ApiToken, Task, User
 
 # knox's own admin lists and searches token digests and key prefixes: ours replaces it.
@@ -18,21 +19,12 @@ class TodoUserAdmin(UserAdmin):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(ReadOnlyAdmin):
     """View only: a change made here would bypass tasks.services and so emit no events."""
 
     list_display = ("title", "user", "completed", "due_date", "priority", "version", "updated_at")
     list_filter = ("completed", "priority")
     search_fields = ("title", "description")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ApiToken)
