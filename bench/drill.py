@@ -375,8 +375,12 @@ class Attacker:
                  answer, answer.startswith(("closed 4401", "refused 403")))
 
     def produce(self, base_topic, value, key=None):
-        self.producer.produce(self.topic_name(base_topic), key=key or f"{MARK}-{uuid.uuid4().hex[:8]}", value=value)
-        self.raw_sent[base_topic] += 1
+        """Produce one raw message; without a key it is junk, keyed with MARK and counted in ``raw_sent``
+        (a forgery carries the task id it names as its key, as the relay would)."""
+        if key is None:
+            key = f"{MARK}-{uuid.uuid4().hex[:8]}"
+            self.raw_sent[base_topic] += 1
+        self.producer.produce(self.topic_name(base_topic), key=key, value=value)
 
     def kafka(self):
         junk = [
