@@ -652,6 +652,10 @@ async def drive(args, owners, accounts, base_url, ws_url, websockets, httpx, pro
             task = (await clients[owner.name].post("/api/tasks/", json=body)).json()
             (owner.recurring.append(task) if "recurrence_rule" in body else owner.tasks.append(task["id"]))
     phases = {}
+    # Warm-up, not measured: the processes' first requests (connections, caches) would otherwise make
+    # the baseline's tail slower than the attack's, whichever phase came first.
+    warm_up, _ = await legit_phase(owners, clients, args.rate, min(args.seconds, 5), rng)
+    await asyncio.gather(*(owner.wait_seen({k for o, k in warm_up if o is owner}, 30) for owner in owners))
     print(f"  baseline: {args.rate:g} legitimate changes/s for {args.seconds:g} s", flush=True)
     baseline, failures = await legit_phase(owners, clients, args.rate, args.seconds, rng)
     await asyncio.gather(*(owner.wait_seen({k for o, k in baseline if o is owner}, 30) for owner in owners))
