@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from recurrence.rules import (
+    HORIZON_YEARS,
     InvalidRecurrenceRule,
     carry_over_remind_at,
     next_occurrence,
@@ -306,7 +307,12 @@ def test_a_series_completed_on_time_or_late_follows_dateutils_expansion_and_coun
 
     expected = next((instant for instant in (local_to_utc(local, zone) for local in expansion)
                      if instant > max(due, now)), None)
-    assert following == expected
+    if expected is not None and expected - max(due, now) > timedelta(days=HORIZON_YEARS * 366):
+        # Bounded work: a series silent for longer than the horizon ends (e.g. Monday the 31st every
+        # fourth month next occurs 38 years later); dateutil, unbounded, still finds it.
+        assert following in (None, expected)
+    else:
+        assert following == expected
 
 
 # --- bounded work ------------------------------------------------------------------------------
