@@ -20,7 +20,7 @@ explains what to do with it; the task-events topic keeps only 7 days anyway).
 from datetime import datetime
 
 from audit.models import AuditEntry
-from events.consumer import delivery_of
+from events.core.handling import delivery_of
 from events.schemas import ForgedEvent, event_uuid
 from tasks.events import SYNC_CHANGE_OF, contradicted_fields
 from tasks.sync import logged_versions, unvouched

@@ -40,7 +40,8 @@ from prometheus_client import REGISTRY  # noqa: E402
 
 from audit.models import AuditEntry  # noqa: E402
 from events.consumer import ConsumerRuntime  # noqa: E402
-from events.kafka import client_config, create_topics, delete_topics  # noqa: E402
+from events.transports.kafka.admin import create_topics, delete_topics  # noqa: E402
+from events.transports.kafka.config import client_config  # noqa: E402
 from events.models import ProcessedEvent  # noqa: E402
 from events.registry import get_consumer  # noqa: E402
 from events.topics import TOPICS, group_name, topic_name  # noqa: E402

@@ -41,7 +41,7 @@ import logging  # noqa: E402
 import httpx  # noqa: E402
 import websockets  # noqa: E402
 
-from events.kafka import create_topics, delete_topics  # noqa: E402
+from events.transports.kafka.admin import create_topics, delete_topics  # noqa: E402
 from events.topics import TOPICS, topic_name  # noqa: E402
 from tasks.models import User  # noqa: E402
 from tasks.tokens import issue  # noqa: E402

@@ -104,7 +104,7 @@ def throughput(port, token, seconds, clients):
 def relay_latency(port, token, seconds, rate):
     from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
-    from events.kafka import client_config
+    from events.transports.kafka.config import client_config
     from events.topics import topic_name
 
     consumer = Consumer(client_config(**{"group.id": "bench", "enable.auto.commit": False}))

@@ -462,7 +462,7 @@ def read_dead_letters(topic_name, prefixes=("task-events.dlq", "reminders.dlq", 
     """Every message of the dead-letter topics: (base topic, key, headers)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from events.kafka import client_config
+    from events.transports.kafka.config import client_config
 
     consumer = Consumer(client_config(**{"group.id": f"drill-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False}))
     metadata = consumer.list_topics(timeout=30)
@@ -579,7 +579,7 @@ def main():
     import websockets
     from confluent_kafka import Producer
 
-    from events.kafka import client_config
+    from events.transports.kafka.config import client_config
     from events.schemas import make_event
     from events.topics import topic_name
 

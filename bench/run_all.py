@@ -151,7 +151,7 @@ async def freshness(port, token, rates, seconds):
     import websockets
     from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
-    from events.kafka import client_config
+    from events.transports.kafka.config import client_config
     from events.topics import topic_name
 
     on_kafka, on_socket = {}, {}

@@ -39,7 +39,7 @@ def scratch_environment(label, **extra_env):
     import psycopg
 
     django.setup()
-    from events.kafka import create_topics, delete_topics
+    from events.transports.kafka.admin import create_topics, delete_topics
     from events.topics import TOPICS, topic_name
 
     admin_url = urlunsplit(parts._replace(path="/postgres"))

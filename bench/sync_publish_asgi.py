@@ -17,7 +17,7 @@ from confluent_kafka import Producer
 from todo_project.asgi import application  # noqa: F401 - sets Django up; served as is
 
 import tasks.services  # noqa: E402
-from events.kafka import client_config  # noqa: E402
+from events.transports.kafka.config import client_config  # noqa: E402
 from events.outbox import serialise  # noqa: E402
 from events.schemas import topic_of, validate_event  # noqa: E402
 from events.topics import topic_name  # noqa: E402

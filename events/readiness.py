@@ -17,7 +17,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from events.kafka import check_broker
+from events.transports.kafka.admin import check_broker
 
 logger = logging.getLogger(__name__)
 

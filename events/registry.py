@@ -10,46 +10,11 @@ Later services add themselves here with ``register(ConsumerSpec(...))``.
 
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.utils.module_loading import import_string
 
+from events.core.retry import RetryPolicy
 from events.schemas import EVENT_TYPES
 from events.topics import REMINDERS, TASK_EVENTS, TASK_UPDATES, dead_letter_topic
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently a failing handler is re-run before its event is dead-lettered.
-
-    ``max_attempts`` counts every run of the handler, the first included: 3 means one try and
-    two retries, waiting ``initial_backoff``, then ``initial_backoff * multiplier`` seconds
-    (each wait capped at ``max_backoff``).
-    """
-
-    max_attempts: int = 5
-    initial_backoff: float = 0.5
-    multiplier: float = 2.0
-    max_backoff: float = 30.0
-
-    def __post_init__(self):
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-
-    @classmethod
-    def from_settings(cls):
-        return cls(
-            max_attempts=settings.CONSUMER_RETRY_MAX_ATTEMPTS,
-            initial_backoff=settings.CONSUMER_RETRY_INITIAL_BACKOFF,
-            multiplier=settings.CONSUMER_RETRY_MULTIPLIER,
-            max_backoff=settings.CONSUMER_RETRY_MAX_BACKOFF,
-        )
-
-    def backoff(self, failed_attempt):
-        """Seconds to wait after the ``failed_attempt``-th run (1-based) failed."""
-        return min(self.initial_backoff * self.multiplier ** (failed_attempt - 1), self.max_backoff)
-
-    def total_backoff(self):
-        return sum(self.backoff(attempt) for attempt in range(1, self.max_attempts))
 
 
 @dataclass(frozen=True)
@@ -64,7 +29,7 @@ class ConsumerSpec:
     event_types: frozenset = field(default_factory=frozenset)  # empty: every type of the topic
     dead_letter_topic: str = ""  # base name; defaults to "<topic>.dlq"
     retry: RetryPolicy | None = None  # None: the CONSUMER_RETRY_* settings
-    # Dapr may deliver this consumer's events over HTTP (EVENT_TRANSPORT=dapr, events.dapr).
+    # Dapr may deliver this consumer's events over HTTP (EVENT_TRANSPORT=dapr, events.transports.dapr).
     via_dapr: bool = True
 
     def __post_init__(self):

@@ -1,4 +1,4 @@
-"""The routes the Dapr sidecar calls (EVENT_TRANSPORT=dapr); the work is in events.dapr.
+"""The routes the Dapr sidecar calls (EVENT_TRANSPORT=dapr); the work is in events.transports.dapr.
 
 They serve the sidecar, not users: no session, no CSRF, no DRF authentication. Only the delivery
 application of the Dapr delivery pods mounts them (todo_project/delivery.py), and it refuses
@@ -9,7 +9,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from events import dapr
+from events.transports import dapr
 
 
 @require_GET

@@ -6,7 +6,7 @@ import signal
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from events.consumer import DeadLetterRateExceeded
+from events.core.breaker import DeadLetterRateExceeded
 from events.worker_http import start_worker_http_server
 
 logger = logging.getLogger("events.consumer")

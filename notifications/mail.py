@@ -8,7 +8,7 @@ once that transaction commits; the in-app notification never waits for, or rolls
 records the outcome afterwards. A second sender finds nothing to claim, so no e-mail goes out
 twice; a sender that dies mid-send leaves the row ``sending``, and ``sweep`` declares it
 ``failed`` (outcome unknown) after ``SENDING_TIMEOUT`` rather than risk a duplicate. A refused
-send is retried with the backoff of ``events.registry.RetryPolicy``, then ``failed``. The sweep
+send is retried with the backoff of ``events.core.retry.RetryPolicy``, then ``failed``. The sweep
 (celery beat, every minute) also sends what is due and was never enqueued (Redis was down).
 """
 
@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from events.registry import RetryPolicy
+from events.core.retry import RetryPolicy
 from notifications.models import OutgoingEmail
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from django.conf import settings
 
-from events.kafka import create_topics, delete_topics
+from events.transports.kafka.admin import create_topics, delete_topics
 from events.topics import TOPICS, topic_name
 from todo_project.celery import app as celery_app
 

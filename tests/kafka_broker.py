@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import KafkaException
 from django.test import override_settings
 
-from events.kafka import admin_client, create_topics
+from events.transports.kafka.admin import admin_client, create_topics
 
 REPO = Path(__file__).resolve().parent.parent
 KAFKA_LIBS = REPO / ".cache" / "kafka" / "libs"

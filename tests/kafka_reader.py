@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from events.kafka import client_config
+from events.transports.kafka.config import client_config
 from events.topics import base_topic_name, topic_name
 
 

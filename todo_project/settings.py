@@ -232,7 +232,7 @@ if EVENT_TRANSPORT not in {"kafka", "dapr"}:
 # injects DAPR_HTTP_PORT; the Helm chart names the publisher component in DAPR_PUBSUB_NAME.
 DAPR_HTTP_PORT = env_int("DAPR_HTTP_PORT", 3500)
 DAPR_PUBSUB_NAME = env("DAPR_PUBSUB_NAME", "pubsub")
-# Dapr delivers events to POST /dapr/events/<consumer> (events/dapr.py). The Helm chart subscribes
+# Dapr delivers events to POST /dapr/events/<consumer> (events/transports/dapr.py). The Helm chart subscribes
 # declaratively (Subscription resources), so GET /dapr/subscribe answers [] unless this is true:
 # then it lists the consumers of DAPR_CONSUMERS (empty: every registered consumer), for a
 # `dapr run` without Subscription files. Dead letters are published to DAPR_PUBSUB_NAME.

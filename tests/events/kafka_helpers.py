@@ -1,7 +1,7 @@
 """Helpers for tests that talk to the real broker: produce events, read topics, run consumers.
 
-Import them as ``from tests.events.kafka_helpers import ...``. Only the runtime and these test
-helpers touch confluent_kafka directly.
+Import them as ``from tests.events.kafka_helpers import ...``. Only the Kafka transport
+(events/transports/kafka/) and test helpers like these touch confluent_kafka directly.
 """
 
 import json
@@ -13,7 +13,8 @@ from contextlib import contextmanager
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from events.kafka import admin_client, client_config, create_topics, delete_topics
+from events.transports.kafka.admin import admin_client, create_topics, delete_topics
+from events.transports.kafka.config import client_config, producer_config
 from events.schemas import utc_timestamp
 from events.topics import TASK_EVENTS, TOPICS, topic_name
 from tasks.events import SYNC_CHANGE_OF, EventContext, sync_event
@@ -91,8 +92,10 @@ class TestProducer:
     __test__ = False
 
     def __init__(self, **config):
-        """``config``: librdkafka settings of the producer, e.g. a larger ``message.max.bytes``."""
-        self._producer = Producer(client_config(**{"linger.ms": 5, **config}))
+        """``config``: librdkafka settings of the producer, e.g. a larger ``message.max.bytes``. Built
+        like every producer of the project (producer_config), so that a key lands on the partition
+        the relay and the replayer would choose."""
+        self._producer = Producer(producer_config(**{"linger.ms": 5, **config}))
 
     def raw(self, base_topic, value, *, key=None, headers=None):
         """Produce bytes/str as is; return (partition, offset) once the broker confirmed it."""

@@ -14,8 +14,9 @@ from prometheus_client import REGISTRY
 
 from audit.handlers import record_task_event, record_task_events
 from audit.models import AuditEntry
-from events.consumer import ConsumerRuntime, DeadLetterRateExceeded
-from events.dlq import DEAD_LETTER_MAX_BYTES, HEADER_VALUE_MAX_BYTES
+from events.consumer import ConsumerRuntime
+from events.core.breaker import DeadLetterRateExceeded
+from events.core.dead_letters import DEAD_LETTER_MAX_BYTES, HEADER_VALUE_MAX_BYTES
 from events.models import ProcessedEvent
 from events.registry import ConsumerSpec, RetryPolicy, get_consumer
 from events.schemas import ForgedEvent

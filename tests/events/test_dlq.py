@@ -8,14 +8,14 @@ import pytest
 from django.core.management import call_command
 
 from events.consumer import ConsumerRuntime
-from events.dapr import SUCCESS, deliver
-from events.dlq import (
+from events.transports.dapr import SUCCESS, deliver
+from events.core.dead_letters import (
     DEAD_LETTER_MAX_BYTES,
     HEADER_VALUE_MAX_BYTES,
     ORIGINAL_HEADERS_MAX_BYTES,
-    TRUNCATED_HEADER,
     bounded_dead_letter,
 )
+from events.core.headers import DLQ_TRUNCATED as TRUNCATED_HEADER
 from events.registry import ConsumerSpec, RetryPolicy
 from events.topics import TASK_EVENTS, topic_name
 from tests.events.kafka_helpers import (
@@ -121,7 +121,7 @@ def test_the_dead_letter_topic_may_be_named_by_its_main_topic(isolated_kafka):
     assert "1 dead letter(s) waiting" in out.getvalue()
 
 
-# --- the size budget of a dead letter (events.dlq.bounded_dead_letter) -------------------------
+# --- the size budget of a dead letter (events.core.dead_letters.bounded_dead_letter) -------------------------
 
 DLQ_HEADERS = [("dlq.original.topic", "task-events"), ("dlq.error.message", "boom")]
 

@@ -8,7 +8,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from django.core.management import call_command
 
-from events.kafka import admin_client, client_config, delete_topics
+from events.transports.kafka.admin import admin_client, delete_topics
+from events.transports.kafka.config import client_config, producer_config
 from events.topics import TOPICS, topic_name
 
 def wait_for(condition, timeout, interval=0.2):
@@ -24,7 +25,7 @@ CONTRACT_TOPICS = {"task-events", "reminders", "task-updates", "task-events.dlq"
 def test_a_message_produced_to_the_broker_is_consumed_back(kafka_namespace):
     topic = topic_name("task-events")
     payload = {"event_id": str(uuid.uuid4()), "event_type": "test.roundtrip"}
-    producer = Producer(client_config())
+    producer = Producer(producer_config())
     producer.produce(topic, key=payload["event_id"], value=json.dumps(payload))
     assert producer.flush(10) == 0
 

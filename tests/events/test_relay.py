@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from events.kafka import admin_client
+from events.transports.kafka.admin import admin_client
 from events.models import OutboxEvent
 from events.outbox import emit
 from events.topics import topic_name

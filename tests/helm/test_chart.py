@@ -27,7 +27,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from events.dapr import dapr_consumers
+from events.transports.dapr import dapr_consumers
 from events.topics import TOPICS, dead_letter_topic
 
 pytestmark = pytest.mark.timeout(1200)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from events.kafka import probe_client
+from events.transports.kafka.admin import probe_client
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from events.kafka import KafkaException, create_topics
+from events.transports.kafka.admin import KafkaException, create_topics
 
 
 class Command(BaseCommand):

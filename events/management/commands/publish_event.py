@@ -8,13 +8,14 @@ dead-letter handling). This bypasses the outbox on purpose: it is a tool for peo
 
 import json
 
-from confluent_kafka import Producer
 from django.core.management.base import BaseCommand, CommandError
 
-from events.kafka import client_config
+from events.core.headers import EVENT_HEADERS
+from events.core.message import Message
 from events.outbox import serialise
 from events.schemas import InvalidEvent, topic_of, validate_event
 from events.topics import TOPICS, topic_name
+from events.transports.kafka.producer import KafkaException, send_confirmed
 
 
 class Command(BaseCommand):
@@ -41,21 +42,15 @@ class Command(BaseCommand):
         fields = parsed if isinstance(parsed, dict) else {}
         data = fields.get("data") if isinstance(fields.get("data"), dict) else {}
         key = key or data.get("task_id") or fields.get("event_id")
-        headers = [(name, str(fields[name]).encode()) for name in ("event_type", "event_id") if name in fields]
-        delivered = []
-        producer = Producer(client_config(**{"enable.idempotence": True, "acks": "all", "message.timeout.ms": 30000}))
-        producer.produce(
-            topic_name(topic),
+        headers = [(name, str(fields[name]).encode()) for name in EVENT_HEADERS if name in fields]
+        message = Message(
+            topic=topic_name(topic),
             key=str(key).encode() if key is not None else None,
             value=serialise(parsed).encode(),
             headers=headers,
-            on_delivery=lambda err, msg: delivered.append((err, msg)),
         )
-        producer.flush(35)
-        if not delivered or delivered[0][0] is not None:
-            error = delivered[0][0] if delivered else "no acknowledgement within 35 s"
-            raise CommandError(f"not published: {error}. Is Kafka running (make infra)?")
-        message = delivered[0][1]
-        self.stdout.write(f"published to {message.topic()} partition {message.partition()} offset {message.offset()}")
-
-
+        try:
+            [(partition, offset)] = send_confirmed([message], timeout=35, **{"message.timeout.ms": 30000})
+        except KafkaException as exc:
+            raise CommandError(f"not published: {exc}. Is Kafka running (make infra)?") from exc
+        self.stdout.write(f"published to {message.topic} partition {partition} offset {offset}")

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from events.dlq import replay_dead_letters
-from events.kafka import KafkaException
+from events.replay import replay_dead_letters
+from events.transports.kafka.admin import KafkaException
 
 
 class Command(BaseCommand):

@@ -9,11 +9,11 @@ import json
 import signal
 import threading
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 from django.core.management.base import BaseCommand, CommandError
 
-from events.kafka import client_config
+from events.core.message import Message
 from events.topics import TOPICS, topic_name
+from events.transports.kafka.consumer import NoSuchTopic, tail
 
 
 def _text(raw):
@@ -39,45 +39,43 @@ class Command(BaseCommand):
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
-        consumer = Consumer(client_config(**{"group.id": "tail-topic", "enable.auto.commit": False}))
+        name = topic_name(topic)
+        messages = tail(name, from_beginning=from_beginning, stop=stop)
         try:
-            name = topic_name(topic)
-            metadata = consumer.list_topics(name, timeout=10)
-            if name not in metadata.topics or metadata.topics[name].error is not None:
-                raise CommandError(f"no topic {name} (python manage.py create_topics)")
-            start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-            consumer.assign([TopicPartition(name, p, start) for p in metadata.topics[name].partitions])
-            self._print(consumer, stop, max_messages, idle_timeout)
+            self._print(messages, max_messages, idle_timeout)
+        except NoSuchTopic:
+            raise CommandError(f"no topic {name} (python manage.py create_topics)") from None
         finally:
-            consumer.close()
+            messages.close()
 
-    def _print(self, consumer, stop, max_messages, idle_timeout):
+    def _print(self, messages, max_messages, idle_timeout):
         printed = 0
         idle = 0.0
-        while not stop.is_set() and (not max_messages or printed < max_messages):
-            message = consumer.poll(0.5)
+        for message in messages:
             if message is None:
                 idle += 0.5
                 if idle_timeout and idle >= idle_timeout:
                     return
                 continue
             idle = 0.0
-            if message.error():
-                self.stderr.write(f"error: {message.error()}")
+            if not isinstance(message, Message):
+                self.stderr.write(f"error: {message}")
                 continue
-            value = _text(message.value())
+            value = _text(message.value)
             try:
                 value = json.loads(value) if value is not None else None
             except json.JSONDecodeError:
                 pass  # shown as text: a broken message is what one may be looking for
             line = {
-                "topic": message.topic(),
-                "partition": message.partition(),
-                "offset": message.offset(),
-                "key": _text(message.key()),
-                "headers": {name: _text(raw) for name, raw in message.headers() or []},
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+                "key": _text(message.key),
+                "headers": {name: _text(raw) for name, raw in message.headers},
                 "value": value,
             }
             self.stdout.write(json.dumps(line, ensure_ascii=False))
             self.stdout.flush()
             printed += 1
+            if max_messages and printed >= max_messages:
+                return

@@ -3,13 +3,13 @@
 Publishing: ``DaprSidecar.publish`` posts to ``/v1.0/publish/<pubsub>/<topic>`` with
 ``metadata.rawPayload=true`` (the bytes on Kafka are the event JSON, as with the direct
 transport), ``metadata.partitionKey`` (the Kafka key) and any further metadata, which Dapr's Kafka
-component writes as message headers. The outbox relay publishes through it (events.relay), and so
-do dead letters of Dapr deliveries.
+component writes as message headers. The outbox relay publishes through it (``DaprPublisher``),
+and so do dead letters of Dapr deliveries (``DaprDeadLetters``).
 
 Delivery: Dapr POSTs each message of a consumer's topic to ``/dapr/events/<consumer>`` (see
 events.views; served by the delivery pods' own application, todo_project/delivery.py, which checks the
 sidecar's token). Of the Dapr-delivered consumers, a process accepts those of DAPR_CONSUMERS (empty:
-all). ``deliver`` hands it to the consumer runtime's ``process``, the very code path of
+all). ``deliver`` hands it to the core's ``EventProcessor.process``, the very code path of
 ``run_consumer``: validation, the idempotency record and the handler in one transaction, retries
 with backoff, dead letters with the contract's ``dlq.*`` headers. Only the dead-letter writer
 differs: it publishes to the ``.dlq`` topic through the sidecar (this process has no Kafka
@@ -20,9 +20,15 @@ producer of its own in Dapr mode). The outcome decides the answer to Dapr:
   redelivers (its Resiliency policy), and after its last retry writes the message to the
   Subscription's ``deadLetterTopic`` (the same ``.dlq`` topic, without our ``dlq.*`` headers).
 
-Kafka coordinates: Dapr does not tell the app a message's partition and offset, so handlers see
-``partition = offset = -1`` (``delivery_of``) for Dapr deliveries.
+Kafka coordinates: this transport does not read a message's partition and offset yet, so handlers
+see ``partition = offset = -1`` (``delivery_of``) for Dapr deliveries. The core's Message has room
+for them (Dapr passes ``__key``, ``__partition``, ``__offset``, ``__topic`` and the Kafka headers as
+HTTP headers of a delivery).
+
+May import: ``events.core``, ``events.registry``, the contract modules, Django settings. Not the
+consumer runtime (``events.consumer``) nor the relay, which import this.
 """
+
 
 import base64
 import binascii
@@ -34,7 +40,10 @@ from urllib.parse import quote, urlencode
 
 from django.conf import settings
 
-from events.consumer import ConsumerRuntime
+from events.core.headers import EVENT_HEADERS
+from events.core.message import Message
+from events.core.processor import EventProcessor
+from events.core.publishing import Refusal
 from events.registry import CONSUMERS
 from events.topics import topic_name
 
@@ -113,6 +122,47 @@ class DaprSidecar:
             self._connection = None
 
 
+class DaprPublisher:
+    """Publishes through the Dapr sidecar's pub/sub API (EVENT_TRANSPORT=dapr), one row at a time.
+
+    ``rawPayload`` keeps the wire format identical to the direct transport (no CloudEvent
+    envelope), ``partitionKey`` is the Kafka key, and the Kafka component forwards the other
+    metadata (``event_type``, ``event_id``) as message headers. Dapr answers 204 once the
+    broker has acknowledged, so rows go one by one. A refusal of the message parks its row and
+    holds back only its key; an outage (PublishFailure.refused false) ends the round: nothing of
+    a task is published after one of its events that was not.
+    """
+
+    def __init__(self, *, port, pubsub, timeout=30.0):
+        self.pubsub = pubsub
+        self.sidecar = DaprSidecar(port=port, timeout=timeout)
+
+    def publish(self, rows):
+        outcome = {}
+        held_keys = set()
+        for row in rows:
+            if row.key in held_keys:
+                continue
+            failure = self.sidecar.publish(
+                self.pubsub, topic_name(row.topic), row.payload.encode(), key=row.key, metadata=row.headers()
+            )
+            if failure is None:
+                outcome[row.id] = None
+            elif failure.refused:
+                outcome[row.id] = Refusal(str(failure))
+                held_keys.add(row.key)
+            else:
+                outcome[row.id] = failure
+                break
+        return outcome
+
+    def renew(self):
+        self.sidecar.close()  # the next publish reconnects
+
+    def close(self):
+        self.sidecar.close()
+
+
 class DaprDeadLetters:
     """The consumer runtime's dead-letter writer for Dapr deliveries: publishes through the sidecar.
 
@@ -134,43 +184,18 @@ class DaprDeadLetters:
         )
 
 
-class DaprMessage:
-    """A delivered message with the accessors of confluent_kafka.Message that the runtime reads."""
-
-    def __init__(self, topic, value):
-        self._topic, self._value = topic, value
-        # What the relay put in the Kafka key and headers, recovered from the event (Dapr does not
-        # pass them on), so that a dead letter keeps the task's partition and the usual headers.
-        self._key, self._headers = None, []
-        try:
-            event = _json(value)
-            self._key = event["data"]["task_id"]
-            self._headers = [(name, str(event[name]).encode()) for name in ("event_type", "event_id")]
-        except (TypeError, KeyError):  # not an event: the runtime dead-letters it
-            pass
-        if not isinstance(self._key, str):
-            self._key = None
-
-    def topic(self):
-        return self._topic
-
-    def partition(self):
-        return -1  # not known to a Dapr app
-
-    def offset(self):
-        return -1
-
-    def key(self):
-        return self._key
-
-    def value(self):
-        return self._value
-
-    def headers(self):
-        return list(self._headers)
-
-    def error(self):
-        return None
+def delivered_message(topic, value):
+    """The core Message of a delivery: its key and headers are what the relay put in the Kafka key
+    and headers, recovered from the event (this transport does not read Dapr's ``__key`` and Kafka
+    headers yet), so that a dead letter keeps the task's partition and the usual headers."""
+    key, headers = None, []
+    try:
+        event = _json(value)
+        key = event["data"]["task_id"]
+        headers = [(name, str(event[name]).encode()) for name in EVENT_HEADERS]
+    except (TypeError, KeyError):  # not an event: the processor dead-letters it
+        pass
+    return Message(topic=topic, value=value, key=key if isinstance(key, str) else None, headers=headers)
 
 
 class NotDeliverable(LookupError):
@@ -239,12 +264,10 @@ def deliver(name, body):
     sidecar = DaprSidecar()
     # No circuit breaker here (ratio 1.0 never trips): a delivery process cannot stop consuming;
     # Dapr's Resiliency policy is the place for one.
-    dead_letters = DaprDeadLetters(sidecar, settings.DAPR_PUBSUB_NAME)
-    runtime = ConsumerRuntime(spec, dlq_stop_ratio=1.0, dead_letters=dead_letters)
-    message = DaprMessage(topic or runtime.topic, value)
+    processor = EventProcessor(spec, DaprDeadLetters(sidecar, settings.DAPR_PUBSUB_NAME), dlq_stop_ratio=1.0)
     done = []
     try:
-        runtime.process([message], done)
+        processor.process([delivered_message(topic or topic_name(spec.topic), value)], done)
     except Exception:  # noqa: BLE001 - dead letter not written, database down: Dapr redelivers
         logger.exception("dapr delivery to %s not processed; asking Dapr to retry", name)
         return RETRY

@@ -1,10 +1,6 @@
-"""Connections to Kafka. The only module besides the consumer runtime that imports confluent_kafka.
+"""Kafka administration: the contract's topics (create, align, delete), their size limits, and
+the broker probe of readiness."""
 
-Configuration comes from the KAFKA_* settings, so the same code talks to the local broker,
-Strimzi inside a cluster, or Redpanda Cloud over SASL/TLS.
-"""
-
-import logging
 import threading
 
 from confluent_kafka import KafkaException
@@ -12,29 +8,11 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from django.conf import settings
 
 from events.topics import TOPICS, topic_name
+from events.transports.kafka.config import client_config
 
-logger = logging.getLogger(__name__)
+TOPIC_LIMITS_TIMEOUT_SECONDS = 10
 
-
-def client_config(**overrides):
-    """librdkafka settings shared by producers, consumers and admin clients."""
-    config = {
-        "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
-        "security.protocol": settings.KAFKA_SECURITY_PROTOCOL,
-        "client.id": "todo-platform",
-    }
-    if settings.KAFKA_SASL_MECHANISM:
-        config.update(
-            {
-                "sasl.mechanism": settings.KAFKA_SASL_MECHANISM,
-                "sasl.username": settings.KAFKA_SASL_USERNAME,
-                "sasl.password": settings.KAFKA_SASL_PASSWORD,
-            }
-        )
-    if settings.KAFKA_SSL_CA_LOCATION:
-        config["ssl.ca.location"] = settings.KAFKA_SSL_CA_LOCATION
-    config.update(overrides)
-    return config
+# KafkaException is what every function here raises; commands catch it as imported from here.
 
 
 def admin_client(**overrides):
@@ -63,6 +41,18 @@ def check_broker(timeout):
     metadata = probe_client(timeout).list_topics(timeout=timeout)
     if not metadata.brokers:
         raise KafkaException(f"no broker in the metadata from {settings.KAFKA_BOOTSTRAP_SERVERS}")
+
+
+def topic_message_limit(base_names):
+    """The smallest ``max.message.bytes`` of the topics ``base_names`` (KafkaException, TimeoutError
+    or KeyError when Kafka does not answer)."""
+    admin = admin_client()
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, topic_name(topic)) for topic in base_names]
+    futures = admin.describe_configs(resources, request_timeout=TOPIC_LIMITS_TIMEOUT_SECONDS)
+    return min(
+        int(future.result(timeout=TOPIC_LIMITS_TIMEOUT_SECONDS)["max.message.bytes"].value)
+        for future in futures.values()
+    )
 
 
 def create_topics(timeout=30.0):

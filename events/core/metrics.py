@@ -1,0 +1,15 @@
+"""The consumer's Prometheus metrics that do not depend on the transport (names unchanged since
+they lived in events/consumer.py)."""
+
+from prometheus_client import Counter
+
+PROCESSED = Counter("todo_consumer_processed", "Events whose handler ran and committed.", ["consumer"])
+SKIPPED = Counter(
+    "todo_consumer_skipped",
+    "Messages acknowledged without running the handler (duplicate, unknown_type, not_subscribed).",
+    ["consumer", "reason"],
+)
+RETRIED = Counter("todo_consumer_retried", "Handler runs repeated after a failure.", ["consumer"])
+DEAD_LETTERED = Counter(
+    "todo_consumer_dead_lettered", "Messages written to the dead-letter topic (invalid, failed).", ["consumer", "reason"]
+)
