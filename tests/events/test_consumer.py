@@ -17,8 +17,9 @@ from audit.models import AuditEntry
 from events.consumer import ConsumerRuntime
 from events.core.breaker import DeadLetterRateExceeded
 from events.core.dead_letters import DEAD_LETTER_MAX_BYTES, HEADER_VALUE_MAX_BYTES
+from events.core.retry import RetryPolicy
 from events.models import ProcessedEvent
-from events.registry import ConsumerSpec, RetryPolicy, get_consumer
+from events.registry import ConsumerSpec, get_consumer
 from events.schemas import ForgedEvent
 from events.topics import TASK_EVENTS, group_name, topic_name
 from tests.events.kafka_helpers import (

@@ -3,7 +3,8 @@
 import pytest
 
 from audit.handlers import record_task_event, record_task_events
-from events.registry import CONSUMERS, ConsumerSpec, RetryPolicy, get_consumer, register
+from events.core.retry import RetryPolicy
+from events.registry import CONSUMERS, ConsumerSpec, get_consumer, register
 
 
 def test_the_audit_consumer_reads_task_events_as_audit_service_and_dead_letters_to_its_dlq():
@@ -14,23 +15,12 @@ def test_the_audit_consumer_reads_task_events_as_audit_service_and_dead_letters_
     assert audit.event_types == {"task.created", "task.updated", "task.completed", "task.deleted"}
 
 
-def test_backoff_grows_exponentially_up_to_its_cap():
-    policy = RetryPolicy(max_attempts=6, initial_backoff=0.5, multiplier=2.0, max_backoff=3.0)
-    assert [policy.backoff(attempt) for attempt in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    assert policy.total_backoff() == 9.5
-
-
 def test_the_retry_policy_defaults_come_from_settings(settings):
     settings.CONSUMER_RETRY_MAX_ATTEMPTS = 7
     settings.CONSUMER_RETRY_INITIAL_BACKOFF = 0.1
     spec = ConsumerSpec(name="x", topic="reminders", group="g", handler=print)
     assert spec.retry_policy() == RetryPolicy(max_attempts=7, initial_backoff=0.1, multiplier=2.0, max_backoff=30.0)
     assert spec.dead_letter_topic == "reminders.dlq"
-
-
-def test_a_policy_needs_at_least_one_attempt():
-    with pytest.raises(ValueError):
-        RetryPolicy(max_attempts=0)
 
 
 def test_a_name_is_registered_once():

@@ -8,16 +8,10 @@ import pytest
 from django.core.management import call_command
 
 from events.consumer import ConsumerRuntime
-from events.transports.dapr import SUCCESS, deliver
-from events.core.dead_letters import (
-    DEAD_LETTER_MAX_BYTES,
-    HEADER_VALUE_MAX_BYTES,
-    ORIGINAL_HEADERS_MAX_BYTES,
-    bounded_dead_letter,
-)
-from events.core.headers import DLQ_TRUNCATED as TRUNCATED_HEADER
-from events.registry import ConsumerSpec, RetryPolicy
-from events.topics import TASK_EVENTS, topic_name
+from events.core.headers import DLQ_TRUNCATED
+from events.core.retry import RetryPolicy
+from events.registry import ConsumerSpec
+from events.topics import TASK_EVENTS
 from tests.events.kafka_helpers import (
     TestProducer,
     message_count,
@@ -94,7 +88,7 @@ def test_a_letter_replayed_as_often_as_the_cap_allows_is_refused(isolated_kafka,
 
 
 def test_a_letter_cut_to_fit_the_broker_is_refused_because_it_is_not_the_whole_message(isolated_kafka):
-    headers = [("dlq.original.topic", f"{isolated_kafka}{TASK_EVENTS}"), (TRUNCATED_HEADER, "value=1000000")]
+    headers = [("dlq.original.topic", f"{isolated_kafka}{TASK_EVENTS}"), (DLQ_TRUNCATED, "value=1000000")]
     TestProducer().raw(DLQ, b"x" * 1000, key="k", headers=headers)
 
     output = replay()
@@ -119,55 +113,3 @@ def test_the_dead_letter_topic_may_be_named_by_its_main_topic(isolated_kafka):
     out = StringIO()
     call_command("replay_dlq", TASK_EVENTS, "--dry-run", stdout=out)
     assert "1 dead letter(s) waiting" in out.getvalue()
-
-
-# --- the size budget of a dead letter (events.core.dead_letters.bounded_dead_letter) -------------------------
-
-DLQ_HEADERS = [("dlq.original.topic", "task-events"), ("dlq.error.message", "boom")]
-
-
-def wire_size(key, value, headers):
-    return sum(len(part.encode() if isinstance(part, str) else part or b"") for part in (key, value)) + sum(
-        len(name) + len(header.encode() if isinstance(header, str) else header) for name, header in headers
-    )
-
-
-def test_a_dead_letter_within_the_budget_is_the_message_as_it_came():
-    headers = [("event_id", b"e1"), ("trace", b"abc")]
-    bounded = bounded_dead_letter(b"key", b'{"a": 1}', headers, DLQ_HEADERS)
-    assert bounded == (b"key", b'{"a": 1}', headers + DLQ_HEADERS)
-
-
-def test_oversized_original_headers_and_key_are_cut_and_named_in_dlq_truncated():
-    headers = [(f"h{n}", b"v" * 100) for n in range(500)] + [("huge", b"x" * 100_000)]
-    key = b"k" * 5000
-    cut_key, value, bounded = bounded_dead_letter(key, b"{}", headers, DLQ_HEADERS)
-
-    originals = [(name, header) for name, header in bounded if not name.startswith("dlq.")]
-    assert sum(len(name) + len(header) for name, header in originals) <= ORIGINAL_HEADERS_MAX_BYTES
-    assert originals == headers[: len(originals)] and len(originals) > 10  # the first ones, whole
-    assert cut_key == key[:HEADER_VALUE_MAX_BYTES] and value == b"{}"
-    original_header_bytes = sum(len(name) + len(header) for name, header in headers)
-    assert dict(bounded)[TRUNCATED_HEADER] == f"key=5000,headers={original_header_bytes}"
-    assert [(name, header) for name, header in bounded if name in dict(DLQ_HEADERS)] == DLQ_HEADERS
-
-
-def test_an_oversized_value_is_cut_to_what_the_budget_leaves_and_our_own_headers_are_valid_utf8():
-    error = "\ud800 " + "é" * 5000  # an error quoting a lone surrogate of the event, and long
-    key, value, headers = bounded_dead_letter(b"k", b"v" * 2_000_000, [("trace", b"t")], [("dlq.error.message", error)])
-
-    assert dict(headers)[TRUNCATED_HEADER] == "value=2000000"
-    assert value == b"v" * len(value)
-    assert DEAD_LETTER_MAX_BYTES - 200 < wire_size(key, value, headers) <= DEAD_LETTER_MAX_BYTES
-    message = dict(headers)["dlq.error.message"]
-    assert message.encode("utf-8") and len(message.encode()) <= HEADER_VALUE_MAX_BYTES
-    assert message.startswith("? é")
-
-
-def test_a_dapr_delivery_too_large_for_a_dead_letter_is_cut_by_the_same_budget(dapr_sidecar):
-    body = b"x" * 1_000_000
-    assert deliver("audit", body) == SUCCESS
-    [letter] = [r for r in dapr_sidecar.requests if r["path"].endswith("/" + topic_name(DLQ))]
-    assert letter["query"]["metadata.dlq.truncated"] == "value=1000000"
-    assert body.startswith(letter["body"]) and 900_000 < len(letter["body"]) <= DEAD_LETTER_MAX_BYTES
-    assert letter["content_type"] == "application/octet-stream"

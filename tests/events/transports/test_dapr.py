@@ -14,9 +14,12 @@ import uuid
 import pytest
 
 from audit.models import AuditEntry
+from events.core.dead_letters import DEAD_LETTER_MAX_BYTES
+from events.core.retry import RetryPolicy
 from events.models import ProcessedEvent
-from events.registry import CONSUMERS, ConsumerSpec, RetryPolicy
+from events.registry import CONSUMERS, ConsumerSpec
 from events.topics import REMINDERS, TASK_EVENTS, TASK_UPDATES, group_name, topic_name
+from events.transports import dapr
 from tests.events.kafka_helpers import task_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -247,3 +250,12 @@ def test_a_delivery_pod_accepts_only_the_consumers_of_dapr_consumers(dapr_delive
 def test_the_sidecar_is_told_at_start_that_this_app_hosts_no_actors(dapr_delivery):
     response = dapr_delivery.get("/dapr/config")
     assert (response.status_code, response.json()) == (200, {"entities": []})
+
+
+def test_a_dapr_delivery_too_large_for_a_dead_letter_is_cut_by_the_same_budget(dapr_sidecar):
+    body = b"x" * 1_000_000
+    assert dapr.deliver("audit", body) == dapr.SUCCESS
+    [letter] = [r for r in dapr_sidecar.requests if r["path"].endswith("/" + topic_name(TASK_EVENTS + ".dlq"))]
+    assert letter["query"]["metadata.dlq.truncated"] == "value=1000000"
+    assert body.startswith(letter["body"]) and 900_000 < len(letter["body"]) <= DEAD_LETTER_MAX_BYTES
+    assert letter["content_type"] == "application/octet-stream"
