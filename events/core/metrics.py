@@ -3,6 +3,8 @@ they lived in events/consumer.py)."""
 
 from prometheus_client import Counter
 
+from events.core.outcomes import DUPLICATE
+
 PROCESSED = Counter("todo_consumer_processed", "Events whose handler ran and committed.", ["consumer"])
 SKIPPED = Counter(
     "todo_consumer_skipped",
@@ -13,3 +15,11 @@ RETRIED = Counter("todo_consumer_retried", "Handler runs repeated after a failur
 DEAD_LETTERED = Counter(
     "todo_consumer_dead_lettered", "Messages written to the dead-letter topic (invalid, failed).", ["consumer", "reason"]
 )
+
+
+def count_handled(consumer, outcome):
+    """Count an event the handler took (``processed``) or that was processed before (``duplicate``)."""
+    if outcome == DUPLICATE:
+        SKIPPED.labels(consumer, "duplicate").inc()
+    else:
+        PROCESSED.labels(consumer).inc()

@@ -33,7 +33,8 @@ from events.core.breaker import StopRatio
 from events.core.dead_letters import DeadLetterer
 from events.core.handling import HANDLER_FAILURES, HandlerBudget, budgeted_transaction, call_handler, database_unreachable
 from events.core.idempotency import record_processed
-from events.core.metrics import PROCESSED, RETRIED, SKIPPED
+from events.core.metrics import RETRIED, SKIPPED, count_handled
+from events.core.outcomes import DUPLICATE, FAILED, INVALID, PROCESSED_OUTCOME, SKIP
 from events.core.parsing import parse
 from events.schemas import InvalidEvent
 from events.topics import group_name, topic_name
@@ -41,9 +42,6 @@ from events.topics import group_name, topic_name
 # One log for everything a consumer does, whichever step says it.
 logger = logging.getLogger("events.consumer")
 
-# Outcomes of one message. A dead letter is INVALID (the message's fault: not an event, or one the
-# handler found forged) or FAILED (the handler failed every attempt); only FAILED trips the breaker.
-PROCESSED_OUTCOME, DUPLICATE, SKIP, INVALID, FAILED = "processed", "duplicate", "skipped", "invalid", "failed"
 
 
 class Heartbeat:
@@ -57,6 +55,15 @@ class Heartbeat:
 
     def age(self):
         return time.monotonic() - self.last
+
+    def sleep(self, seconds, stop):
+        """Sleep (a backoff) while staying live; True if ``stop`` was set meanwhile."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            if stop.wait(min(remaining, 1.0)):
+                return True
+            self.beat()
+        return stop.is_set()
 
 
 class EventProcessor:
@@ -150,7 +157,7 @@ class EventProcessor:
         else:
             for (message, _), outcome in zip(pending, outcomes):
                 if outcome != SKIP:
-                    self._count(outcome)
+                    count_handled(self.name, outcome)
                 self._finish(message, outcome, done)
             return True
         for position, (message, event) in enumerate(pending):
@@ -183,7 +190,7 @@ class EventProcessor:
                 if attempt >= attempts:
                     break
                 RETRIED.labels(self.name).inc()
-                if self._wait(self.retry.backoff(attempt)):
+                if self.heartbeat.sleep(self.retry.backoff(attempt), self.stop):
                     return None
             attempt += 1
             try:
@@ -192,7 +199,7 @@ class EventProcessor:
             except HANDLER_FAILURES as exc:  # any handler failure is retried, then dead-lettered
                 failure = exc
             else:
-                self._count(outcome)
+                count_handled(self.name, outcome)
                 return outcome
         if database_unreachable(failure):
             raise failure  # stop and re-read later, do not dead-letter
@@ -209,18 +216,3 @@ class EventProcessor:
     def _call(self, handler, argument, messages_and_events):
         self.heartbeat.beat()
         call_handler(handler, argument, messages_and_events, group=self.group, budget=self.budget)
-
-    def _count(self, outcome):
-        if outcome == DUPLICATE:
-            SKIPPED.labels(self.name, "duplicate").inc()
-        else:
-            PROCESSED.labels(self.name).inc()
-
-    def _wait(self, seconds):
-        """Sleep for a backoff while staying live; True if asked to stop meanwhile."""
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            if self.stop.wait(min(remaining, 1.0)):
-                return True
-            self.heartbeat.beat()
-        return self.stop.is_set()

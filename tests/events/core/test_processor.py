@@ -18,7 +18,8 @@ from events.core.breaker import DeadLetterRateExceeded
 from events.core.dead_letters import DeadLetterWriteFailed
 from events.core.handling import delivery_of
 from events.core.message import Message
-from events.core.processor import DUPLICATE, FAILED, INVALID, PROCESSED_OUTCOME, SKIP, EventProcessor
+from events.core.outcomes import DUPLICATE, FAILED, INVALID, PROCESSED_OUTCOME, SKIP
+from events.core.processor import EventProcessor
 from events.core.retry import RetryPolicy
 from events.models import ProcessedEvent
 from events.registry import ConsumerSpec, get_consumer
