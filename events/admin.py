@@ -3,7 +3,7 @@ from django.db.models import F
 from django.utils.html import format_html
 
 from events.models import OutboxEvent
-from events.relay import retry_parked
+from events.outbox import retry_parked
 
 # Enough of a payload to recognise the event; a refused one may be a megabyte.
 PAYLOAD_PREVIEW_CHARS = 10_000

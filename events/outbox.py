@@ -3,7 +3,7 @@
 ``emit`` writes the event into ``OutboxEvent`` inside the caller's transaction, so the event
 exists if and only if the change it describes committed. ``relay_outbox`` (events/relay.py)
 then publishes committed rows to Kafka in ``id`` order; a trigger (migration 0002) NOTIFYs it
-at commit.
+at commit. ``retry_parked`` un-parks rows the relay parked (the command and the admin action).
 """
 
 import json
@@ -78,3 +78,15 @@ def emit_all(keyed_events):
 def purge_sent(older_than=timedelta(days=1)):
     """Delete rows Kafka confirmed more than ``older_than`` ago, in bounded batches; return how many."""
     return purge_in_batches(OutboxEvent.objects.filter(sent_at__lt=timezone.now() - older_than))
+
+
+def retry_parked(rows):
+    """Un-park the parked rows among ``rows`` (a queryset) and wake the relay; return how many.
+
+    The relay then publishes them and the rows held behind them, in per-key order.
+    """
+    count = rows.parked().update(parked_at=None)
+    if count:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
+    return count

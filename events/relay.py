@@ -29,8 +29,8 @@ Guarantees, and why they hold:
   ``park_reason``; counted in ``outbox_events_parked_total``): the relay never retries it on
   its own, and only the later rows of the same key wait behind it (``OutboxEvent.objects.
   ready()`` leaves them out), so per-task order holds while every other task flows.
-  ``retry_parked`` (or the admin action) un-parks rows once the cause is fixed; a retried row
-  gets a fresh producer, which reads the topics' limits again.
+  ``retry_parked`` (events.outbox, or the admin action) un-parks rows once the cause is
+  fixed; a retried row gets a fresh producer, which reads the topics' limits again.
 
   How a refusal by the broker (rather than at ``produce()``) is kept from reordering a key is
   the Kafka publisher's part: "Order within one round" in events.transports.kafka.producer.
@@ -79,18 +79,6 @@ RELAY_BACKOFF = Backoff(initial=0.5, multiplier=2.0, limit=30.0)
 RELAY_IS_LEADER = Gauge("outbox_relay_leader", "1 while this process is the active (leader) relay.")
 EVENTS_PARKED = Counter("outbox_events_parked_total", "Outbox rows parked because Kafka refused them.", ["topic"])
 ROWS_PARKED = Gauge("outbox_rows_parked", "Outbox rows parked at the last relay round (waiting for retry_parked).")
-
-def retry_parked(rows):
-    """Un-park the parked rows among ``rows`` (a queryset) and wake the relay; return how many.
-
-    The relay then publishes them and the rows held behind them, in per-key order.
-    """
-    count = rows.parked().update(parked_at=None)
-    if count:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
-    return count
-
 
 class OutboxRelay:
     """One relay process (or thread). ``run`` returns once ``stop`` is set."""

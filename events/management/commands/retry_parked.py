@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from events.models import OutboxEvent
-from events.relay import retry_parked
+from events.outbox import retry_parked
 
 
 class Command(BaseCommand):
