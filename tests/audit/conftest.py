@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
 from tasks.models import User
-from tasks.tokens import issue
+from tasks.accounts.tokens import issue
 
 
 @pytest.fixture

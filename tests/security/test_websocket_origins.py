@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from rest_framework.test import APIClient
 
-from tasks.consumers import CLOSE_UNAUTHENTICATED
+from tasks.realtime.consumers import CLOSE_UNAUTHENTICATED
 from tasks.models import User
 from todo_project.asgi import application
 
