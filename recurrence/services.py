@@ -12,9 +12,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from events.schemas import ForgedEvent, parse_timestamp
-from tasks.recurrence_rules import carry_over_remind_at, next_occurrence
 from tasks.events import EventContext, contradicted_fields, task_object
 from tasks.models import Task
+from tasks.recurrence_rules import carry_over_remind_at, next_occurrence
 from tasks.services import task_create
 from tasks.sync import task_at_version
 

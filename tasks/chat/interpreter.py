@@ -52,8 +52,8 @@ from zoneinfo import ZoneInfo
 from dateutil.relativedelta import relativedelta
 
 from events.schemas import MAX_TAGS, PRIORITY_NAMES, TAG_MAX_LENGTH, TITLE_MAX_LENGTH
-from tasks.recurrence_rules import InvalidRecurrenceRule, first_occurrence_after, rule_text
 from tasks.chat.tools import ADD_TASK, COMPLETE_TASK, DELETE_TASK, LIST_TASKS, UPDATE_TASK
+from tasks.recurrence_rules import InvalidRecurrenceRule, first_occurrence_after, rule_text
 
 DEFAULT_TIME = time(9, 0)
 PART_OF_DAY_TIMES = {

@@ -20,9 +20,9 @@ from events.schemas import PRIORITY_NAMES, parse_timestamp, utc_timestamp
 from tasks.chat.agent import llm_configured, run_agent, system_message
 from tasks.chat.executor import SOURCE, execute_tool
 from tasks.chat.interpreter import interpret, parse_task
+from tasks.chat.models import ChatMessage, Conversation
 from tasks.chat.tools import ADD_TASK, COMPLETE_TASK, DELETE_TASK, LIST_TASKS, UPDATE_TASK, ToolError
 from tasks.events import EventContext
-from tasks.chat.models import ChatMessage, Conversation
 
 # How many earlier turns of a conversation the model sees.
 HISTORY_LIMIT = 40

@@ -16,9 +16,9 @@ from notifications import mail
 from notifications.models import OutgoingEmail
 from recurrence.services import create_next_occurrence
 from tasks.accounts import tokens
+from tasks.accounts.services import user_change_timezone
 from tasks.events import EventContext
 from tasks.models import Task, User
-from tasks.accounts.services import user_change_timezone
 from tasks.services import task_complete, task_create
 from tests.events.kafka_helpers import wait_for
 from tests.notifications.conftest import celery_worker, confirmed_user, smtp  # noqa: F401 (fixtures)

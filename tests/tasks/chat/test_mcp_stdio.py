@@ -7,9 +7,9 @@ import sys
 import pytest
 from mcp import Client, StdioServerParameters
 
+from tasks.accounts.services import user_register
 from tasks.chat.tools import TOOL_NAMES
 from tasks.models import Task
-from tasks.accounts.services import user_register
 from tests.processes import REPO, worker_environment
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -4,8 +4,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from events.schemas import TITLE_MAX_LENGTH
-from tasks.models import Task
 from tasks.chat.serializers import MAX_IGNORED_RANGES, MESSAGE_MAX_LENGTH
+from tasks.models import Task
 from tests.tasks.conftest import register
 
 pytestmark = pytest.mark.django_db

@@ -12,8 +12,8 @@ import pytest
 
 from events.schemas import MAX_TAGS, TAG_MAX_LENGTH, TITLE_MAX_LENGTH
 from tasks.chat.interpreter import HELP, NotUnderstood, interpret, parse_task
-from tasks.chat.tools import ADD_TASK, validate_arguments
 from tasks.chat.serializers import MESSAGE_MAX_LENGTH
+from tasks.chat.tools import ADD_TASK, validate_arguments
 
 NOW = datetime(2026, 12, 15, 10, 30, tzinfo=UTC)
 PARIS = "Europe/Paris"

@@ -8,9 +8,9 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
+from tasks.accounts.tokens import issue
 from tasks.realtime.consumers import CLOSE_UNAUTHENTICATED
 from tasks.realtime.groups import user_group_name
-from tasks.accounts.tokens import issue
 from todo_project.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -17,8 +17,8 @@ from events.consumer import ConsumerRuntime
 from events.registry import get_consumer
 from events.schemas import make_event, utc_timestamp
 from events.topics import TASK_UPDATES, dead_letter_topic, group_name
-from tasks.sync import record_change
 from tasks.accounts.tokens import issue
+from tasks.sync import record_change
 from tests.events.kafka_helpers import (
     TestProducer,
     committed_offsets,
