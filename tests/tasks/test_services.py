@@ -27,7 +27,7 @@ SOON = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
 
 
 @pytest.fixture
-def user(db):
+def user():
     return User.objects.create_user("alice", password="x", timezone="Europe/Paris")
 
 

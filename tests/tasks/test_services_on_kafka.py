@@ -8,7 +8,7 @@ outbox rows, without a broker, by tests/tasks/test_services.py.
 """
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import jsonschema
 import pytest
@@ -17,20 +17,11 @@ from django.db import transaction
 from events.models import OutboxEvent
 from events.schemas import json_schema
 from tasks import services
-from tasks.events import EventContext, reminder_id
-from tasks.models import User
+from tasks.events import reminder_id
 from tests.kafka_reader import TopicReader, read_events
+from tests.tasks.test_services import CONTEXT, SOON, types, user  # noqa: F401 (user is a fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-CONTEXT = EventContext(source="todo-api", correlation_id="req-services-1")
-SOON = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
-
-
-@pytest.fixture
-def user(transactional_db):
-    return User.objects.create_user("alice", password="x", timezone="Europe/Paris")
-
 
 def published(task_id):
     """What Kafka holds for one task: {topic: [event, ...]} in partition order, after checking each message."""
@@ -47,10 +38,6 @@ def published(task_id):
         assert event["metadata"] == {"source": CONTEXT.source, "correlation_id": CONTEXT.correlation_id}
         by_topic[message.topic].append(event)
     return by_topic
-
-
-def types(events):
-    return [event["event_type"] for event in events]
 
 
 def test_create_emits_task_created_reminder_scheduled_and_a_created_sync_event(user, outbox_relay):
