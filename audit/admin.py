@@ -11,7 +11,6 @@
 
 import json
 import zoneinfo
-from datetime import datetime
 
 from django.contrib import admin
 from django.db.models import CharField, Exists, IntegerField, OuterRef, Subquery
@@ -23,7 +22,7 @@ from django.utils.html import format_html, format_html_join
 
 from audit.models import AuditEntry
 from events.admin import ReadOnlyAdmin
-from events.schemas import TASK_FIELDS
+from events.schemas import TASK_FIELDS, parse_timestamp
 from notifications.models import Notification
 from tasks.models import Task, User
 
@@ -251,7 +250,7 @@ def shown(name, value):
     if value is None or value == []:
         return "—"
     if name in TIMESTAMP_FIELDS:
-        return local_time(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        return local_time(parse_timestamp(value))
     if isinstance(value, list):
         return ", ".join(map(str, value))
     return str(value)

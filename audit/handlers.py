@@ -17,11 +17,9 @@ than the log's retention is dead-lettered as forged too, and its dead letter say
 explains what to do with it; the task-events topic keeps only 7 days anyway).
 """
 
-from datetime import datetime
-
 from audit.models import AuditEntry
 from events.core.handling import delivery_of
-from events.schemas import ForgedEvent, event_uuid
+from events.schemas import ForgedEvent, event_uuid, parse_timestamp
 from tasks.events import SYNC_CHANGE_OF, contradicted_fields
 from tasks.sync import logged_versions, unvouched
 
@@ -62,7 +60,7 @@ def _entry(event):
         task_id=data["task_id"],
         user_id=data["user_id"],
         title=data["title"],
-        occurred_at=datetime.fromisoformat(event["timestamp"]),
+        occurred_at=parse_timestamp(event["timestamp"]),
         data=data,
         metadata=event["metadata"],
         topic=delivery.topic,

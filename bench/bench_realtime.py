@@ -43,8 +43,8 @@ import websockets  # noqa: E402
 
 from events.transports.kafka.admin import create_topics, delete_topics  # noqa: E402
 from events.topics import TOPICS, topic_name  # noqa: E402
+from tasks.accounts.tokens import issue  # noqa: E402
 from tasks.models import User  # noqa: E402
-from tasks.tokens import issue  # noqa: E402
 
 MAX_IN_FLIGHT = 256
 DELIVERY_GRACE_SECONDS = 15

@@ -329,7 +329,7 @@ def main():
     postgres, broker, env = stack.postgres, stack.broker, stack.env
     stack.start()
     from tasks.models import User
-    from tasks.tokens import issue
+    from tasks.accounts.tokens import issue
 
     user = User.objects.create_user(username="drill", password="drill-password-1")
     token = issue(user)

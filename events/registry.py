@@ -89,8 +89,8 @@ register(
         name="realtime",
         topic=TASK_UPDATES,
         group="websocket-service",
-        handler="tasks.handlers.forward_task_change",
-        batch_handler="tasks.handlers.forward_task_changes",
+        handler="tasks.realtime.handlers.forward_task_change",
+        batch_handler="tasks.realtime.handlers.forward_task_changes",
         event_types={"sync.task_changed"},
     )
 )

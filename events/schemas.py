@@ -205,6 +205,15 @@ def utc_timestamp(moment=None):
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def parse_timestamp(value):
+    """A timestamp of the contract (ISO 8601, ``Z`` or any offset) as a datetime; None for none.
+
+    The one reader of the timestamps ``utc_timestamp`` writes, wherever an event's, a task
+    object's or a reminder's time is read back. Raises ValueError for text that is not one.
+    """
+    return datetime.fromisoformat(value) if value else None
+
+
 def make_event(event_type, data, *, source, correlation_id):
     """A new event of the contract: fresh event_id, the current time, data and metadata."""
     if event_type not in EVENT_TYPES:

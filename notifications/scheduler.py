@@ -26,15 +26,16 @@ what the dead letters say and when they can be replayed.
 
 import logging
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from prometheus_client import Counter, Histogram
 
 from events.outbox import emit_all
-from events.schemas import ForgedEvent, InvalidEvent, event_uuid, make_event, utc_timestamp
+from events.schemas import ForgedEvent, InvalidEvent, event_uuid, make_event, parse_timestamp
 from notifications.models import ScheduledReminder
+from tasks.events import reminder_data
 from tasks.events import reminder_id as reminder_id_of
 from tasks.sync import task_states, unvouched
 
@@ -54,10 +55,6 @@ reminder_lateness = Histogram(
 )
 
 Status = ScheduledReminder.Status
-
-
-def _parse_time(value):
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 # What a reminder event claims about its task's state, and the task-object fields that say it.
@@ -80,7 +77,7 @@ def _logged_reminders(event):
     data = event["data"]
     task_id = event_uuid(data["task_id"], "task_id")
     try:
-        remind_at = _parse_time(data["remind_at"])
+        remind_at = parse_timestamp(data["remind_at"])
     except ValueError:
         raise InvalidEvent(f"remind_at {data['remind_at']!r} is not a timestamp") from None
     if str(event_uuid(data["reminder_id"], "reminder_id")) != reminder_id_of(task_id, remind_at):
@@ -104,12 +101,12 @@ def record_scheduled(event):
             f"reminder.scheduled {data['reminder_id']}: no logged state of task {data['task_id']} has this "
             "reminder pending (its title, due date or time, or the task's state, differ)"
         )
-    remind_at = _parse_time(data["remind_at"])
+    remind_at = parse_timestamp(data["remind_at"])
     fields = {
         "task_id": data["task_id"],
         "user_id": data["user_id"],
         "title": data["title"],
-        "due_at": _parse_time(data["due_at"]),
+        "due_at": parse_timestamp(data["due_at"]),
         "remind_at": remind_at,
         "correlation_id": event["metadata"]["correlation_id"],
     }
@@ -169,22 +166,19 @@ def record_cancelled(event):
             task_id=data["task_id"],
             user_id=data["user_id"],
             title=data["title"],
-            due_at=_parse_time(data["due_at"]),
-            remind_at=_parse_time(data["remind_at"]),
+            due_at=parse_timestamp(data["due_at"]),
+            remind_at=parse_timestamp(data["remind_at"]),
             status=Status.CANCELLED,
             correlation_id=event["metadata"]["correlation_id"],
         )
 
 
 def reminder_due_data(reminder):
-    return {
-        "reminder_id": str(reminder.reminder_id),
-        "task_id": str(reminder.task_id),
-        "title": reminder.title,
-        "due_at": utc_timestamp(reminder.due_at) if reminder.due_at else None,
-        "remind_at": utc_timestamp(reminder.remind_at),
-        "user_id": reminder.user_id,
-    }
+    """The data of a scheduled row's ``reminder.due``: the reminder exactly as it was scheduled."""
+    return reminder_data(
+        reminder_id=reminder.reminder_id, task_id=reminder.task_id, title=reminder.title, due_at=reminder.due_at,
+        remind_at=reminder.remind_at, user_id=reminder.user_id,
+    )
 
 
 def fire_due_reminders(overdue_by=timedelta(0), batch_size=FIRE_BATCH_SIZE):

@@ -7,7 +7,7 @@ from django.db import transaction
 from events.schemas import utc_timestamp
 from notifications.mail import queue_email
 from notifications.models import Notification, OutgoingEmail
-from tasks.realtime import push_to_user
+from tasks.realtime.groups import push_to_user
 
 
 def notification_payload(notification):

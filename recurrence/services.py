@@ -7,26 +7,20 @@ that version (``completed_task``), and an event the database contradicts is a Fo
 """
 
 import logging
-from datetime import datetime
-
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from events.schemas import ForgedEvent
-from recurrence.rules import carry_over_remind_at, next_occurrence
+from events.schemas import ForgedEvent, parse_timestamp
 from tasks.events import EventContext, contradicted_fields, task_object
 from tasks.models import Task
+from tasks.recurrence_rules import carry_over_remind_at, next_occurrence
 from tasks.services import task_create
 from tasks.sync import task_at_version
 
 logger = logging.getLogger(__name__)
 
 SOURCE = "recurring-task-service"
-
-
-def _parse_time(value):
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def completed_task(completed):
@@ -73,14 +67,14 @@ def create_next_occurrence(completed, *, correlation_id, now=None):
     Returns the new task, or None when the series has ended or the next occurrence exists
     already. The rule is expanded in the owner's time zone from the series start (the first
     task's due date), so COUNT counts the whole series; a late completion skips to the first
-    occurrence after now instead of creating a backlog (recurrence/rules.py explains both).
+    occurrence after now instead of creating a backlog (tasks/recurrence_rules.py explains both).
     Exactly one next occurrence per completed one: ``parent_task_id`` is unique, so a
     redelivered event or a racing consumer hits the constraint instead of creating a twin.
     Raises ForgedEvent when the database contradicts the event (``completed_task``).
     """
     task = completed_task(completed)  # from here on, only what the database vouches for
     owner = get_user_model().objects.get(pk=int(task["user_id"]))
-    due = _parse_time(task["due_date"])
+    due = parse_timestamp(task["due_date"])
     # The completed row still says where its series started; if it was deleted meanwhile, the
     # series goes on from this occurrence.
     series_start = Task.objects.filter(pk=task["id"]).values_list("series_start", flat=True).first() or due
@@ -106,7 +100,7 @@ def create_next_occurrence(completed, *, correlation_id, now=None):
                 recurrence_rule=task["recurrence_rule"],
                 due_date=next_due,
                 remind_at=carry_over_remind_at(
-                    old_due=due, old_remind_at=_parse_time(task["remind_at"]), new_due=next_due
+                    old_due=due, old_remind_at=parse_timestamp(task["remind_at"]), new_due=next_due
                 ),
                 parent_task_id=task["id"],
                 series_start=series_start,

@@ -71,15 +71,23 @@ def task_event(event_type, obj, context):
     return make_event(event_type, data, source=context.source, correlation_id=context.correlation_id)
 
 
-def reminder_event(event_type, *, task_id, title, due_date, remind_at, user_id, context):
-    data = {
-        "reminder_id": reminder_id(task_id, remind_at),
+def reminder_data(*, reminder_id, task_id, title, due_at, remind_at, user_id):
+    """The data of every reminder event (scheduled, cancelled, due): one reminder of one task."""
+    return {
+        "reminder_id": str(reminder_id),
         "task_id": str(task_id),
         "title": title,
-        "due_at": _timestamp(due_date),
+        "due_at": _timestamp(due_at),
         "remind_at": utc_timestamp(remind_at),
         "user_id": str(user_id),
     }
+
+
+def reminder_event(event_type, *, task_id, title, due_date, remind_at, user_id, context):
+    data = reminder_data(
+        reminder_id=reminder_id(task_id, remind_at), task_id=task_id, title=title, due_at=due_date, remind_at=remind_at,
+        user_id=user_id,
+    )
     return make_event(event_type, data, source=context.source, correlation_id=context.correlation_id)
 
 

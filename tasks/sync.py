@@ -33,7 +33,7 @@ old, because nothing above the watermark was ever purged; ``latest_cursor`` neve
 below it, so a user whose own changes were all purged does not get a stale cursor with the page.
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -41,7 +41,7 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from events.retention import purge_in_batches
-from events.schemas import ForgedEvent
+from events.schemas import ForgedEvent, parse_timestamp
 from tasks.models import SyncLogPurge, TaskChange
 
 MAX_CHANGES_PER_PAGE = 500
@@ -146,7 +146,7 @@ def unvouched(message, event):
     docstring: then it may be a real event of a consumer that lagged beyond the retention)."""
     retention = timedelta(days=settings.SYNC_LOG_RETENTION_DAYS)
     try:
-        older = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")) < timezone.now() - retention
+        older = parse_timestamp(event["timestamp"]) < timezone.now() - retention
     except (ValueError, TypeError):
         older = False
     if older:

@@ -12,7 +12,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from tasks.auth import WebSocketAuthMiddleware  # noqa: E402
+from tasks.accounts.auth import WebSocketAuthMiddleware  # noqa: E402
 from tasks.chat.mcp_server import mcp_http_app, mcp_lifespan  # noqa: E402
 from todo_project.body_limit import RequestBodyLimit  # noqa: E402
 from todo_project.routing import websocket_urlpatterns  # noqa: E402
@@ -22,7 +22,7 @@ MCP_PATHS = ("/mcp", "/mcp/")
 router = ProtocolTypeRouter(
     {
         "http": django_http,
-        # Session cookie (same-origin only) or an `Authorization: Token` header, see tasks/auth.py.
+        # Session cookie (same-origin only) or an `Authorization: Token` header, see tasks/accounts/auth.py.
         "websocket": AuthMiddlewareStack(WebSocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

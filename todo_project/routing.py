@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from tasks.consumers import SyncConsumer
+from tasks.realtime.consumers import SyncConsumer
 
 websocket_urlpatterns = [
     path("ws/sync/", SyncConsumer.as_asgi()),

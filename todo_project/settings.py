@@ -72,7 +72,7 @@ if not SECRET_KEY:
     )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 # The origins (scheme://host[:port]) allowed to POST with a session and to open a session WebSocket
-# (tasks/auth.py), besides the request's own origin.
+# (tasks/accounts/auth.py), besides the request's own origin.
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")
 
 # Production security: HTTPS only. Each is on by default with DEBUG off (`manage.py check --deploy` then
@@ -103,6 +103,10 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "events",
     "tasks",
+    "tasks.accounts",
+    "tasks.chat",
+    "tasks.realtime",
+    "tasks.web",
     "audit",
     "notifications",
     "recurrence",
@@ -119,7 +123,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Refuses sign-in and registration beyond their rates (429) before a password is hashed.
-    "tasks.ratelimit.RateLimitMiddleware",
+    "tasks.accounts.doors.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -320,7 +324,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# Trust: API tokens and rate limits (tasks/tokens.py, tasks/ratelimit.py).
+# Trust: API tokens and rate limits (tasks/accounts/tokens.py, tasks/ratelimit.py, tasks/accounts/doors.py).
 # API tokens (django-rest-knox) are stored as SHA-512 digests and expire this long after sign-in.
 API_TOKEN_TTL_HOURS = env_int("API_TOKEN_TTL_HOURS", 24 * 7)
 REST_KNOX = {"TOKEN_TTL": timedelta(hours=API_TOKEN_TTL_HOURS)}
@@ -329,8 +333,8 @@ REST_KNOX = {"TOKEN_TTL": timedelta(hours=API_TOKEN_TTL_HOURS)}
 SIGN_IN_RATE_PER_ADDRESS = env_rate("SIGN_IN_RATE_PER_ADDRESS", "30/15m")
 SIGN_IN_RATE_PER_USERNAME = env_rate("SIGN_IN_RATE_PER_USERNAME", "10/15m")
 REGISTER_RATE_PER_ADDRESS = env_rate("REGISTER_RATE_PER_ADDRESS", "10/h")
-# Account settings and password reset (issue 13, tasks/account.py): reset requests per client address
-# and per e-mail address asked for (tasks.ratelimit.PASSWORD_RESET), and how long a reset link stays valid.
+# Account settings and password reset (issue 13, tasks/accounts/views.py): reset requests per client address
+# and per e-mail address asked for (tasks.accounts.doors.PASSWORD_RESET), and how long a reset link stays valid.
 PASSWORD_RESET_RATE_PER_ADDRESS = env_rate("PASSWORD_RESET_RATE_PER_ADDRESS", "10/h")
 PASSWORD_RESET_RATE_PER_EMAIL = env_rate("PASSWORD_RESET_RATE_PER_EMAIL", "3/h")
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)

@@ -16,8 +16,8 @@ import zoneinfo
 from django.db import transaction
 from django.utils import timezone
 
-from recurrence.rules import carry_over_remind_at
 from tasks import selectors, services
+from tasks.recurrence_rules import carry_over_remind_at
 from tasks.chat.tools import (
     ADD_TASK,
     COMPLETE_TASK,

@@ -21,7 +21,7 @@ How a message is read:
   extractors, each of which finds one kind of phrase, records its value and blanks it out of the
   text, keeping the positions of the rest: a leading "remind me to", description ("note: ..."),
   tags ("#x"), reminder ("remind me 1 hour before", "1h before"), recurrence ("every Monday",
-  built by ``recurrence.rules.rule_text``), priority ("urgent", "p2"), time ("at 5pm") and date
+  built by ``tasks.recurrence_rules.rule_text``), priority ("urgent", "p2"), time ("at 5pm") and date
   ("tomorrow", "next Friday", "on Dec 20", "in 2 hours"). What is left is the title. Each phrase
   is reported as a ``Span`` of the field it set, so that the web app can show it as a chip; the
   ranges a user took back (``ignore``) are not read and stay in the title.
@@ -52,8 +52,8 @@ from zoneinfo import ZoneInfo
 from dateutil.relativedelta import relativedelta
 
 from events.schemas import MAX_TAGS, PRIORITY_NAMES, TAG_MAX_LENGTH, TITLE_MAX_LENGTH
-from recurrence.rules import InvalidRecurrenceRule, first_occurrence_after, rule_text
 from tasks.chat.tools import ADD_TASK, COMPLETE_TASK, DELETE_TASK, LIST_TASKS, UPDATE_TASK
+from tasks.recurrence_rules import InvalidRecurrenceRule, first_occurrence_after, rule_text
 
 DEFAULT_TIME = time(9, 0)
 PART_OF_DAY_TIMES = {
@@ -316,7 +316,7 @@ class _Recurrence:
 
 
 def _recurrence(frequency, interval=1, *, weekdays=(), month_day=None, wall_time=None):
-    """The rule of a recurrence phrase, built by the one RRULE definition (recurrence.rules)."""
+    """The rule of a recurrence phrase, built by the one RRULE definition (tasks.recurrence_rules)."""
     try:
         rule = rule_text(frequency, interval=interval, weekdays=weekdays, month_day=month_day)
         first_rule = rule_text(frequency, weekdays=weekdays, month_day=month_day)

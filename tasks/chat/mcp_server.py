@@ -22,7 +22,7 @@ from channels.db import database_sync_to_async
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-from tasks.auth import user_of_token
+from tasks.accounts.auth import user_of_token
 from tasks.chat.executor import SOURCE, execute_tool
 from tasks.chat.tools import TOOLS, ToolError
 from tasks.events import EventContext

@@ -11,19 +11,18 @@ is written from their results. Either way every tool call acts through
 """
 
 from dataclasses import dataclass
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from django.http import Http404
 from django.utils import timezone
 
-from events.schemas import PRIORITY_NAMES, utc_timestamp
+from events.schemas import PRIORITY_NAMES, parse_timestamp, utc_timestamp
 from tasks.chat.agent import llm_configured, run_agent, system_message
 from tasks.chat.executor import SOURCE, execute_tool
 from tasks.chat.interpreter import interpret, parse_task
+from tasks.chat.models import ChatMessage, Conversation
 from tasks.chat.tools import ADD_TASK, COMPLETE_TASK, DELETE_TASK, LIST_TASKS, UPDATE_TASK, ToolError
 from tasks.events import EventContext
-from tasks.models import ChatMessage, Conversation
 
 # How many earlier turns of a conversation the model sees.
 HISTORY_LIMIT = 40
@@ -145,7 +144,7 @@ def _interpreted(message, *, user, now, executor):
 
 def _when(timestamp, zone):
     """"2026-12-16T16:00:00Z" -> "Wed 16 Dec 17:00" in the user's zone."""
-    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone(zone)
+    moment = parse_timestamp(timestamp).astimezone(zone)
     return f"{moment:%a} {moment.day} {moment:%b %H:%M}"
 
 

@@ -5,8 +5,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
+from tasks.accounts.tokens import issue
 from tasks.models import User
-from tasks.tokens import issue
 
 
 @pytest.fixture

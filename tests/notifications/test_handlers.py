@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.db import transaction
 from django.utils import timezone
-from tasks.tokens import issue
+from tasks.accounts.tokens import issue
 from rest_framework.test import APIClient
 
 from events.consumer import ConsumerRuntime

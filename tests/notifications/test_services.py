@@ -14,7 +14,7 @@ from notifications import mail
 from notifications.models import Notification, OutgoingEmail
 from notifications.services import deliver_reminder
 from tasks.models import User
-from tasks.realtime import user_group_name
+from tasks.realtime.groups import user_group_name
 from tests.events.kafka_helpers import wait_for
 from tests.notifications.conftest import confirmed_user
 

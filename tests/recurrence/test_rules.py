@@ -13,7 +13,7 @@ from dateutil.rrule import rrulestr
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from recurrence.rules import (
+from tasks.recurrence_rules import (
     HORIZON_YEARS,
     InvalidRecurrenceRule,
     carry_over_remind_at,

@@ -34,11 +34,11 @@ from rest_framework.test import APIClient
 from websockets.asyncio.client import connect
 
 from events.models import OutboxEvent
-from tasks.consumers import CLOSE_UNAUTHENTICATED
+from tasks.accounts.services import user_register
+from tasks.accounts.tokens import issue
 from tasks.models import Task, User
-from tasks.realtime import push_message, user_group_name
-from tasks.services import user_register
-from tasks.tokens import issue
+from tasks.realtime.consumers import CLOSE_UNAUTHENTICATED
+from tasks.realtime.groups import push_message, user_group_name
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

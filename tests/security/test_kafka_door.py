@@ -16,17 +16,17 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from audit.models import AuditEntry
 from events.consumer import ConsumerRuntime
 from events.models import OutboxEvent
 from events.registry import get_consumer
-from audit.models import AuditEntry
 from events.schemas import make_event
 from events.topics import REMINDERS, TASK_EVENTS, TASK_UPDATES, dead_letter_topic, group_name
 from notifications.models import ScheduledReminder
+from tasks.accounts.tokens import issue
 from tasks.events import EventContext, reminder_id
 from tasks.models import Task, User
 from tasks.services import task_complete, task_create, task_update
-from tasks.tokens import issue
 from tests.events.kafka_helpers import TestProducer, committed_offsets, end_offsets, read_topic, running, wait_for
 from todo_project.asgi import application
 

@@ -13,8 +13,8 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from rest_framework.test import APIClient
 
-from tasks.consumers import CLOSE_UNAUTHENTICATED
 from tasks.models import User
+from tasks.realtime.consumers import CLOSE_UNAUTHENTICATED
 from todo_project.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)

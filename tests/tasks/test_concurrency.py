@@ -11,7 +11,7 @@ from django.db import connections
 from rest_framework.test import APIClient
 
 from events.models import OutboxEvent
-from tasks import tokens
+from tasks.accounts import tokens
 from tasks.chat.executor import SOURCE, execute_tool
 from tasks.chat.tools import ToolError
 from tasks.events import EventContext

@@ -10,9 +10,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from events.models import OutboxEvent
+from tasks.chat.models import ChatMessage, Conversation
 from tasks.chat.services import HISTORY_SHOWN
 from tasks.chat.tools import openai_tools
-from tasks.models import ChatMessage, Conversation, Task, User
+from tasks.models import Task, User
 from tests.tasks.chat.scripted_llm import MODEL, ScriptedChatServer, completion, tool_call
 
 pytestmark = pytest.mark.django_db

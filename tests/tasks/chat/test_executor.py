@@ -6,11 +6,11 @@ import uuid
 import pytest
 
 from events.models import OutboxEvent
+from tasks.accounts.services import user_register
 from tasks.chat.executor import SOURCE, execute_tool
 from tasks.chat.tools import ToolError
 from tasks.events import EventContext
 from tasks.models import Task
-from tasks.services import user_register
 
 pytestmark = pytest.mark.django_db
 

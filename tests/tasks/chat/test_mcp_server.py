@@ -12,10 +12,10 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from events.topics import TASK_EVENTS
+from tasks.accounts.services import user_register
+from tasks.accounts.tokens import issue
 from tasks.chat.tools import TOOLS
 from tasks.models import Task
-from tasks.services import user_register
-from tasks.tokens import issue
 from tests.events.kafka_helpers import read_topic
 from tests.processes import Worker, worker_environment
 

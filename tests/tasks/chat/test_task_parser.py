@@ -12,8 +12,8 @@ import pytest
 
 from events.schemas import MAX_TAGS, TAG_MAX_LENGTH, TITLE_MAX_LENGTH
 from tasks.chat.interpreter import HELP, NotUnderstood, interpret, parse_task
+from tasks.chat.serializers import MESSAGE_MAX_LENGTH
 from tasks.chat.tools import ADD_TASK, validate_arguments
-from tasks.serializers import MESSAGE_MAX_LENGTH
 
 NOW = datetime(2026, 12, 15, 10, 30, tzinfo=UTC)
 PARIS = "Europe/Paris"
@@ -56,7 +56,7 @@ QUICK_ADD = [
     ("Pay bills on the 20th, remind me the day before",
      {"title": "Pay bills", "due_date": "2026-12-20T08:00:00Z", "remind_at": "2026-12-19T08:00:00Z"},
      {"due_date": ["on the 20th"], "remind_at": ["remind me the day before"]}),
-    # every ...: the rule from recurrence.rules; without a date, first due at its next occurrence
+    # every ...: the rule from tasks.recurrence_rules; without a date, first due at its next occurrence
     ("Team meeting every Monday at 10am #work",
      {"title": "Team meeting", "due_date": "2026-12-21T09:00:00Z", "recurrence_rule": "FREQ=WEEKLY;BYDAY=MO",
       "tags": ["work"]},

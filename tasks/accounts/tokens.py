@@ -1,0 +1,47 @@
+"""API tokens (django-rest-knox) and what revoking a credential does to open WebSockets.
+
+A token is issued per sign-in (``POST /api/auth/token/``, registration, a password change) and
+stored only as its SHA-512 digest; it expires ``API_TOKEN_TTL_HOURS`` after issue. Revoking is
+deleting the row, whoever does it (``DELETE /api/auth/token/``, the admin, knox's clean-up of
+expired tokens, a password change, the user's deletion): ``post_delete`` then closes the sockets
+that token opened. Signing out closes the sockets of that session; a password change, from any
+path (``User.save`` sends ``password_changed``), revokes every token and closes every socket of
+the user. Sockets are closed after commit, so a rolled-back revocation closes nothing.
+"""
+
+from functools import partial
+
+from django.contrib.auth.signals import user_logged_out
+from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+from knox.models import AuthToken
+
+from tasks.models import password_changed
+from tasks.realtime.groups import close_sockets, session_credential
+
+
+def issue(user):
+    """A new token of ``user``: the only time it exists in clear."""
+    _instance, token = AuthToken.objects.create(user)
+    return token
+
+
+@receiver(post_delete, dispatch_uid="tasks.accounts.tokens.close_sockets_of_revoked_token")
+def close_sockets_of_revoked_token(sender, instance, **kwargs):
+    if isinstance(instance, AuthToken):  # the sender is the proxy class when the admin deletes
+        transaction.on_commit(partial(close_sockets, instance.user_id, instance.digest))
+
+
+@receiver(user_logged_out, dispatch_uid="tasks.accounts.tokens.close_sockets_of_session")
+def close_sockets_of_session(sender, request, user, **kwargs):
+    session_key = request.session.session_key
+    if user is not None and session_key:
+        transaction.on_commit(partial(close_sockets, user.pk, session_credential(session_key)))
+
+
+@receiver(password_changed, dispatch_uid="tasks.accounts.tokens.revoke_credentials_of_user")
+def revoke_credentials_of_user(sender, user, **kwargs):
+    """Sessions end by themselves (their hash no longer matches the password); tokens are deleted."""
+    AuthToken.objects.filter(user=user).delete()
+    transaction.on_commit(partial(close_sockets, user.pk))

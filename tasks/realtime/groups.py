@@ -1,0 +1,55 @@
+"""Pushing messages to a user's open WebSocket connections through the channel layer.
+
+Every connection of a user joins one channel-layer group; anything sent to the group reaches
+all of that user's clients and nobody else's. A connection also remembers the credential that
+opened it (``credential_of``: a token's digest or a session's hash), so that revoking that
+credential closes exactly the sockets it opened (``close_sockets``, tasks/accounts/tokens.py).
+"""
+
+import hashlib
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+# Where the handshake's authentication (tasks.accounts.auth) leaves the digest of the token that
+# authenticated it; a session's socket has none.
+TOKEN_DIGEST_SCOPE_KEY = "api_token_digest"
+
+
+def user_group_name(user_id):
+    return f"user.{user_id}"
+
+
+def push_message(message):
+    """The channel-layer message that ``SyncConsumer.push`` sends to the browser as ``message``."""
+    return {"type": "push", "message": message}
+
+
+def push_to_user(user_id, message):
+    """Send ``message`` (a JSON-able dict) to every open connection of the user (from sync code)."""
+    async_to_sync(get_channel_layer().group_send)(user_group_name(user_id), push_message(message))
+
+
+def revocation_message(credential):
+    """The control message that ``SyncConsumer.credential_revoked`` closes sockets on."""
+    return {"type": "credential.revoked", "credential": credential}
+
+
+def close_sockets(user_id, credential=None):
+    """Close the user's connections opened with ``credential`` (every one when None), from sync code.
+
+    A credential is what ``credential_of`` names: a token's digest or a session's hash.
+    """
+    async_to_sync(get_channel_layer().group_send)(user_group_name(user_id), revocation_message(credential))
+
+
+def session_credential(session_key):
+    """How a revocation names a session's sockets without sending the session key around."""
+    return hashlib.sha256(session_key.encode()).hexdigest()
+
+
+def credential_of(scope):
+    """What authenticated a connection, as ``close_sockets`` names it."""
+    if TOKEN_DIGEST_SCOPE_KEY in scope:
+        return scope[TOKEN_DIGEST_SCOPE_KEY]
+    return session_credential(scope["session"].session_key)

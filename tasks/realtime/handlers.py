@@ -1,0 +1,83 @@
+"""The realtime bridge (consumer ``realtime``): task changes to their owners' open sockets.
+
+The bridge reads task-updates (group websocket-service) and forwards every
+``sync.task_changed`` event, unchanged, to the channel-layer group of the task's owner, from
+which ``tasks.realtime.consumers.SyncConsumer`` hands it to each of the user's open sockets.
+
+The runtime gives ``forward_task_changes`` the events it fetched together (and
+``forward_task_change`` a single event when it re-runs one after a failure). Both send from ONE
+asyncio loop that lives as long as the process: the channel layer keeps its Redis connections
+per loop, so a batch costs a few Redis round trips rather than a new loop and new connections
+(which is what ``async_to_sync`` per message would cost). Pushes need no idempotency of their
+own: a redelivered event reaches clients again and they drop it, its version being no newer
+than what they have.
+
+Nothing reaches a socket that the sync log does not vouch for. Anyone who can write to
+task-updates could name any user, so before anything is sent, ONE query (``logged_events``)
+looks up the batch's events in the sync log, which the services write in the same transaction
+as the change and its outbox row: a real event is always there, with its owner, by the time the
+relay has published it. An event that is not, or whose data differs from the logged one (another
+owner, another task, altered content), raises ForgedEvent. The runtime then re-runs the batch's
+events one by one, so the legitimate ones still go out and only the forged one is dead-lettered;
+checking the whole batch before sending any of it means none is pushed twice.
+"""
+
+import asyncio
+from collections import defaultdict
+
+from channels.layers import get_channel_layer
+
+from events.schemas import ForgedEvent
+from tasks.realtime.groups import push_message, user_group_name
+from tasks.sync import logged_events
+
+# Users whose events are sent at once: enough to overlap Redis round trips, few enough not to
+# queue thousands of commands on the channel layer's connection pool.
+CONCURRENT_USERS = 100
+
+_loop = None
+
+
+def _bridge_loop():
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop
+
+
+def forward_task_changes(events):
+    check_against_sync_log(events)
+    _bridge_loop().run_until_complete(send_to_owners(events))
+
+
+def forward_task_change(event):
+    forward_task_changes([event])
+
+
+def check_against_sync_log(events):
+    """Raise ForgedEvent unless every event is in the sync log exactly as it arrived."""
+    logged = logged_events(event["event_id"] for event in events)
+    for event in events:
+        recorded = logged.get(event["event_id"])
+        if recorded is None:
+            raise ForgedEvent(f"sync.task_changed {event['event_id']} is not in the sync log")
+        if recorded["data"] != event["data"]:
+            raise ForgedEvent(f"sync.task_changed {event['event_id']} differs from the sync log's record")
+
+
+async def send_to_owners(events):
+    """Send each event to its owner's group: one user's events in order, different users at once."""
+    layer = get_channel_layer()
+    by_user = defaultdict(list)
+    for event in events:
+        by_user[event["data"]["user_id"]].append(event)
+
+    async def send_in_order(user_id, user_events):
+        # Sequential per user, so a socket sees one task's versions in the order Kafka gave them.
+        group = user_group_name(user_id)
+        for event in user_events:
+            await layer.group_send(group, push_message(event))
+
+    users = list(by_user.items())
+    for start in range(0, len(users), CONCURRENT_USERS):
+        await asyncio.gather(*(send_in_order(user_id, user_events) for user_id, user_events in users[start:start + CONCURRENT_USERS]))
