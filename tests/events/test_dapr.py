@@ -17,7 +17,7 @@ from audit.models import AuditEntry
 from events.models import ProcessedEvent
 from events.registry import CONSUMERS, ConsumerSpec, RetryPolicy
 from events.topics import REMINDERS, TASK_EVENTS, TASK_UPDATES, group_name, topic_name
-from tests.events.kafka_helpers import task_event
+from testing.factories import task_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,14 +18,9 @@ from events.dlq import (
 )
 from events.registry import ConsumerSpec, RetryPolicy
 from events.topics import TASK_EVENTS, topic_name
-from tests.events.kafka_helpers import (
-    TestProducer,
-    message_count,
-    read_topic,
-    running,
-    task_event,
-    wait_for,
-)
+from testing.factories import task_event
+from testing.kafka import TestProducer, message_count, read_topic, running
+from testing.waits import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,13 +10,7 @@ from django.core.management import call_command
 
 from events.kafka import admin_client, client_config, delete_topics
 from events.topics import TOPICS, topic_name
-
-def wait_for(condition, timeout, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while (result := condition()) is None and time.monotonic() < deadline:
-        time.sleep(interval)
-    return result
-
+from testing.waits import wait_for
 
 CONTRACT_TOPICS = {"task-events", "reminders", "task-updates", "task-events.dlq", "reminders.dlq", "task-updates.dlq"}
 

@@ -12,7 +12,7 @@ from notifications.models import ScheduledReminder
 from notifications.scheduler import reminder_due_data
 from tasks.models import User
 from tests.notifications.smtp_server import SMTPServer
-from tests.processes import Worker, worker_environment
+from testing.processes import Process, program, worker_environment
 
 
 @pytest.fixture
@@ -38,11 +38,12 @@ def celery_worker(transactional_db, tmp_path, celery_queue):
     started = []
 
     def start(**env):
-        worker = Worker.command(
-            ["celery", "-A", "todo_project", "worker", "-Q", celery_queue, "--pool=solo", "--without-mingle", "--without-gossip"],
+        worker = Process(
+            program("celery", "-A", "todo_project", "worker", "-Q", celery_queue, "--pool=solo", "--without-mingle",
+                    "--without-gossip"),
             tmp_path / f"celery-{len(started)}.log",
             worker_environment(EMAIL_HOST="127.0.0.1", **{name: str(value) for name, value in env.items()}),
-        )
+        ).start()
         started.append(worker)
         return worker
 

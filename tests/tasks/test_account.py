@@ -19,7 +19,7 @@ from tasks import tokens
 from tasks.events import EventContext
 from tasks.models import Task, User
 from tasks.services import task_complete, task_create, user_change_timezone
-from tests.events.kafka_helpers import wait_for
+from testing.waits import wait_for
 from tests.notifications.conftest import celery_worker, confirmed_user, smtp  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)

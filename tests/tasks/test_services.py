@@ -18,7 +18,7 @@ from events.schemas import json_schema
 from tasks import services
 from tasks.events import EventContext, reminder_id
 from tasks.models import Task, User
-from tests.kafka_reader import TopicReader, read_events
+from testing.kafka import TopicReader, read_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -182,12 +182,4 @@ def test_invalid_changes_raise_field_errors_and_emit_nothing(user):
     with pytest.raises(ValidationError) as error:
         services.task_create(user=user, context=CONTEXT, title="x", due_date=SOON, recurrence_rule="FREQ=SOMETIMES")
     assert "recurrence_rule" in error.value.message_dict
-    assert not OutboxEvent.objects.exists()
-
-
-def test_with_events_disabled_for_benchmarks_a_change_is_saved_but_emits_nothing(user, settings):
-    settings.EVENTS_ENABLED = False
-    task = services.task_create(user=user, context=CONTEXT, title="quiet", due_date=SOON, remind_at=SOON)
-    services.task_update(task=task, context=CONTEXT, title="still quiet")
-    assert Task.objects.get(pk=task.pk).version == 2
     assert not OutboxEvent.objects.exists()
