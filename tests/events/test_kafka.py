@@ -41,7 +41,7 @@ def test_a_message_produced_to_the_broker_is_consumed_back(kafka_namespace):
 
 
 @pytest.fixture
-def fresh_prefix(settings):
+def fresh_prefix(settings, kafka_namespace):
     prefix = f"test-topics-{uuid.uuid4().hex[:8]}-"
     settings.KAFKA_TOPIC_PREFIX = prefix
     yield prefix

@@ -43,7 +43,7 @@ def test_a_committed_row_reaches_kafka_with_key_headers_and_exact_payload_then_i
     wait_until(lambda: OutboxEvent.objects.get(pk=row.pk).sent_at is not None, 30, "row marked sent")
 
 
-def test_the_relay_wakes_at_commit_not_at_its_polling_interval():
+def test_the_relay_wakes_at_commit_not_at_its_polling_interval(kafka_namespace):
     with relay_thread(poll_interval=60):
         time.sleep(0)  # let the thread start; the first round below is what is timed
         wait_until(lambda: unsent() == 0, 30, "relay idle")

@@ -10,8 +10,8 @@ from django.utils import timezone
 from events.schemas import make_event, utc_timestamp
 from notifications.models import ScheduledReminder
 from notifications.scheduler import reminder_due_data
-from tasks.models import User
 from tests.notifications.smtp_server import SMTPServer
+from testing.factories import UserFactory
 from testing.processes import Process, program, worker_environment
 
 
@@ -53,9 +53,7 @@ def celery_worker(transactional_db, tmp_path, celery_queue):
 
 
 def confirmed_user(username, **fields):
-    return User.objects.create_user(
-        username, email=f"{username}@example.org", password="pw-123456", email_confirmed_at=timezone.now(), **fields
-    )
+    return UserFactory(username=username, password="pw-123456", email_confirmed_at=timezone.now(), **fields)
 
 
 def fired_reminder(user, title="Renew passport", due_in=timedelta(hours=1)):
