@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # with DEBUG off Django refuses to start without SECRET_KEY and redirects to https. DEBUG=false wins.
 export DEBUG ?= true
 
-.PHONY: run test stop infra install migrate topics lock status tools helm-lint browser faults drill bench js-tools
+.PHONY: run test test-fast stop infra stores install migrate topics lock status tools helm-lint browser faults drill bench js-tools
 
 # Python dependencies, installed once per change of requirements.lock.
 install: $(INSTALLED)
@@ -24,6 +24,10 @@ $(INSTALLED): requirements.lock
 # Kafka, PostgreSQL and Redis: reused when running, provisioned and started when not.
 infra: install
 	@bash scripts/infra.sh up
+
+# PostgreSQL and Redis alone (the fast tests need no Kafka).
+stores: install
+	@bash scripts/infra.sh stores
 
 migrate: infra
 	@echo "==> django: applying migrations…"
@@ -66,6 +70,12 @@ test: infra tools browser js-tools
 	@bash scripts/infra.sh kafka-jars
 	@echo "==> running the test suite against the real Kafka, PostgreSQL and Redis…"
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast tier: every test that is not e2e (tests/conftest.py), on PostgreSQL and Redis; no Kafka,
+# no processes, no browser. A design change is checked in well under a minute.
+test-fast: stores
+	@echo "==> running the fast tests (no Kafka, no processes) against PostgreSQL and Redis…"
+	@$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 # Fault drills: kill -9 and restart each process, the broker and PostgreSQL under load (all PRIVATE
 # instances: a Kafka broker and a PostgreSQL cluster of its own), then check nothing was lost.

@@ -47,17 +47,15 @@ from events.registry import get_consumer  # noqa: E402
 from events.topics import TOPICS, group_name, topic_name  # noqa: E402
 from tasks.events import EventContext, sync_event, task_event  # noqa: E402
 from tasks.models import TaskChange, User  # noqa: E402
+from testing.factories import TaskObjectFactory  # noqa: E402
 
 
 def task_object(index, user_id, **fields):
     """A task object (CONTRACT.md section 2) at version 2, as the services would have left it."""
-    return {
-        "id": str(uuid.uuid4()), "title": f"Task number {index}", "description": "Benchmark task",
-        "completed": False, "completed_at": None, "due_date": "2026-12-20T18:00:00Z", "remind_at": None,
-        "priority": 2, "recurrence_rule": None, "tags": ["bench", "work"], "parent_task_id": None,
-        "user_id": str(user_id), "version": 2, "created_at": "2026-12-01T08:00:00Z",
-        "updated_at": "2026-12-01T08:00:00Z", **fields,
-    }
+    return TaskObjectFactory(
+        title=f"Task number {index}", description="Benchmark task", due_date="2026-12-20T18:00:00Z", priority=2,
+        tags=["bench", "work"], user_id=str(user_id), version=2, created_at="2026-12-01T08:00:00Z", **fields,
+    )
 
 
 # Each builder returns (the event to consume, the sync event the services logged with it): the

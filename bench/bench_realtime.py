@@ -23,8 +23,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.error import URLError
-from urllib.request import urlopen
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -45,17 +43,14 @@ from events.transports.kafka.admin import create_topics, delete_topics  # noqa: 
 from events.topics import TOPICS, topic_name  # noqa: E402
 from tasks.accounts.tokens import issue  # noqa: E402
 from tasks.models import User  # noqa: E402
+from tasks.accounts.tokens import issue  # noqa: E402
+from testing.ports import free_port  # noqa: E402
+from testing.processes import serves  # noqa: E402
+from testing.stats import percentile  # noqa: E402
+from testing.waits import wait_until  # noqa: E402
 
 MAX_IN_FLIGHT = 256
 DELIVERY_GRACE_SECONDS = 15
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_processes(port, web_workers, log_dir):
@@ -74,17 +69,6 @@ def start_processes(port, web_workers, log_dir):
         name: subprocess.Popen(command, cwd=REPO, env=env, stdout=open(log_dir / f"{name}.log", "w"), stderr=subprocess.STDOUT)
         for name, command in commands.items()
     }
-
-
-def wait_until_serving(port, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return
-        except (URLError, OSError):
-            time.sleep(0.2)
-    raise SystemExit("the web process did not start; see its log")
 
 
 class Receiver:
@@ -142,11 +126,6 @@ async def create_tasks(client, rate, count, answered):
     return time.perf_counter() - started, errors
 
 
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
-
-
 async def measure(port, token, rates, seconds):
     receiver = Receiver()
     receiver.connected = asyncio.Event()
@@ -189,7 +168,7 @@ def main():
     port = free_port()
     processes = start_processes(port, args.web_workers, log_dir)
     try:
-        wait_until_serving(port)
+        wait_until(lambda: serves(f"http://127.0.0.1:{port}"), 60, "the web process (see its log)")
         results = asyncio.run(measure(port, token, args.rates, args.seconds))
     finally:
         for process in processes.values():

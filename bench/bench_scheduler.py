@@ -14,16 +14,13 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 import uuid
 from datetime import timedelta
 
 from scratch import REPO, scratch_environment
 
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+from testing.stats import percentile
+from testing.waits import wait_until
 
 
 def reminders(count, remind_at_of, user_id):
@@ -84,11 +81,13 @@ def wait_until_fired(group, scheduler, timeout=120):
     from notifications.models import ScheduledReminder
 
     ids = [reminder.pk for reminder in group]
-    deadline = time.monotonic() + timeout
-    while ScheduledReminder.objects.filter(pk__in=ids, status="fired").count() < len(ids):
-        if time.monotonic() > deadline or scheduler.poll() is not None:
-            raise SystemExit(f"the scheduler did not fire {len(ids):,} reminders within {timeout} s")
-        time.sleep(0.2)
+    wait_until(
+        lambda: scheduler.poll() is not None
+        or ScheduledReminder.objects.filter(pk__in=ids, status="fired").count() == len(ids),
+        timeout, f"the scheduler firing {len(ids):,} reminders",
+    )
+    if scheduler.poll() is not None:
+        raise SystemExit(f"the scheduler exited before it fired {len(ids):,} reminders")
 
 
 def main():

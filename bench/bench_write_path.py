@@ -30,16 +30,9 @@ from pathlib import Path
 
 from scratch import REPO, scratch_environment, stop_all
 
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+from testing.ports import free_port
+from testing.stats import percentile
+from testing.waits import wait_until
 
 
 class Api:
@@ -56,14 +49,6 @@ class Api:
         if response.status >= 300:
             raise RuntimeError(f"POST {path}: {response.status} {payload[:200]!r}")
         return json.loads(payload)
-
-
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def answers(port):

@@ -3,7 +3,7 @@
     python bench/drill.py [--seconds 30] [--rate 10]        (make drill)
 
 Everything runs on PRIVATE infrastructure, as in bench/faults.py (whose harness this reuses): a
-PostgreSQL cluster and a Kafka broker of its own, the event-carrying processes of the Procfile
+PostgreSQL cluster and a Kafka broker of its own, the event-carrying processes of `make run`
 as subprocesses, the shared Redis under a private channel prefix.
 
 Two legitimate users, alice and bob, each keep a WebSocket open and change their tasks through
@@ -48,16 +48,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.faults import PrivateStack, free_port, procfile_processes, wait_for  # noqa: E402
+from testing.ports import free_port  # noqa: E402
+from testing.processes import serves  # noqa: E402
+from testing.stack import PrivateStack  # noqa: E402
+from testing.stats import percentile  # noqa: E402
+from testing.system import event_processes  # noqa: E402
+from testing.waits import wait_until  # noqa: E402
 
 PASSWORD = "drill-passphrase-1"
 SETTLE_SECONDS = 60
 MARK = "drill-attack"  # the key of every raw message the attacker produces, to find its dead letters
-
-
-def percentile(values, fraction):
-    ordered = sorted(values)
-    return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
 
 
 # ---------------------------------------------------------------------------------------------- legit users
@@ -554,8 +554,8 @@ def checks(owners, attacker, phases, processes, topic_name):
     rows.append(("forgeries dead-lettered", "recurrence (2), audit (2), scheduler (1), notifications (1), realtime (1)",
                  f"{sum(forged_types.values())} dead letters of type ForgedEvent", sum(forged_types.values()) >= 7))
 
-    restarted = {name: p.self_exits for name, p in processes.items() if p.self_exits or not p.alive()}
-    rows.append(("no process went down", ", ".join(processes), f"exited: {restarted or 'none'}", not restarted))
+    exited = {name: p.process.returncode for name, p in processes.items() if not p.alive()}
+    rows.append(("no process went down", ", ".join(processes), f"exited: {exited or 'none'}", not exited))
     return rows
 
 
@@ -586,18 +586,12 @@ def main():
     logging.getLogger("httpx").setLevel(logging.WARNING)
     web_port = free_port()
     base_url, ws_url = f"http://127.0.0.1:{web_port}", f"ws://127.0.0.1:{web_port}/ws/sync/"
-    processes = procfile_processes(env, web_port, workdir)
+    processes = event_processes(workdir, env, web_port)
     for process in processes.values():
         process.start()
 
-    def web_ready():
-        try:
-            return httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_for(web_ready, 90, "web")
+        wait_until(lambda: serves(base_url), 90, "web")
         accounts = {}
         for name in ("alice", "bob", "mallory"):
             answer = httpx.post(f"{base_url}/api/auth/register/", timeout=30, json={
@@ -617,7 +611,7 @@ def main():
                     and Notification.objects.filter(task_id__in=due).count() >= len(due))
 
         try:
-            wait_for(settled, SETTLE_SECONDS, "settling")
+            wait_until(settled, SETTLE_SECONDS, "settling", interval=0.25)
             # The consumers work through the attacker's backlog of junk: every raw message dead-lettered.
             deadline = time.monotonic() + SETTLE_SECONDS
             while dead_letter_tally(attacker, topic_name)[2] and time.monotonic() < deadline:

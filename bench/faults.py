@@ -5,8 +5,8 @@
 Everything runs on loopback and on PRIVATE infrastructure, so the shared Kafka/PostgreSQL of
 other work are never touched: a PostgreSQL cluster initdb'ed into a temporary directory (run
 as the `postgres` OS user when we are root), a single-node Kafka broker from the cached jars
-(tests/kafka_broker.py), and the processes of the Procfile that carry events (web, relay,
-audit, recurrence, notifications, scheduler, realtime) as subprocesses pointed at them (Redis,
+(testing/stack.py), and the processes of `make run` that carry events (testing/system.py: web,
+relay and every registered consumer's) as subprocesses pointed at them (Redis,
 which only carries WebSocket pushes, is the shared one under a private channel prefix).
 
 A workload of several thousand task changes goes through the HTTP API at a paced rate from
@@ -35,9 +35,6 @@ import os
 import queue
 import random
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -48,167 +45,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))[-1]
+from testing.ports import free_port  # noqa: E402
+from testing.processes import serves  # noqa: E402
+from testing.stack import PrivateStack  # noqa: E402
+from testing.system import event_processes  # noqa: E402
+from testing.waits import wait_until  # noqa: E402
+
 SETTLE_SECONDS = 180
 REQUEST_ATTEMPTS = 60  # per change; 0.5 s apart: rides out a PostgreSQL or web restart
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout}s")
-        time.sleep(0.25)
-
-
-class PrivatePostgres:
-    """A throw-away cluster on a free port; `kill()` is SIGKILL of the postmaster and its backends."""
-
-    def __init__(self, workdir):
-        self.workdir = Path(workdir)
-        self.data = self.workdir / "pgdata"
-        self.port = free_port()
-        self.as_root = os.getuid() == 0
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.as_root:
-            shutil.chown(self.workdir, "postgres", "postgres")
-        self._run([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-E", "UTF8", "--no-locale",
-                   "--auth=trust"], check=True, capture_output=True, timeout=120)
-        with open(self.data / "postgresql.conf", "a") as conf:
-            conf.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.workdir}'\n"
-                       "max_connections = 200\nfsync = on\n")
-        self.process = None
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/faults"
-
-    def _run(self, args, **kwargs):
-        return subprocess.run(args, user="postgres" if self.as_root else None, cwd="/", **kwargs)
-
-    def start(self):
-        log = open(self.workdir / "postgres.log", "ab")
-        self.process = subprocess.Popen(
-            [str(PG_BIN / "postgres"), "-D", str(self.data)], user="postgres" if self.as_root else None, cwd="/",
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        log.close()
-        wait_for(self.answers, 120, "private PostgreSQL")
-
-    def answers(self):
-        return subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]).returncode == 0
-
-    def kill(self):
-        os.killpg(self.process.pid, signal.SIGKILL)  # its own session: the postmaster and every backend
-        self.process.wait(30)
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # fast shutdown
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-class PrivateStack:
-    """A private PostgreSQL cluster and Kafka broker in ``workdir``, and the environment that points
-    the project's processes (and, from here on, this one) at them under a namespace of their own.
-
-    ``start()`` brings both up, migrates and creates the topics, then sets Django up in this process.
-    """
-
-    def __init__(self, workdir, name, **extra_env):
-        from tests.kafka_broker import PrivateKafkaBroker
-
-        self.workdir = Path(workdir)
-        self.postgres = PrivatePostgres(self.workdir / "postgres")
-        self.broker = PrivateKafkaBroker(self.workdir / "kafka")
-        prefix = f"{name}-{os.getpid()}-"
-        self.env = {
-            **os.environ,
-            "DEBUG": "true",  # a development run on loopback: no HTTPS-only settings, a development key
-            "DATABASE_URL": self.postgres.url,
-            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
-            "KAFKA_TOPIC_PREFIX": prefix,
-            "KAFKA_GROUP_PREFIX": prefix,
-            "CHANNEL_LAYER_PREFIX": prefix,
-            "RATELIMIT_CACHE_PREFIX": f"{prefix}rl:",  # the shared Redis: counters of this run only
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-            "DJANGO_SETTINGS_MODULE": "todo_project.settings",
-            **extra_env,
-        }
-        # Before anything reads Django settings: this process, too, talks only to the private servers.
-        os.environ.update({k: self.env[k] for k in ("DEBUG", "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS",
-                                                    "KAFKA_TOPIC_PREFIX", "KAFKA_GROUP_PREFIX", "CHANNEL_LAYER_PREFIX",
-                                                    "RATELIMIT_CACHE_PREFIX", "DJANGO_SETTINGS_MODULE")})
-
-    def start(self):
-        self.postgres.start()
-        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.postgres.port), "-U", "postgres",
-                        "faults"], check=True)
-        self.broker.start()
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=self.env, check=True)
-        subprocess.run([sys.executable, "manage.py", "create_topics"], cwd=REPO, env=self.env, check=True,
-                       stdout=subprocess.DEVNULL)
-        import django
-
-        django.setup()
-
-    def stop(self):
-        self.broker.stop()
-        self.postgres.stop()
-
-
-class Process:
-    """One line of the Procfile, restartable; the log accumulates across restarts."""
-
-    def __init__(self, name, command, env, logdir):
-        self.name, self.command, self.env = name, command, env
-        self.log_path = Path(logdir) / f"{name}.log"
-        self.process = None
-        self.self_exits = 0
-
-    def start(self):
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-
-    def alive(self):
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self):
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(30)
-
-    def stop(self):
-        if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def procfile_processes(env, web_port, logdir):
-    manage = [sys.executable, "manage.py"]
-    uvicorn = str(Path(sys.executable).parent / "uvicorn")
-    commands = {
-        "web": [uvicorn, "todo_project.asgi:application", "--host", "127.0.0.1", "--port", str(web_port),
-                "--no-access-log", "--timeout-graceful-shutdown", "5"],
-        "relay": manage + ["relay_outbox"],
-        "audit": manage + ["run_consumer", "audit"],
-        "recurrence": manage + ["run_consumer", "recurrence"],
-        "notifications": manage + ["run_consumer", "notifications"],
-        "scheduler": manage + ["run_scheduler"],
-        "realtime": manage + ["run_consumer", "realtime"],
-    }
-    web_env = {**env, "DATABASE_POOL_MAX_SIZE": "10"}
-    return {name: Process(name, cmd, web_env if name == "web" else env, logdir) for name, cmd in commands.items()}
 
 
 class Workload:
@@ -338,33 +182,30 @@ def main():
     connections.close_all()
 
     web_port = free_port()
-    processes = procfile_processes(env, web_port, workdir)
+    base_url = f"http://127.0.0.1:{web_port}"
+    processes = event_processes(workdir, env, web_port)
     for process in processes.values():
         process.start()
-
-    import httpx
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     def web_ready():
-        try:
-            return httpx.get(f"http://127.0.0.1:{web_port}/healthz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
+        return serves(base_url)
 
-    wait_for(web_ready, 60, "web")
+    wait_until(web_ready, 60, "web")
     started = time.monotonic()
-    workload = Workload(f"http://127.0.0.1:{web_port}", token, args.changes, args.rate)
+    workload = Workload(base_url, token, args.changes, args.rate)
     load = threading.Thread(target=workload.run, daemon=True)
     load.start()
 
     injected = []
+    self_exits = collections.Counter()
 
     def supervise():
         """Restart what exited on its own (a process manager's job), counting it."""
-        for process in processes.values():
+        for name, process in processes.items():
             if not process.alive():
-                process.self_exits += 1
+                self_exits[name] += 1
                 process.start()
 
     def fault(target, kill, restart, ready):
@@ -374,12 +215,13 @@ def main():
         kill()
         time.sleep(2)  # down long enough for work to pile up and clients to notice
         restart()
-        wait_for(ready, 180, f"{target} back")
+        wait_until(ready, 180, f"{target} back")
         injected.append((target, "SIGKILL + restart", round(time.monotonic() - t0, 1)))
         print(f"  killed and restarted {target} at t={t0 - started:.0f}s; back after {injected[-1][2]} s", flush=True)
 
     try:
-        for name in ("relay", "audit", "recurrence", "notifications", "scheduler", "realtime", "web"):
+        # Every process in turn, the web app last (the workload's own door).
+        for name in sorted(processes, key=lambda name: name == "web"):
             process = processes[name]
             fault(name, process.kill, process.start, web_ready if name == "web" else process.alive)
         fault("kafka broker", broker.kill, lambda: broker.start(), broker.answers)
@@ -394,7 +236,7 @@ def main():
             process.stop()
         stack.stop()
 
-    print_report(args, injected, workload, processes, outcome, time.monotonic() - started)
+    print_report(args, injected, workload, self_exits, outcome, time.monotonic() - started)
     if all(ok for _, _, _, ok in outcome):
         shutil.rmtree(workdir, ignore_errors=True)
         return 0
@@ -430,7 +272,7 @@ def settle_and_check(workload, processes, supervise):
             return False
 
     try:
-        wait_for(settled, SETTLE_SECONDS, "settling")
+        wait_until(settled, SETTLE_SECONDS, "settling", interval=0.25)
     except TimeoutError as error:
         print(f"  {error}; checking anyway", flush=True)
     time.sleep(3)  # let any straggling duplicate land before counting
@@ -444,7 +286,7 @@ def check(due_before):
     from events.models import OutboxEvent
     from notifications.models import Notification
     from tasks.models import Task
-    from tests.kafka_reader import TopicReader
+    from testing.kafka import TopicReader
 
     outcome = []
     outbox = {str(e): (t, topic) for e, t, topic in OutboxEvent.objects.values_list("event_id", "event_type", "topic")}
@@ -507,7 +349,7 @@ def check(due_before):
     return outcome
 
 
-def print_report(args, injected, workload, processes, outcome, elapsed):
+def print_report(args, injected, workload, self_exits, outcome, elapsed):
     print()
     print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM; "
           f"drill {elapsed:.0f} s")
@@ -517,8 +359,7 @@ def print_report(args, injected, workload, processes, outcome, elapsed):
     print(f"{'injected fault':<22} {'how':<20} {'back after (s)':>14}")
     for target, how, seconds in injected:
         print(f"{target:<22} {how:<20} {seconds:>14}")
-    exits = {name: p.self_exits for name, p in processes.items() if p.self_exits}
-    print(f"processes that exited on their own and were restarted: {exits or 'none'}")
+    print(f"processes that exited on their own and were restarted: {dict(self_exits) or 'none'}")
     print()
     print(f"{'check':<22} {'scope':<38} {'found':<62} result")
     for name, scope, found, ok in outcome:

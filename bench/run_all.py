@@ -6,12 +6,12 @@ On a scratch database and topic namespace (bench/scratch.py), with the shared in
 
 1. write path: create-task requests/s and p50/p99 response time, with --clients keep-alive
    clients for --seconds, three ways in turn on the same machine: (a) events switched off
-   (EVENTS_ENABLED=false: the task services skip emitting; benchmark only), (b) ours: the
-   outbox row in the request's transaction, published by relay_outbox, (c) the seed's way:
-   a blocking produce + flush to Kafka inside the request (bench/sync_publish_asgi.py, a
-   benchmark-only entry point). Ratios against (a) and (b).
-2. the system as `make run` starts it (the Procfile's processes: web, relay, audit, realtime,
-   scheduler, notifications, recurrence, celery worker and beat), then freshness: one client
+   (OUTBOX_WRITER=bench.outbox_writers.discard: the events are dropped), (b) ours: the outbox
+   row in the request's transaction, published by relay_outbox, (c) the seed's way: a blocking
+   produce + flush to Kafka inside the request (bench.outbox_writers.produce_and_flush). The
+   baselines are selected from outside, by the OUTBOX_WRITER setting. Ratios against (a) and (b).
+2. the system as `make run` starts it (web, relay, every registered consumer's process, celery
+   worker and beat), then freshness: one client
    creates tasks at each --rates (open loop), and for each task the time from the HTTP 201 to
    (i) its task.created arriving at a Kafka consumer and (ii) its sync.task_changed arriving
    at a second WebSocket client of the same user; p50/p99 and the rate actually achieved.
@@ -37,19 +37,16 @@ from pathlib import Path
 from scratch import REPO, scratch_environment, stop_all
 
 sys.path.insert(0, str(REPO / "bench"))
-from bench_write_path import Api, answers, free_port, percentile, throughput, wait_until  # noqa: E402
+from bench_write_path import Api, answers, throughput  # noqa: E402
+
+from testing.ports import free_port  # noqa: E402
+from testing.stats import percentile  # noqa: E402
+from testing.system import event_commands, system_process  # noqa: E402
+from testing.waits import wait_until  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 RESULTS_JSON = REPO / "bench" / "results.json"
 RESULTS_PNG = REPO / "bench" / "results.png"
-PROCFILE_WORKERS = {
-    "relay": ["manage.py", "relay_outbox"],
-    "audit": ["manage.py", "run_consumer", "audit"],
-    "realtime": ["manage.py", "run_consumer", "realtime"],
-    "scheduler": ["manage.py", "run_scheduler"],
-    "notifications": ["manage.py", "run_consumer", "notifications"],
-    "recurrence": ["manage.py", "run_consumer", "recurrence"],
-}
 
 
 class PeakRss:
@@ -120,9 +117,10 @@ def uvicorn(app, port):
 
 def write_path(env, args, log_dir):
     modes = [
-        ("events off", "todo_project.asgi:application", {"EVENTS_ENABLED": "false"}, False),
+        ("events off", "todo_project.asgi:application", {"OUTBOX_WRITER": "bench.outbox_writers.discard"}, False),
         ("outbox + relay (ours)", "todo_project.asgi:application", {}, True),
-        ("sync produce+flush (seed)", "bench.sync_publish_asgi:application", {}, False),
+        ("sync produce+flush (seed)", "todo_project.asgi:application",
+         {"OUTBOX_WRITER": "bench.outbox_writers.produce_and_flush"}, False),
     ]
     results = {}
     for label, app, extra, with_relay in modes:
@@ -243,7 +241,9 @@ def system_and_freshness(env, args, log_dir):
     port = free_port()
     web_env = {**env, "DATABASE_POOL_MAX_SIZE": "10"}
     processes = [start(uvicorn("todo_project.asgi:application", port), web_env, log_dir, "web")]
-    processes += [start([sys.executable, *command], env, log_dir, name) for name, command in PROCFILE_WORKERS.items()]
+    # The relay and every registered consumer's process, as `make run` starts them (testing.system).
+    processes += [system_process(name, command, log_dir, env).start().process
+                  for name, command in event_commands().items() if name != "web"]
     processes += [
         start([str(VENV_BIN / "celery"), "-A", "todo_project", "worker", "--loglevel=WARNING", "--concurrency=1",
                "--without-mingle", "--without-gossip"], env, log_dir, "worker"),

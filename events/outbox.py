@@ -1,16 +1,21 @@
 """The transactional outbox: the one way anything in the system publishes an event.
 
 ``emit`` writes the event into ``OutboxEvent`` inside the caller's transaction, so the event
-exists if and only if the change it describes committed. ``relay_outbox`` (events/relay.py)
+exists if and only if the change it describes committed. The writer is the OUTBOX_WRITER
+setting (``write_rows``); only the benchmarks select another, for their baselines
+(bench/outbox_writers.py), so the write path itself knows nothing of them. ``relay_outbox`` (events/relay.py)
 then publishes committed rows to Kafka in ``id`` order; a trigger (migration 0002) NOTIFYs it
 at commit. ``retry_parked`` un-parks rows the relay parked (the command and the admin action).
 """
 
 import json
 from datetime import timedelta
+from functools import lru_cache
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from events.models import OutboxEvent
 from events.retention import purge_in_batches
@@ -51,7 +56,18 @@ def emit(event, *, key):
 
 
 def emit_all(keyed_events):
-    """``emit`` for a sequence of ``(event, key)`` pairs in one INSERT; ids follow their order."""
+    """``emit`` for a sequence of ``(event, key)`` pairs; returns one item per event (its row)."""
+    return outbox_writer(settings.OUTBOX_WRITER)(keyed_events)
+
+
+@lru_cache
+def outbox_writer(dotted_path):
+    """The function that OUTBOX_WRITER names: ``writer([(event, key), ...]) -> [row, ...]``."""
+    return import_string(dotted_path)
+
+
+def write_rows(keyed_events):
+    """The outbox writer: the events' rows in one INSERT, ids in their order (see ``emit``)."""
     if not connection.in_atomic_block:
         raise NotInTransaction("emit() must run inside transaction.atomic() with the change it describes")
     rows = []

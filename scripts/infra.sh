@@ -2,6 +2,7 @@
 # Local infrastructure for development and tests: Kafka, PostgreSQL, Redis.
 #
 #   bash scripts/infra.sh up      # start (or reuse) everything, idempotent
+#   bash scripts/infra.sh stores  # PostgreSQL and Redis only (make test-fast: no Kafka)
 #   bash scripts/infra.sh down    # stop only what this script started
 #   bash scripts/infra.sh status  # one line per service
 #
@@ -571,7 +572,7 @@ redis_status() {
 # ----------------------------------------------------------------- main ----
 
 usage() {
-  echo "usage: $0 up|down|status|kafka-jars" >&2
+  echo "usage: $0 up|stores|down|status|kafka-jars" >&2
   exit 2
 }
 
@@ -585,6 +586,12 @@ main() {
       pg_up
       redis_up
       say "all services up in $((SECONDS - start))s"
+      ;;
+    stores)
+      local start=$SECONDS
+      pg_up
+      redis_up
+      say "PostgreSQL and Redis up in $((SECONDS - start))s"
       ;;
     down)
       kafka_down

@@ -9,11 +9,15 @@ process that exits, backs off when it keeps failing to start, logs each exit and
 terminal, and stops everything, process groups included, on Ctrl-C or SIGTERM. circus does the
 same but brings ZeroMQ and Tornado along.
 
-The Procfile stays the one list of processes: this script turns each of its lines into a
-``[program:<name>]`` section, so there is no second copy to keep in step. Each command runs
-through ``/bin/sh`` as honcho ran it (``${VAR:-default}`` and ``VAR=value`` prefixes keep
-working), with ``exec env`` so that the supervised pid is the worker itself and a ``kill -9`` of
-the worker is seen, and answered, by supervisord.
+The processes are the Procfile's lines plus one ``python manage.py run_consumer <name>`` for each
+consumer of the registry (events/registry.py) that no Procfile line names: a consumer's process
+is derived from its registry entry, so adding a consumer touches its handler and its entry only;
+a Procfile line of the same name replaces the derived one (``scheduler`` runs ``run_scheduler``,
+its clock beside its consumer). ``system_processes`` is that list, for the drills too; this
+script turns each into a ``[program:<name>]`` section, so there is no second copy to keep in
+step. Each command runs through ``/bin/sh`` as honcho ran it (``${VAR:-default}`` and
+``VAR=value`` prefixes keep working), with ``exec env`` so that the supervised pid is the worker
+itself and a ``kill -9`` of the worker is seen, and answered, by supervisord.
 
 supervisord writes a child's output to files or, unprefixed, to its own stdout. To keep the
 output of each process readable and named as honcho printed it (``12:00:00 audit | ...``),
@@ -56,6 +60,31 @@ def read_procfile(path):
             raise SystemExit(f"{path}:{number}: not a 'name: command' line: {line!r}")
         processes.append((match["name"], match["command"].strip()))
     return processes
+
+
+def registered_consumers():
+    """The names of the registry's consumers (importing the registry needs no database or broker)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "todo_project.settings")
+    from events.registry import CONSUMERS
+
+    return list(CONSUMERS)
+
+
+def system_processes(procfile=REPO / "Procfile"):
+    """The ``(name, command)`` pairs of `make run`: the Procfile's, then ``run_consumer <name>`` for
+    each registered consumer that no Procfile line names."""
+    processes = read_procfile(procfile)
+    named = {name for name, _ in processes}
+    return processes + [
+        (name, f"python manage.py run_consumer {name}") for name in registered_consumers() if name not in named
+    ]
+
+
+def shell_command(command):
+    """A process's command as ``/bin/sh -c`` runs it: ``exec env`` makes the command itself the pid."""
+    return "exec env " + command
 
 
 def quote(value):
@@ -104,7 +133,7 @@ stderr_logfile_maxbytes = 0
     for name, command in processes:
         sections.append(
             f"""[program:{name}]
-command = /bin/sh -c {quote(shell_quote("exec env " + command))}
+command = /bin/sh -c {quote(shell_quote(shell_command(command)))}
 autorestart = true
 startsecs = {STARTSECS}
 startretries = {STARTRETRIES}
@@ -126,7 +155,7 @@ def shell_quote(text):
 
 
 def run(procfile):
-    processes = read_procfile(procfile)
+    processes = system_processes(procfile)
     run_dir = REPO / ".cache" / "run" / f"supervisor-{os.environ.get('WEB_PORT', '8000')}"
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_dir / "supervisord.conf"

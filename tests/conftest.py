@@ -1,47 +1,76 @@
-"""Test-wide fixtures: every run gets its own Kafka topics and consumer groups.
+"""Test-wide set-up: this run's namespaces on the shared services, and the two tiers of the suite.
 
 The suite talks to the real Kafka, PostgreSQL and Redis that `make test` provisioned. A random
-prefix keeps this run's topics and groups apart from a `make run` on the same broker and from
-earlier runs; the topics are deleted again at the end.
+prefix of this run (of each xdist worker) keeps its channel-layer groups, rate-limit counters,
+celery queue and, for the tests that use Kafka, its topics and consumer groups apart from a
+`make run` on the same servers and from other runs; the topics are deleted again at the end.
+
+Tiers. A test is ``e2e`` when it uses a fixture that needs the Kafka broker or starts processes,
+servers or a browser (``E2E_FIXTURES``, directly or through another fixture): the mark is set at
+collection from the fixtures, nobody writes it by hand except on a test that starts a process in
+its body. Every other test is in the fast tier (`make test-fast`: ``-m "not e2e"``, PostgreSQL and
+Redis only) and cannot reach a broker: KAFKA_BOOTSTRAP_SERVERS points where nobody listens, so a
+test that uses Kafka without asking for ``kafka_namespace`` (or a fixture built on it) fails in
+both tiers alike instead of touching the shared broker outside its namespace.
 """
 
 import os
-import socket
 import uuid
 
 import pytest
-from django.conf import settings
 
-from events.transports.kafka.admin import create_topics, delete_topics
-from events.topics import TOPICS, topic_name
+from testing.ports import free_port as any_free_port
 from todo_project.celery import app as celery_app
+
+E2E_FIXTURES = frozenset({
+    "kafka_namespace", "isolated_kafka", "private_kafka",  # the broker
+    "outbox_relay", "relay_processes", "workers", "web_server", "celery_worker", "production_web",  # processes
+    "live_server", "system", "browser",  # servers and a browser
+})
+BROKER_OUT_OF_REACH = "127.0.0.1:9"  # the discard port: nothing speaks Kafka there
+
+# Fixtures shared by the tests of several apps: kafka_namespace, isolated_kafka, private_kafka,
+# outbox_relay, relay_processes, workers, web_server (tests/fixtures.py); dapr_sidecar, dapr_delivery.
+pytest_plugins = ["tests.fixtures", "tests.events.dapr_helpers"]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if E2E_FIXTURES.intersection(item.fixturenames):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def kafka_namespace():
+def run_prefix():
+    """This run's namespace on the shared Redis (channel-layer groups, rate limits) and Kafka."""
+    from django.conf import settings
+
     prefix = f"test-{uuid.uuid4().hex[:8]}-"
-    settings.KAFKA_TOPIC_PREFIX = prefix
-    settings.KAFKA_GROUP_PREFIX = prefix
-    # Processes that tests start (make run, workers) inherit the same namespace.
-    os.environ["KAFKA_TOPIC_PREFIX"] = prefix
-    os.environ["KAFKA_GROUP_PREFIX"] = prefix
-    # Channel-layer groups ("user.<id>") too: parallel runs reuse user ids on the same Redis.
+    # Channel-layer groups ("user.<id>"): parallel runs reuse user ids on the same Redis.
     settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = prefix
-    os.environ["CHANNEL_LAYER_PREFIX"] = prefix
-    create_topics()
-    yield prefix
-    delete_topics([topic_name(spec.base_name) for spec in TOPICS])
+    os.environ["CHANNEL_LAYER_PREFIX"] = prefix  # and the processes tests start
+    return prefix
 
 
 @pytest.fixture(autouse=True)
-def rate_limit_counters(settings, monkeypatch, kafka_namespace):
+def fast_tier(request, settings):
+    """A fast-tier test sees no broker (see the module docstring), and hashes passwords cheaply: it
+    runs in this process only, while the processes an e2e test starts must verify its users'
+    passwords with the project's own hashers."""
+    if request.node.get_closest_marker("e2e") is None:
+        settings.KAFKA_BOOTSTRAP_SERVERS = BROKER_OUT_OF_REACH
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def rate_limit_counters(settings, monkeypatch, run_prefix):
     """Each test counts its sign-ins, registrations and reminders afresh, under the default limits.
 
     The suite registers many users from 127.0.0.1; counters carried over from earlier tests (or
     from a `make run` on the same Redis) would refuse them. A fresh key prefix per test, also for
     the servers a test starts, keeps the counters apart; old keys expire with their window.
     """
-    prefix = f"{kafka_namespace}rl-{uuid.uuid4().hex[:8]}:"
+    prefix = f"{run_prefix}rl-{uuid.uuid4().hex[:8]}:"
     settings.RATELIMIT_CACHE_PREFIX = prefix
     monkeypatch.setenv("RATELIMIT_CACHE_PREFIX", prefix)
     return prefix
@@ -61,17 +90,4 @@ def celery_queue():
 
 @pytest.fixture
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# Fixtures shared by the tests of several apps: isolated_kafka, private_kafka, outbox_relay,
-# relay_processes, workers, dapr_sidecar.
-pytest_plugins = [
-    "tests.events.kafka_helpers",
-    "tests.kafka_broker",
-    "tests.outbox_relay",
-    "tests.processes",
-    "tests.events.dapr_helpers",
-]
+    return any_free_port()

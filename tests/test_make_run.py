@@ -3,14 +3,14 @@ every process it started."""
 
 import os
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
 
-REPO = Path(__file__).resolve().parent.parent
+from testing import ports
+from testing.processes import REPO, serves
+from testing.waits import wait_for
 
 
 def processes_in_session(session_id):
@@ -29,24 +29,6 @@ def processes_in_session(session_id):
     return found
 
 
-def wait_for(condition, timeout, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(interval)
-    return condition()
-
-
-def healthz(port):
-    try:
-        with urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-            return response.status == 200 and b'"ok"' in response.read()
-    except (URLError, OSError):
-        return False
-
-
 def processes_running(session_id, *argv_tail):
     """Pids of the session whose command line ends with ``argv_tail`` (e.g. "run_consumer", "audit")."""
     found = []
@@ -60,12 +42,6 @@ def processes_running(session_id, *argv_tail):
     return found
 
 
-def unused_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def mail_page(port):
     try:
         with urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
@@ -74,15 +50,15 @@ def mail_page(port):
         return False
 
 
-def test_make_run_restarts_a_killed_worker_keeps_serving_and_ctrl_c_leaves_no_process_behind(free_port, tmp_path):
+def test_make_run_restarts_a_killed_worker_keeps_serving_and_ctrl_c_leaves_no_process_behind(free_port, tmp_path, kafka_namespace):
     # Appending: make, supervisord and its output listener all write to this file; none overwrites another.
     log = (tmp_path / "make-run.log").open("a+")
-    mail_port = unused_port()
+    mail_port = ports.free_port()
     # Ports of its own for the mail catcher too, apart from any other `make run` on this machine.
     env = {
         **os.environ,
         "WEB_PORT": str(free_port),
-        "EMAIL_PORT": str(unused_port()),
+        "EMAIL_PORT": str(ports.free_port()),
         "MAIL_CATCHER_HTTP_PORT": str(mail_port),
     }
     make = subprocess.Popen(["make", "run"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -92,7 +68,7 @@ def test_make_run_restarts_a_killed_worker_keeps_serving_and_ctrl_c_leaves_no_pr
         return log.read()
 
     try:
-        assert wait_for(lambda: healthz(free_port), timeout=180), output()
+        assert wait_for(lambda: serves(f"http://127.0.0.1:{free_port}"), timeout=180), output()
         assert wait_for(lambda: mail_page(mail_port), timeout=30), output()
         audit = wait_for(lambda: processes_running(make.pid, "run_consumer", "audit"), timeout=30)
         assert len(audit) == 1, output()
@@ -102,7 +78,7 @@ def test_make_run_restarts_a_killed_worker_keeps_serving_and_ctrl_c_leaves_no_pr
 
         def audit_is_back():
             nonlocal web_served_throughout
-            web_served_throughout &= healthz(free_port)
+            web_served_throughout &= serves(f"http://127.0.0.1:{free_port}")
             restarted = [pid for pid in processes_running(make.pid, "run_consumer", "audit") if pid != audit[0]]
             return restarted and "success: audit entered RUNNING state" in output().split("exited: audit", 1)[-1]
 
@@ -114,7 +90,7 @@ def test_make_run_restarts_a_killed_worker_keeps_serving_and_ctrl_c_leaves_no_pr
         os.killpg(make.pid, signal.SIGINT)
         make.wait(timeout=60)
         assert wait_for(lambda: not processes_in_session(make.pid), timeout=30), processes_in_session(make.pid)
-        assert not healthz(free_port) and not mail_page(mail_port)
+        assert not serves(f"http://127.0.0.1:{free_port}") and not mail_page(mail_port)
     finally:
         # supervisord gives each process a process group of its own, but they all stay in this session.
         for pid in processes_in_session(make.pid):

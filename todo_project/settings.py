@@ -227,9 +227,9 @@ METRICS_PORT = env_int("METRICS_PORT", 0)
 METRICS_ADDR = env("METRICS_ADDR", "0.0.0.0")
 
 EVENT_TRANSPORT = env("EVENT_TRANSPORT", "kafka")
-# Benchmarks only (bench/run_all.py's "events off" baseline): false makes the task services skip
-# emitting events altogether, so nothing reaches Kafka. Never turn it off in a real deployment.
-EVENTS_ENABLED = env_bool("EVENTS_ENABLED", True)
+# The function that stores emitted events (events/outbox.py): the outbox rows. Benchmarks only select
+# another for their baselines (bench/outbox_writers.py: none, the seed's produce+flush); never change it.
+OUTBOX_WRITER = env("OUTBOX_WRITER", "events.outbox.write_rows")
 if EVENT_TRANSPORT not in {"kafka", "dapr"}:
     raise ImproperlyConfigured(f"EVENT_TRANSPORT={EVENT_TRANSPORT!r}: use kafka or dapr")
 # With EVENT_TRANSPORT=dapr the outbox relay publishes through its Dapr sidecar: the sidecar

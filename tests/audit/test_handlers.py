@@ -18,12 +18,9 @@ from events.topics import TASK_EVENTS, topic_name
 from tasks.events import EventContext
 from tasks.models import User
 from tasks.services import task_complete, task_create, task_delete, task_update
-from tests.events.kafka_helpers import (
-    TestProducer,
-    running,
-    task_event,
-    wait_for,
-)
+from testing.factories import UserFactory, task_event
+from testing.kafka import TestProducer, running
+from testing.waits import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,7 +29,7 @@ API = EventContext(source="todo-api", correlation_id="req-1")
 
 @pytest.fixture
 def owner():
-    return User.objects.create_user("owner", password="pw-123456")
+    return UserFactory(username="owner")
 
 
 def real_task_events(user):

@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from events.models import OutboxEvent
-from tests.outbox_relay import outbox_rows
+from testing.outbox import outbox_rows
 
 pytestmark = pytest.mark.django_db
 

@@ -24,7 +24,7 @@ def tail(topic, until_key):
     return [line for line in lines if line["key"] == until_key]
 
 
-def test_a_published_event_is_tailed_back_with_its_key_headers_and_value():
+def test_a_published_event_is_tailed_back_with_its_key_headers_and_value(kafka_namespace):
     event = reminder_due()
     out = io.StringIO()
     call_command("publish_event", "reminders", json.dumps(event), stdout=out)
@@ -34,7 +34,7 @@ def test_a_published_event_is_tailed_back_with_its_key_headers_and_value():
     assert line["headers"] == {"event_type": "reminder.due", "event_id": event["event_id"]}
 
 
-def test_publish_refuses_what_is_not_an_event_of_the_contract_unless_told_not_to_validate():
+def test_publish_refuses_what_is_not_an_event_of_the_contract_unless_told_not_to_validate(kafka_namespace):
     with pytest.raises(CommandError, match="not JSON"):
         call_command("publish_event", "task-events", "{oops")
     with pytest.raises(CommandError, match="must contain"):

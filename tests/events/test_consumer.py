@@ -22,15 +22,9 @@ from events.models import ProcessedEvent
 from events.registry import ConsumerSpec, get_consumer
 from events.schemas import ForgedEvent
 from events.topics import TASK_EVENTS, group_name, topic_name
-from tests.events.kafka_helpers import (
-    TestProducer,
-    message_count,
-    read_topic,
-    run_in_main_thread,
-    running,
-    task_event,
-    wait_for,
-)
+from testing.factories import task_event
+from testing.kafka import TestProducer, message_count, read_topic, run_in_main_thread, running
+from testing.waits import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

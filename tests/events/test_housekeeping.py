@@ -10,9 +10,9 @@ from django_celery_beat.models import PeriodicTask
 from events import retention
 from events.models import OutboxEvent, ProcessedEvent
 from events.tasks import purge_processed_events, purge_sent_outbox
-from tests.db_statements import rows_deleted_per_statement
-from tests.events.kafka_helpers import wait_for
-from tests.processes import Worker, worker_environment
+from testing.db import rows_deleted_per_statement
+from testing.processes import Process, program, worker_environment
+from testing.waits import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,14 +70,16 @@ def test_every_housekeeping_task_is_on_the_beat_schedule():
     assert {"events.purge_sent_outbox", "events.purge_processed_events", "notifications.fire_stuck_reminders"} <= scheduled
 
 
+@pytest.mark.e2e  # starts a server process in its body
 def test_a_celery_worker_runs_a_housekeeping_task_sent_through_redis(tmp_path):
     old = outbox_row(timedelta(days=2))
     queue = f"test-{uuid.uuid4().hex[:8]}"  # this test's own queue: no other worker takes its task
-    worker = Worker.command(
-        ["celery", "-A", "todo_project", "worker", "-Q", queue, "--concurrency=1", "--without-mingle", "--without-gossip"],
+    worker = Process(
+        program("celery", "-A", "todo_project", "worker", "-Q", queue, "--concurrency=1", "--without-mingle",
+                "--without-gossip"),
         tmp_path / "celery.log",
         worker_environment(),
-    )
+    ).start()
     try:
         purge_sent_outbox.apply_async(queue=queue)
         assert wait_for(lambda: not OutboxEvent.objects.filter(pk=old).exists(), timeout=90), worker.log()

@@ -18,20 +18,14 @@ from events.topics import topic_name
 from tasks import services
 from tasks.events import EventContext
 from tasks.models import User
-from tests.kafka_reader import read_events
-from tests.outbox_relay import outbox_rows, relay_thread, sync_event
+from testing.factories import sync_task_changed
+from testing.kafka import read_events
+from testing.outbox import outbox_rows, relay_thread
+from testing.waits import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CONTEXT = EventContext(source="todo-api", correlation_id="relay-test")
-
-
-def wait_for(condition, timeout, message):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s: {message}")
-        time.sleep(0.1)
 
 
 def unsent():
@@ -41,25 +35,25 @@ def unsent():
 def test_a_committed_row_reaches_kafka_with_key_headers_and_exact_payload_then_is_marked_sent(outbox_relay):
     task_id = str(uuid.uuid4())
     with transaction.atomic():
-        row = emit(sync_event(task_id), key=task_id)
+        row = emit(sync_task_changed(task_id), key=task_id)
     [message] = read_events([row.event_id], topics=["task-updates"])
     assert message.key == task_id
     assert message.headers == {"event_type": "sync.task_changed", "event_id": str(row.event_id)}
-    assert message.event == sync_event(task_id) | {"event_id": str(row.event_id), "timestamp": message.event["timestamp"]}
-    wait_for(lambda: OutboxEvent.objects.get(pk=row.pk).sent_at is not None, 30, "row marked sent")
+    assert message.event == sync_task_changed(task_id) | {"event_id": str(row.event_id), "timestamp": message.event["timestamp"]}
+    wait_until(lambda: OutboxEvent.objects.get(pk=row.pk).sent_at is not None, 30, "row marked sent")
 
 
-def test_the_relay_wakes_at_commit_not_at_its_polling_interval():
+def test_the_relay_wakes_at_commit_not_at_its_polling_interval(kafka_namespace):
     with relay_thread(poll_interval=60):
         time.sleep(0)  # let the thread start; the first round below is what is timed
-        wait_for(lambda: unsent() == 0, 30, "relay idle")
+        wait_until(lambda: unsent() == 0, 30, "relay idle")
         latencies = []
         for _ in range(5):
             task_id = str(uuid.uuid4())
             with transaction.atomic():
-                row = emit(sync_event(task_id), key=task_id)
+                row = emit(sync_task_changed(task_id), key=task_id)
             committed = time.monotonic()
-            wait_for(lambda: OutboxEvent.objects.filter(pk=row.pk, sent_at__isnull=False).exists(), 30, "sent")
+            wait_until(lambda: OutboxEvent.objects.filter(pk=row.pk, sent_at__isnull=False).exists(), 30, "sent")
             latencies.append(time.monotonic() - committed)
     # Far below the 60 s poll: NOTIFY woke the relay (generous bound for a busy 2-core machine).
     assert max(latencies) < 5, latencies
@@ -96,17 +90,17 @@ def test_while_kafka_is_down_events_wait_and_then_arrive_exactly_once_in_order(p
     user = User.objects.create_user("down", password="x")
     tasks = [services.task_create(user=user, context=CONTEXT, title=f"task {i}") for i in range(5)]
     tasks = change_tasks(tasks, rounds=3, start=1)
-    wait_for(lambda: unsent() == 0, 90, "relay publishing to the private broker")
+    wait_until(lambda: unsent() == 0, 90, "relay publishing to the private broker")
 
     private_kafka.kill()
     tasks = change_tasks(tasks, rounds=5, start=4)
-    wait_for(lambda: "Kafka does not acknowledge" in relay.log(), 90, "relay noticing the broker is down")
+    wait_until(lambda: "Kafka does not acknowledge" in relay.log(), 90, "relay noticing the broker is down")
     assert relay.process.poll() is None, relay.log()
     assert unsent() > 0
 
     private_kafka.start()
     tasks = change_tasks(tasks, rounds=2, start=9)
-    wait_for(lambda: unsent() == 0, 120, f"relay catching up after the broker came back\n{relay.log()}")
+    wait_until(lambda: unsent() == 0, 120, f"relay catching up after the broker came back\n{relay.log()}")
     assert "Kafka acknowledges again" in relay.log()
 
     event_ids = all_event_ids()
@@ -122,7 +116,7 @@ def test_while_kafka_is_down_events_wait_and_then_arrive_exactly_once_in_order(p
 
 def test_two_relays_side_by_side_keep_per_task_order_and_the_standby_takes_over(relay_processes):
     first, second = relay_processes(2)
-    wait_for(lambda: "leader" in first.log() + second.log() and "standby" in first.log() + second.log(), 60,
+    wait_until(lambda: "leader" in first.log() + second.log() and "standby" in first.log() + second.log(), 60,
              "one leader and one standby")
     leader, standby = (first, second) if "leader" in first.log() else (second, first)
 
@@ -131,8 +125,8 @@ def test_two_relays_side_by_side_keep_per_task_order_and_the_standby_takes_over(
     tasks = change_tasks(tasks, rounds=4, start=1)
     leader.kill()  # mid-stream, without a goodbye: its session lock dies with it
     tasks = change_tasks(tasks, rounds=4, start=5)
-    wait_for(lambda: "leader" in standby.log(), 60, "the standby taking over")
-    wait_for(lambda: unsent() == 0, 90, "everything published")
+    wait_until(lambda: "leader" in standby.log(), 60, "the standby taking over")
+    wait_until(lambda: unsent() == 0, 90, "everything published")
 
     messages = read_events(all_event_ids(), timeout=90)
     # A killed leader may leave acknowledged-but-unmarked rows that its successor re-sends:
@@ -145,11 +139,11 @@ def test_two_relays_side_by_side_keep_per_task_order_and_the_standby_takes_over(
 
 def test_sigterm_stops_a_relay_waiting_for_an_absent_broker_and_leaves_its_events_unsent(relay_processes, free_port):
     [relay] = relay_processes(1, bootstrap_servers=f"127.0.0.1:{free_port}")  # nothing listens there
-    wait_for(lambda: "leader" in relay.log(), 60, "the relay leading")
+    wait_until(lambda: "leader" in relay.log(), 60, "the relay leading")
     task_id = str(uuid.uuid4())
     with transaction.atomic():
-        emit(sync_event(task_id), key=task_id)
-    wait_for(lambda: "Kafka does not acknowledge" in relay.log(), 60, "the relay waiting for Kafka")
+        emit(sync_task_changed(task_id), key=task_id)
+    wait_until(lambda: "Kafka does not acknowledge" in relay.log(), 60, "the relay waiting for Kafka")
     started = time.monotonic()
     assert relay.stop(timeout=60) == 0, relay.log()
     assert time.monotonic() - started < 30
@@ -160,9 +154,9 @@ def test_sigterm_stops_a_relay_waiting_for_an_absent_broker_and_leaves_its_event
 def test_in_dapr_mode_the_relay_posts_raw_payloads_keyed_by_task_to_the_sidecar(dapr_sidecar):
     task_id = str(uuid.uuid4())
     with transaction.atomic():
-        rows = [emit(sync_event(task_id), key=task_id) for _ in range(3)]
+        rows = [emit(sync_task_changed(task_id), key=task_id) for _ in range(3)]
     with relay_thread():
-        wait_for(lambda: unsent() == 0, 30, "rows published through the sidecar")
+        wait_until(lambda: unsent() == 0, 30, "rows published through the sidecar")
     # Byte for byte what the Kafka transport produces (row.payload.encode()), in the task's order.
     assert [request["body"] for request in dapr_sidecar.requests] == [row.payload.encode() for row in rows]
     for request, row in zip(dapr_sidecar.requests, rows):
@@ -180,9 +174,9 @@ def test_in_dapr_mode_a_failed_publish_is_retried_before_anything_after_it(dapr_
     dapr_sidecar.failures = [500, 500]
     task_id = str(uuid.uuid4())
     with transaction.atomic():
-        first, second = (emit(sync_event(task_id), key=task_id) for _ in range(2))
+        first, second = (emit(sync_task_changed(task_id), key=task_id) for _ in range(2))
     with relay_thread():
-        wait_for(lambda: unsent() == 0, 30, "rows published after the failures")
+        wait_until(lambda: unsent() == 0, 30, "rows published after the failures")
     bodies = [request["body"].decode() for request in dapr_sidecar.requests]
     assert bodies == [first.payload, first.payload, first.payload, second.payload]
 
@@ -204,8 +198,8 @@ def test_a_row_kafka_refuses_at_produce_is_parked_and_holds_back_only_later_rows
     first_other, big, after_big, second_other, of_third = outbox_rows(
         (other, ""), (big_task, "A" * 1_000_000), (big_task, "later"), (other, "again"), (third, ""),
     )
-    wait_for(lambda: fresh(big).parked_at is not None, 60, "the oversized row parked")
-    wait_for(lambda: all(fresh(row).sent_at for row in (first_other, second_other, of_third)), 60,
+    wait_until(lambda: fresh(big).parked_at is not None, 60, "the oversized row parked")
+    wait_until(lambda: all(fresh(row).sent_at for row in (first_other, second_other, of_third)), 60,
              "the other tasks' events published")
     assert outbox_relay.leading  # still the leader, not crashed
 
@@ -219,7 +213,7 @@ def test_a_row_kafka_refuses_at_produce_is_parked_and_holds_back_only_later_rows
 
     # Still relaying: a new event of another task goes straight through.
     [later_event] = outbox_rows((third, "new"))
-    wait_for(lambda: fresh(later_event).sent_at is not None, 30, "a new event published")
+    wait_until(lambda: fresh(later_event).sent_at is not None, 30, "a new event published")
     assert fresh(after_big).sent_at is None
 
 
@@ -237,28 +231,28 @@ def set_topic_limit(base_topic, max_message_bytes):
         [described] = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic_name(base_topic))]).values()
         return described.result(timeout=30)["max.message.bytes"].value == str(max_message_bytes)
 
-    wait_for(applied, 30, f"max.message.bytes={max_message_bytes} applied")
+    wait_until(applied, 30, f"max.message.bytes={max_message_bytes} applied")
 
 
 def test_a_broker_refusal_parks_the_row_and_retry_parked_publishes_it_then_its_successors_in_order(isolated_kafka):
     culprit_task, other = str(uuid.uuid4()), str(uuid.uuid4())
     with relay_thread():
         [warm_up] = outbox_rows((other, "warm-up"))  # the relay's producer now exists, with the default limit
-        wait_for(lambda: fresh(warm_up).sent_at is not None, 60, "the warm-up row published")
+        wait_until(lambda: fresh(warm_up).sent_at is not None, 60, "the warm-up row published")
         # Lowered behind the producer's back: now only the broker knows, and it refuses a batch.
         set_topic_limit("task-updates", 4096)
         big, after_big, of_other, last_of_big = outbox_rows(
             (culprit_task, "B" * 20_000), (culprit_task, "later"), (other, "meanwhile"), (culprit_task, "last"),
         )
-        wait_for(lambda: fresh(big).parked_at is not None, 60, "the refused row parked")
-        wait_for(lambda: fresh(of_other).sent_at is not None, 60, "the other task's event published")
+        wait_until(lambda: fresh(big).parked_at is not None, 60, "the refused row parked")
+        wait_until(lambda: fresh(of_other).sent_at is not None, 60, "the other task's event published")
         assert "MSG_SIZE_TOO_LARGE" in fresh(big).park_reason
         assert {row.pk for row in OutboxEvent.objects.held()} == {after_big.pk, last_of_big.pk}
         assert OutboxEvent.objects.parked().count() == 1  # the batch-mates were not parked with it
 
         set_topic_limit("task-updates", 1_048_588)  # the cause, fixed
         call_command("retry_parked", "--id", str(big.pk))
-        wait_for(lambda: all(fresh(row).sent_at for row in (big, after_big, last_of_big)), 60,
+        wait_until(lambda: all(fresh(row).sent_at for row in (big, after_big, last_of_big)), 60,
                  "the parked row and its successors published")
     assert not OutboxEvent.objects.parked().exists()
     assert "MSG_SIZE_TOO_LARGE" in fresh(big).park_reason  # kept as history
@@ -292,7 +286,7 @@ def test_in_dapr_mode_a_refused_message_is_parked_and_only_its_task_waits(dapr_s
     dapr_sidecar.failures = [(403, {"errorCode": "ERR_PUBSUB_FORBIDDEN", "message": "topic is not allowed"})]
     refused, after_refused, of_other = outbox_rows((refused_task, ""), (refused_task, "later"), (other, ""))
     with relay_thread():
-        wait_for(lambda: fresh(of_other).sent_at is not None, 30, "the other task's event published")
+        wait_until(lambda: fresh(of_other).sent_at is not None, 30, "the other task's event published")
         assert "403" in fresh(refused).park_reason and "ERR_PUBSUB_FORBIDDEN" in fresh(refused).park_reason
     bodies = [request["body"].decode() for request in dapr_sidecar.requests]
     assert bodies == [refused.payload, of_other.payload]  # the refused task's later row was never sent
@@ -310,7 +304,7 @@ def test_in_dapr_mode_a_broker_refusal_relayed_by_the_sidecar_parks_but_a_broker
     ]
     [row] = outbox_rows((task_id, ""))
     with relay_thread():
-        wait_for(lambda: fresh(row).parked_at is not None, 30, "the row parked at the third answer")
+        wait_until(lambda: fresh(row).parked_at is not None, 30, "the row parked at the third answer")
     assert len(dapr_sidecar.requests) == 3  # two outages retried, then the refusal
     assert "too large" in fresh(row).park_reason
 
@@ -320,7 +314,7 @@ def test_in_dapr_mode_an_unreachable_sidecar_parks_nothing(settings, free_port, 
     settings.DAPR_HTTP_PORT = free_port  # nothing listens there
     [row] = outbox_rows((str(uuid.uuid4()), ""))
     with relay_thread():
-        wait_for(lambda: "unreachable" in caplog.text, 30, "the relay noticing the outage")
+        wait_until(lambda: "unreachable" in caplog.text, 30, "the relay noticing the outage")
     assert fresh(row).parked_at is None and fresh(row).sent_at is None
 
 

@@ -12,14 +12,9 @@ from events.core.headers import DLQ_TRUNCATED
 from events.core.retry import RetryPolicy
 from events.registry import ConsumerSpec
 from events.topics import TASK_EVENTS
-from tests.events.kafka_helpers import (
-    TestProducer,
-    message_count,
-    read_topic,
-    running,
-    task_event,
-    wait_for,
-)
+from testing.factories import task_event
+from testing.kafka import TestProducer, message_count, read_topic, running
+from testing.waits import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,14 +17,9 @@ from django.core.management.base import CommandError
 from audit.models import AuditEntry
 from events.models import ProcessedEvent
 from events.topics import TASK_EVENTS, group_name
-from tests.events.kafka_helpers import (
-    TestProducer,
-    committed_offsets,
-    end_offsets,
-    read_topic,
-    task_event,
-    wait_for,
-)
+from testing.factories import task_event
+from testing.kafka import TestProducer, committed_offsets, end_offsets, read_topic
+from testing.waits import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,12 +11,9 @@ from events.consumer import ConsumerRuntime
 from events.registry import ConsumerSpec
 from events.topics import TASK_EVENTS
 from events.worker_http import start_worker_http_server
-from tests.events.kafka_helpers import (
-    TestProducer,
-    running,
-    task_event,
-    wait_for,
-)
+from testing.factories import task_event
+from testing.kafka import TestProducer, running
+from testing.waits import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

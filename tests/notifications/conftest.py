@@ -10,9 +10,9 @@ from django.utils import timezone
 from events.schemas import make_event, utc_timestamp
 from notifications.models import ScheduledReminder
 from notifications.scheduler import reminder_due_data
-from tasks.models import User
 from tests.notifications.smtp_server import SMTPServer
-from tests.processes import Worker, worker_environment
+from testing.factories import UserFactory
+from testing.processes import Process, program, worker_environment
 
 
 @pytest.fixture
@@ -38,11 +38,12 @@ def celery_worker(transactional_db, tmp_path, celery_queue):
     started = []
 
     def start(**env):
-        worker = Worker.command(
-            ["celery", "-A", "todo_project", "worker", "-Q", celery_queue, "--pool=solo", "--without-mingle", "--without-gossip"],
+        worker = Process(
+            program("celery", "-A", "todo_project", "worker", "-Q", celery_queue, "--pool=solo", "--without-mingle",
+                    "--without-gossip"),
             tmp_path / f"celery-{len(started)}.log",
             worker_environment(EMAIL_HOST="127.0.0.1", **{name: str(value) for name, value in env.items()}),
-        )
+        ).start()
         started.append(worker)
         return worker
 
@@ -52,9 +53,7 @@ def celery_worker(transactional_db, tmp_path, celery_queue):
 
 
 def confirmed_user(username, **fields):
-    return User.objects.create_user(
-        username, email=f"{username}@example.org", password="pw-123456", email_confirmed_at=timezone.now(), **fields
-    )
+    return UserFactory(username=username, password="pw-123456", email_confirmed_at=timezone.now(), **fields)
 
 
 def fired_reminder(user, title="Renew passport", due_in=timedelta(hours=1)):

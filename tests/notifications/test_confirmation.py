@@ -11,7 +11,7 @@ from notifications import mail
 from notifications.confirmation import SALT, confirmation_token
 from notifications.models import OutgoingEmail
 from tasks.models import User
-from tests.events.kafka_helpers import wait_for
+from testing.waits import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

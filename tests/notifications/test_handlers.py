@@ -20,7 +20,8 @@ from notifications import mail
 from notifications.models import Notification, OutgoingEmail, ScheduledReminder
 from notifications.services import deliver_reminder
 from notifications.tasks import send_email_task
-from tests.events.kafka_helpers import TestProducer, end_offsets, read_topic, running, wait_for
+from testing.kafka import TestProducer, end_offsets, read_topic, running
+from testing.waits import wait_for
 from tests.notifications.conftest import confirmed_user, fired_reminder, forged_reminder_due
 from tests.notifications.smtp_server import SMTPServer
 from todo_project.asgi import application

@@ -1,20 +1,15 @@
 """`make run`'s mail catcher: what Django's SMTP backend sends to it shows on its page."""
 
 import os
-import socket
-import time
 from urllib.error import URLError
 from urllib.request import urlopen
 
+import pytest
 from django.core.mail import EmailMessage, get_connection
 
-from tests.processes import Worker
-
-
-def unused_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from testing.ports import free_port
+from testing.processes import Process, manage
+from testing.waits import wait_for
 
 
 def page(port):
@@ -25,20 +20,14 @@ def page(port):
         return None
 
 
-def poll(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return result
-
-
+@pytest.mark.e2e  # starts a server process in its body
 def test_an_email_sent_through_djangos_smtp_backend_shows_on_the_catchers_page(tmp_path):
-    smtp_port, http_port = unused_port(), unused_port()
+    smtp_port, http_port = free_port(), free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "EMAIL_PORT": str(smtp_port)}
     env["MAIL_CATCHER_HTTP_PORT"] = str(http_port)
-    catcher = Worker(["run_mail_catcher"], tmp_path / "mail.log", env)
+    catcher = Process(manage("run_mail_catcher"), tmp_path / "mail.log", env).start()
     try:
-        assert poll(lambda: page(http_port) and "No e-mail caught yet" in page(http_port), timeout=30), catcher.log()
+        assert wait_for(lambda: page(http_port) and "No e-mail caught yet" in page(http_port), timeout=30), catcher.log()
 
         connection = get_connection("django.core.mail.backends.smtp.EmailBackend", host="127.0.0.1", port=smtp_port)
         EmailMessage(
@@ -49,7 +38,7 @@ def test_an_email_sent_through_djangos_smtp_backend_shows_on_the_catchers_page(t
             connection=connection,
         ).send()
 
-        shown = poll(lambda: (text := page(http_port)) and "Pay the rent." in text and text, timeout=10)
+        shown = wait_for(lambda: (text := page(http_port)) and "Pay the rent." in text and text, timeout=10)
         assert shown, page(http_port)
         assert "Reminder: &lt;Pay&gt; the rent &amp; call" in shown  # escaped, not markup
         assert "ines@example.org" in shown and "Caught e-mails (1)" in shown

@@ -13,7 +13,8 @@ from django.utils import timezone
 from notifications.models import Notification, ScheduledReminder
 from tasks.events import EventContext
 from tasks.services import task_complete, task_create, task_delete, task_update
-from tests.events.kafka_helpers import read_topic, wait_for
+from testing.kafka import read_topic
+from testing.waits import wait_for
 from tests.notifications.conftest import confirmed_user
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,7 +8,6 @@ consumer would.
 
 import json
 import threading
-import time
 import uuid
 from datetime import timedelta
 
@@ -24,6 +23,7 @@ from notifications.tasks import fire_stuck_reminders
 from tasks.events import EventContext, reminder_id
 from tasks.models import Task, User
 from tasks.services import task_complete, task_create, task_update
+from testing.waits import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,15 +82,6 @@ def status(event):
 
 def due_events():
     return list(OutboxEvent.objects.filter(event_type="reminder.due").order_by("id"))
-
-
-def wait_for(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.02)
-    return condition()
 
 
 @pytest.fixture

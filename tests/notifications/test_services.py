@@ -15,7 +15,7 @@ from notifications.models import Notification, OutgoingEmail
 from notifications.services import deliver_reminder
 from tasks.models import User
 from tasks.realtime.groups import user_group_name
-from tests.events.kafka_helpers import wait_for
+from testing.waits import wait_for
 from tests.notifications.conftest import confirmed_user
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -20,7 +20,7 @@ from recurrence.services import create_next_occurrence
 from tasks.events import EventContext, task_event, task_object
 from tasks.models import Task, User
 from tasks.services import task_complete, task_create, task_delete, task_reopen, task_update
-from tests.events.kafka_helpers import TestProducer, read_topic, running
+from testing.kafka import TestProducer, read_topic, running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -23,8 +23,9 @@ from events.topics import TASK_EVENTS, topic_name
 from notifications.models import Notification
 from tasks.models import User
 from tests.events.dapr_helpers import APP_API_TOKEN
-from tests.events.kafka_helpers import task_event, wait_for
-from tests.processes import Worker, worker_environment
+from testing.factories import task_event
+from testing.processes import Process, program, worker_environment
+from testing.waits import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -136,9 +137,10 @@ def test_an_envelope_whose_topic_is_not_a_string_is_recorded_under_the_consumers
 
 def delivery_process(tmp_path, port, **env):
     command = ["uvicorn", "todo_project.delivery_asgi:application", "--host", "127.0.0.1", "--port", str(port)]
-    return Worker.command(command, tmp_path / "delivery.log", worker_environment(**env))
+    return Process(program(*command), tmp_path / "delivery.log", worker_environment(**env)).start()
 
 
+@pytest.mark.e2e  # starts a server process in its body
 @pytest.mark.parametrize(
     ("env", "named"),
     [
@@ -154,6 +156,7 @@ def test_the_delivery_application_refuses_to_start_and_says_what_to_set(tmp_path
     assert "ImproperlyConfigured" in process.log() and named in process.log()
 
 
+@pytest.mark.e2e  # starts a server process in its body
 def test_the_delivery_process_serves_probes_and_refuses_tokenless_deliveries(tmp_path, free_port, victim):
     process = delivery_process(
         tmp_path, free_port, EVENT_TRANSPORT="dapr", DAPR_APP_API_TOKEN="s3cret", DAPR_CONSUMERS="notifications"

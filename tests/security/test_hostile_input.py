@@ -20,6 +20,7 @@ from events.schemas import DESCRIPTION_MAX_LENGTH, MAX_TAGS, TAG_MAX_LENGTH, TIT
 from tasks import services
 from tasks.events import EventContext
 from tasks.models import Task
+from testing.waits import wait_for
 from tests.tasks.chat.test_mcp_server import registered
 from tests.tasks.conftest import register
 
@@ -210,18 +211,17 @@ def test_the_chat_refuses_a_message_too_long_and_one_that_is_not_a_string(alice,
 
 def _requests_blocked_on_the_row(count, deadline=30.0):
     """Wait until ``count`` backends of this database wait for a lock (the test holds the row's)."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
+
+    def blocked():
         with connection.cursor() as cursor:
             # Inside a transaction PostgreSQL reads its statistics views from one snapshot: renew it.
             cursor.execute("SELECT pg_stat_clear_snapshot()")
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
             )
-            if cursor.fetchone()[0] >= count:
-                return
-        time.sleep(0.02)
-    raise AssertionError(f"{count} requests did not reach the row lock")
+            return cursor.fetchone()[0] >= count
+
+    assert wait_for(blocked, deadline, interval=0.02), f"{count} requests did not reach the row lock"
 
 
 def _in_threads(calls):

@@ -27,7 +27,9 @@ from tasks.accounts.tokens import issue
 from tasks.events import EventContext, reminder_id
 from tasks.models import Task, User
 from tasks.services import task_complete, task_create, task_update
-from tests.events.kafka_helpers import TestProducer, committed_offsets, end_offsets, read_topic, running, wait_for
+from tasks.accounts.tokens import issue
+from testing.kafka import TestProducer, committed_offsets, end_offsets, read_topic, running
+from testing.waits import wait_for
 from todo_project.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)

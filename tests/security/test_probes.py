@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from events.worker_http import start_worker_http_server
-from tests.events.kafka_helpers import wait_for
-from tests.processes import Worker, worker_environment
+from testing.processes import Process, program, wait_until_serving, worker_environment
+from testing.waits import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,21 +26,14 @@ def get_json(url):
         return error.code, json.loads(error.read())
 
 
+@pytest.mark.e2e  # starts a server process in its body
 def test_a_web_process_without_its_database_is_unready_and_says_only_which_check_failed(tmp_path, free_port):
     unreachable = "postgres://todo:hunter2@127.0.0.1:1/nowhere"  # nothing listens on port 1
     command = ["uvicorn", "todo_project.asgi:application", "--host", "127.0.0.1", "--port", str(free_port)]
-    web = Worker.command(command, tmp_path / "web.log", {**worker_environment(), "DATABASE_URL": unreachable})
+    web = Process(program(*command), tmp_path / "web.log", {**worker_environment(), "DATABASE_URL": unreachable}).start()
     url = f"http://127.0.0.1:{free_port}"
-
-    def answers():
-        assert web.process.poll() is None, web.log()
-        try:
-            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        assert wait_for(answers, timeout=60), web.log()
+        wait_until_serving(url, web)
         response = httpx.get(f"{url}/readyz", timeout=15)
         assert response.status_code == 503
         checks = {"database": "error", "redis": "ok", "kafka": "ok"}
@@ -51,7 +44,7 @@ def test_a_web_process_without_its_database_is_unready_and_says_only_which_check
         web.stop()
 
 
-def test_a_worker_without_kafka_is_unready_and_says_only_which_check_failed(free_port, settings):
+def test_a_worker_without_kafka_is_unready_and_says_only_which_check_failed(free_port, settings, kafka_namespace):
     settings.READINESS_CACHE_SECONDS = 0
     settings.READINESS_TIMEOUT_SECONDS = 1
     server = start_worker_http_server(free_port, lambda: (True, "ok"), addr="127.0.0.1")

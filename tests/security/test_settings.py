@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from tests.helm.test_chart import helm, render  # noqa: F401 - helm is the fixture that builds it
-from tests.events.kafka_helpers import wait_for
-from tests.outbox_relay import test_database_url
-from tests.processes import REPO, Worker
+from testing.db import database_url
+from testing.processes import REPO, Process, program, wait_until_serving
+from testing.waits import wait_for
 from todo_project.health import urlpatterns
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -100,20 +100,12 @@ def production_web(free_port, tmp_path):
 
     def start(**env):
         environment = {**BARE_ENVIRONMENT, "DEBUG": "false", "SECRET_KEY": SECRET_KEY,
-                       "DATABASE_URL": test_database_url(), **env}
+                       "DATABASE_URL": database_url(), **env}
         command = ["uvicorn", "todo_project.asgi:application", "--host", "127.0.0.1", "--port", str(free_port)]
-        web = Worker.command(command, tmp_path / f"web-{len(started)}.log", environment)
+        web = Process(program(*command), tmp_path / f"web-{len(started)}.log", environment).start()
         started.append(web)
         url = f"http://127.0.0.1:{free_port}"
-
-        def serving():
-            assert web.process.poll() is None, web.log()
-            try:
-                return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        assert wait_for(serving, timeout=60), web.log()
+        wait_until_serving(url, web)
         return url, web
 
     yield start

@@ -12,7 +12,7 @@ from events import retention
 from tasks import sync
 from tasks.models import SyncLogPurge, TaskChange, User
 from tasks.tasks import clear_expired_sessions, purge_old_sync_changes
-from tests.db_statements import rows_deleted_per_statement
+from testing.db import rows_deleted_per_statement
 
 pytestmark = pytest.mark.django_db
 

@@ -143,11 +143,3 @@ def test_invalid_changes_raise_field_errors_and_emit_nothing(user):
         services.task_create(user=user, context=CONTEXT, title="x", due_date=SOON, recurrence_rule="FREQ=SOMETIMES")
     assert "recurrence_rule" in error.value.message_dict
     assert not OutboxEvent.objects.exists()
-
-
-def test_with_events_disabled_for_benchmarks_a_change_is_saved_but_emits_nothing(user, settings):
-    settings.EVENTS_ENABLED = False
-    task = services.task_create(user=user, context=CONTEXT, title="quiet", due_date=SOON, remind_at=SOON)
-    services.task_update(task=task, context=CONTEXT, title="still quiet")
-    assert Task.objects.get(pk=task.pk).version == 2
-    assert not OutboxEvent.objects.exists()

@@ -18,7 +18,7 @@ from events.models import OutboxEvent
 from events.schemas import json_schema
 from tasks import services
 from tasks.events import reminder_id
-from tests.kafka_reader import TopicReader, read_events
+from testing.kafka import TopicReader, read_events
 from tests.tasks.test_services import CONTEXT, SOON, types, user  # noqa: F401 (user is a fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)

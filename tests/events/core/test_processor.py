@@ -25,7 +25,7 @@ from events.models import ProcessedEvent
 from events.registry import ConsumerSpec, get_consumer
 from events.schemas import ForgedEvent
 from events.topics import TASK_EVENTS, group_name, topic_name
-from tests.events.kafka_helpers import task_event
+from testing.factories import task_event
 
 # Plain test transactions: the processor's own transactions nest in them as savepoints, and nothing
 # here needs a commit (no NOTIFY, no on_commit hook). A handler failure, though, makes the processor

@@ -20,7 +20,7 @@ from events.models import ProcessedEvent
 from events.registry import CONSUMERS, ConsumerSpec
 from events.topics import REMINDERS, TASK_EVENTS, TASK_UPDATES, group_name, topic_name
 from events.transports import dapr
-from tests.events.kafka_helpers import task_event
+from testing.factories import task_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

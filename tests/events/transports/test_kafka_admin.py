@@ -11,13 +11,7 @@ from django.core.management import call_command
 from events.transports.kafka.admin import admin_client, delete_topics
 from events.transports.kafka.config import client_config, producer_config
 from events.topics import TOPICS, topic_name
-
-def wait_for(condition, timeout, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while (result := condition()) is None and time.monotonic() < deadline:
-        time.sleep(interval)
-    return result
-
+from testing.waits import wait_for
 
 CONTRACT_TOPICS = {"task-events", "reminders", "task-updates", "task-events.dlq", "reminders.dlq", "task-updates.dlq"}
 
@@ -48,7 +42,7 @@ def test_a_message_produced_to_the_broker_is_consumed_back(kafka_namespace):
 
 
 @pytest.fixture
-def fresh_prefix(settings):
+def fresh_prefix(settings, kafka_namespace):
     prefix = f"test-topics-{uuid.uuid4().hex[:8]}-"
     settings.KAFKA_TOPIC_PREFIX = prefix
     yield prefix

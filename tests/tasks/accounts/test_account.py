@@ -4,7 +4,7 @@ door is rate-limited and never tells whether an address has an account."""
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from django.test import Client
@@ -18,9 +18,9 @@ from recurrence.services import create_next_occurrence
 from tasks.accounts import tokens
 from tasks.accounts.services import user_change_timezone
 from tasks.events import EventContext
-from tasks.models import Task, User
+from tasks.models import User
 from tasks.services import task_complete, task_create
-from tests.events.kafka_helpers import wait_for
+from testing.waits import wait_for
 from tests.notifications.conftest import celery_worker, confirmed_user, smtp  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,6 +10,7 @@ from audit.models import AuditEntry
 from tasks.events import EventContext
 from tasks.models import Task, User
 from tasks.services import task_create, task_update
+from testing.waits import wait_for
 from tests.tasks.web.test_web_browser import (  # noqa: F401 (fixtures)
     PASSWORD,
     browser,
@@ -18,7 +19,6 @@ from tests.tasks.web.test_web_browser import (  # noqa: F401 (fixtures)
     signed_in_page,
     system,
     task_item,
-    wait_for,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)

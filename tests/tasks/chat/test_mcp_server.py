@@ -16,8 +16,10 @@ from tasks.accounts.services import user_register
 from tasks.accounts.tokens import issue
 from tasks.chat.tools import TOOLS
 from tasks.models import Task
-from tests.events.kafka_helpers import read_topic
-from tests.processes import Worker, worker_environment
+from tasks.accounts.services import user_register
+from tasks.accounts.tokens import issue
+from testing.kafka import read_topic
+from testing.processes import Process, manage, worker_environment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +29,7 @@ PASSWORD = "a-long-passphrase"
 @pytest.fixture
 def server(web_server, tmp_path):
     """The web server (uvicorn) on this test's database, plus the outbox relay."""
-    relay = Worker(["relay_outbox", "--poll-interval", "0.2"], tmp_path / "relay.log", worker_environment())
+    relay = Process(manage("relay_outbox", "--poll-interval", "0.2"), tmp_path / "relay.log", worker_environment()).start()
     try:
         yield web_server
     finally:

@@ -10,7 +10,8 @@ from mcp import Client, StdioServerParameters
 from tasks.accounts.services import user_register
 from tasks.chat.tools import TOOL_NAMES
 from tasks.models import Task
-from tests.processes import REPO, worker_environment
+from tasks.accounts.services import user_register
+from testing.processes import REPO, worker_environment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,6 +23,7 @@ def server_parameters(username):
     )
 
 
+@pytest.mark.e2e  # starts a server process in its body
 def test_a_stdio_client_lists_the_tools_and_acts_for_the_named_user_only():
     alice = user_register(username="alice", password="a-long-passphrase")
     bob = user_register(username="bob", password="a-long-passphrase")
@@ -42,6 +44,7 @@ def test_a_stdio_client_lists_the_tools_and_acts_for_the_named_user_only():
     assert Task.objects.get(title="buy milk").user_id == alice.id
 
 
+@pytest.mark.e2e  # starts a server process in its body
 def test_an_unknown_user_is_refused_before_serving():
     result = subprocess.run(
         [sys.executable, "manage.py", "mcp_stdio", "--user", "nobody"], cwd=REPO, env=worker_environment(),

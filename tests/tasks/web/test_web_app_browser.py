@@ -16,9 +16,10 @@ from events.models import OutboxEvent
 from tasks import services
 from tasks.events import EventContext
 from tasks.models import Task, User
+from testing.waits import wait_for
 from tests.tasks.web.test_web_browser import (  # noqa: F401 (fixtures)
     ARTIFACTS, LIVE_TIMEOUT_MS, PASSWORD, WARM_UP_TIMEOUT_MS, browser, in_thread, shoot, signed_in_page, system,
-    task_item, wait_for,
+    task_item,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)

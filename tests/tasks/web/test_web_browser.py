@@ -1,23 +1,17 @@
 """The web app end to end, in real headless Chromium against the real processes.
 
-The web server (uvicorn), the outbox relay, the realtime bridge, the audit consumer and (when
-present) the reminder scheduler and notification service run as subprocesses on this test's
-database, topics and channel-layer namespace, exactly as `make run` starts them. Screenshots
+The processes of `make run` that carry events (the web server, the outbox relay and every
+registered consumer's: testing.system) run as subprocesses on this test's database, topics and
+channel-layer namespace, exactly as `make run` starts them. Screenshots
 go to test-artifacts/ (git-ignored).
 """
 
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from pathlib import Path
-from urllib.error import URLError
-from urllib.request import urlopen
 
 import pytest
 from django.db import connections
@@ -26,7 +20,9 @@ from playwright.sync_api import expect, sync_playwright
 
 from notifications.services import deliver_reminder
 from tasks.models import Task, User
-from tests.outbox_relay import test_database_url
+from testing.processes import serves, worker_environment
+from testing.system import event_processes
+from testing.waits import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,59 +54,24 @@ def in_thread(function, *args, **kwargs):
         return executor.submit(call).result()
 
 
-def wait_for(condition, timeout, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
-
-
-def serves(port):
-    try:
-        with urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-            return response.status == 200
-    except (URLError, OSError):
-        return False
-
-
-@contextmanager
-def process(name, args, log_dir, env):
-    log = open(log_dir / f"{name}.log", "w")
-    proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
-
-
 @pytest.fixture
-def system(transactional_db, free_port, tmp_path):
-    """The system's processes on this test's database; yields the web app's base URL."""
-    env = {**os.environ, "DATABASE_URL": test_database_url(), "PYTHONUNBUFFERED": "1"}
-    commands = {
-        "web": ["-m", "uvicorn", "todo_project.asgi:application", "--host", "127.0.0.1", "--port", str(free_port)],
-        "relay": ["manage.py", "relay_outbox", "--poll-interval", "0.2"],
-        "realtime": ["manage.py", "run_consumer", "realtime"],
-        "audit": ["manage.py", "run_consumer", "audit"],
-        "scheduler": ["manage.py", "run_scheduler"],
-        "notifications": ["manage.py", "run_consumer", "notifications"],
-    }
-    with ExitStack() as stack:
-        procs = {name: stack.enter_context(process(name, args, tmp_path, env)) for name, args in commands.items()}
-        ready = wait_for(lambda: serves(free_port) or any(p.poll() is not None for p in procs.values()), timeout=60)
-        logs = lambda: "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in tmp_path.glob("*.log"))  # noqa: E731
-        assert ready and serves(free_port), logs()
-        yield f"http://127.0.0.1:{free_port}"
-        exited = {name: p.returncode for name, p in procs.items() if p.poll() is not None}
+def system(transactional_db, free_port, tmp_path, kafka_namespace):
+    """The processes of `make run` that carry events (testing.system: web, relay, every registered
+    consumer's) on this test's database, topics and channel-layer namespace; yields the web app's URL."""
+    processes = event_processes(tmp_path, worker_environment(), free_port)
+    url = f"http://127.0.0.1:{free_port}"
+    logs = lambda: "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in tmp_path.glob("*.log"))  # noqa: E731
+    try:
+        for process in processes.values():
+            process.start()
+        assert wait_for(lambda: serves(url) or not all(p.alive() for p in processes.values()), timeout=60)
+        assert serves(url), logs()
+        yield url
+        exited = {name: p.process.returncode for name, p in processes.items() if not p.alive()}
         assert not exited, f"processes exited during the test: {exited}\n{logs()}"
+    finally:
+        for process in processes.values():
+            process.stop(30)
 
 
 @pytest.fixture

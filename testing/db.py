@@ -1,8 +1,20 @@
-"""What the database statements of a block did, measured on the real connection."""
+"""The database as the tests see it: its URL for child processes, and what statements did."""
 
 from contextlib import contextmanager
+from urllib.parse import quote
 
+from django.conf import settings
 from django.db import connection
+
+
+def database_url():
+    """DATABASE_URL of the database this process uses (under pytest: pytest-django's test database),
+    for the processes it starts."""
+    db = settings.DATABASES["default"]
+    return (
+        f"postgres://{quote(db['USER'])}:{quote(db['PASSWORD'])}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+        f"/{db['NAME']}"
+    )
 
 
 @contextmanager

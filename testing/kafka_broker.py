@@ -1,35 +1,28 @@
-"""A private, single-node Kafka broker for tests that stop and start the broker.
+"""A private, single-node Kafka broker for tests and drills that stop and start the broker.
 
 The shared broker on 127.0.0.1:9092 serves every test run on this machine and must never be
-stopped; a test that needs Kafka to go away starts its own broker from the same jars
+stopped; a test or drill that needs Kafka to go away starts its own broker from the same jars
 (`.cache/kafka/libs`, provisioned by `make infra`) on free ports, with its data in tmp_path,
 and kills and restarts that one. Clients must bootstrap from ``broker.bootstrap_servers``:
 the broker advertises its own port, so nothing of it leaks to the shared one.
 """
 
 import base64
-import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
-import pytest
 from confluent_kafka import KafkaException
 from django.test import override_settings
 
 from events.transports.kafka.admin import admin_client, create_topics
+from testing.ports import free_port
+from testing.waits import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 KAFKA_LIBS = REPO / ".cache" / "kafka" / "libs"
 TEMPLATE = REPO / "infra" / "kafka" / "server.properties.template"
 LOG4J = REPO / "infra" / "kafka" / "log4j2.yaml"
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _cluster_id():
@@ -44,7 +37,7 @@ def _cluster_id():
 class PrivateKafkaBroker:
     def __init__(self, workdir):
         self.workdir = Path(workdir)
-        self.port, self.controller_port = _free_port(), _free_port()
+        self.port, self.controller_port = free_port(), free_port()
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
         self.properties = self.workdir / "server.properties"
         self.logs = self.workdir / "logs"
@@ -81,13 +74,9 @@ class PrivateKafkaBroker:
             stdin=subprocess.DEVNULL,
         )
         out.close()
-        deadline = time.monotonic() + timeout
-        while not self.answers():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"private broker exited: {(self.logs / 'kafka.out').read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"private broker not up within {timeout}s")
-            time.sleep(0.5)
+        wait_until(lambda: self.answers() or self.process.poll() is not None, timeout, "private broker", interval=0.5)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"private broker exited: {(self.logs / 'kafka.out').read_text()[-2000:]}")
 
     def answers(self):
         try:
@@ -115,14 +104,3 @@ class PrivateKafkaBroker:
         with override_settings(KAFKA_BOOTSTRAP_SERVERS=self.bootstrap_servers):
             return create_topics()
 
-
-@pytest.fixture
-def private_kafka(tmp_path):
-    """A running private broker with the contract's topics (this run's prefix); stopped afterwards."""
-    broker = PrivateKafkaBroker(tmp_path / "kafka")
-    broker.start()
-    try:
-        broker.create_topics()
-        yield broker
-    finally:
-        broker.stop()

@@ -1,7 +1,8 @@
-"""Helpers for tests that talk to the real broker: produce events, read topics, run consumers.
+"""Kafka as the tests, benchmarks and drills see it: producing events and raw bytes, reading topics
+back (every partition from the beginning, or as a consumer group), offsets, a namespace of topics,
+and running a ConsumerRuntime in a thread.
 
-Import them as ``from tests.events.kafka_helpers import ...``. Only the Kafka transport
-(events/transports/kafka/) and test helpers like these touch confluent_kafka directly.
+Besides the event transports, only this module touches confluent_kafka directly.
 """
 
 import json
@@ -9,47 +10,29 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from events.transports.kafka.admin import admin_client, create_topics, delete_topics
 from events.transports.kafka.config import client_config, producer_config
-from events.schemas import utc_timestamp
-from events.topics import TASK_EVENTS, TOPICS, topic_name
-from tasks.events import SYNC_CHANGE_OF, EventContext, sync_event
-from tasks.events import task_event as make_task_event
-from tasks.models import User
-from tasks.sync import record_change
+from events.topics import TASK_EVENTS, TOPICS, base_topic_name, topic_name
+from testing.waits import wait_for
 
 
-def wait_for(condition, timeout=60.0, interval=0.05):
-    """Poll ``condition`` until it returns something truthy or ``timeout`` passes; return its last value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(interval)
-    return condition()
-
-
-@pytest.fixture
-def isolated_kafka(settings, monkeypatch):
-    """A fresh topic and group namespace for one test (settings and env for subprocesses)."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}-"
-    settings.KAFKA_TOPIC_PREFIX = prefix
-    settings.KAFKA_GROUP_PREFIX = prefix
-    monkeypatch.setenv("KAFKA_TOPIC_PREFIX", prefix)
-    monkeypatch.setenv("KAFKA_GROUP_PREFIX", prefix)
+def create_namespace(timeout=60.0):
+    """Create the contract's topics under the current KAFKA_TOPIC_PREFIX and wait until every
+    partition has a leader (until then offset queries fail)."""
     create_topics()
-    assert wait_for(lambda: all(_answers_offsets(spec.base_name) for spec in TOPICS), timeout=60), "topics not ready"
-    yield prefix
-    delete_topics([prefix + spec.base_name for spec in TOPICS])
+    assert wait_for(lambda: all(_answers_offsets(spec.base_name) for spec in TOPICS), timeout=timeout), "topics not ready"
+
+
+def delete_namespace():
+    """Delete the contract's topics under the current KAFKA_TOPIC_PREFIX."""
+    delete_topics([topic_name(spec.base_name) for spec in TOPICS])
 
 
 def _answers_offsets(base_topic):
-    # A new topic's partitions take a moment to get a leader; until then offset queries fail.
     try:
         end_offsets(base_topic, timeout=5.0)
         return True
@@ -57,33 +40,83 @@ def _answers_offsets(base_topic):
         return False
 
 
-def task_event(event_type="task.created", *, task_id=None, user_id=None, title="Buy milk", logged=True, **data):
-    """A complete, valid task event (CONTRACT.md section 4), made as the services make it.
-
-    With ``logged`` (the default) the sync-log row that the services write beside it is written
-    too (tasks.sync.record_change of the sync event of the same task version), so the consumers
-    that check task events against the log (the audit trail) take it for a real one; with
-    ``logged=False`` it is a forgery. ``user_id`` names an existing user; by default the event's
-    owner is a user of this helper's (``event_owner``), or, unlogged, a user id nobody has.
-    """
-    if user_id is None:
-        user_id = str(event_owner().id) if logged else "0"
-    now = utc_timestamp()
-    task = {
-        "id": str(task_id or uuid.uuid4()), "title": title, "description": "", "completed": event_type == "task.completed",
-        "completed_at": now if event_type == "task.completed" else None, "due_date": None, "remind_at": None,
-        "priority": 4, "recurrence_rule": None, "tags": [], "parent_task_id": None, "version": 1,
-        "user_id": str(user_id), "created_at": now, "updated_at": now, **data,
-    }
-    context = EventContext(source="todo-api", correlation_id=str(uuid.uuid4()))
-    if logged:
-        record_change(sync_event(SYNC_CHANGE_OF[event_type], task, context))
-    return make_task_event(event_type, task, context)
+@dataclass(frozen=True)
+class Received:
+    topic: str  # base name, without the test prefix
+    partition: int
+    offset: int
+    key: str
+    headers: dict
+    event: dict
 
 
-def event_owner():
-    """The user that ``task_event`` gives its events to when the test names none."""
-    return User.objects.get_or_create(username="event-owner")[0]
+class TopicReader:
+    """Assigns every partition of ``topics`` (base names) from offset 0: no group, no rebalance wait."""
+
+    def __init__(self, topics, **config):
+        self.consumer = Consumer(
+            client_config(
+                **{"group.id": f"test-reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False, **config}
+            )
+        )
+        metadata = self.consumer.list_topics(timeout=30)
+        partitions = []
+        for base in topics:
+            name = topic_name(base)
+            partitions += [TopicPartition(name, p, OFFSET_BEGINNING) for p in metadata.topics[name].partitions]
+        self.consumer.assign(partitions)
+        self.received = []
+
+    def read_until(self, done, timeout=60):
+        """Read until ``done(received)`` holds; return the received messages (AssertionError on timeout)."""
+        deadline = time.monotonic() + timeout
+        while not done(self.received):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s with {len(self.received)} messages")
+            message = self.consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            self.received.append(
+                Received(
+                    topic=base_topic_name(message.topic()),
+                    partition=message.partition(),
+                    offset=message.offset(),
+                    key=message.key().decode(),
+                    headers={name: value.decode() for name, value in message.headers() or []},
+                    event=json.loads(message.value()),
+                )
+            )
+        return self.received
+
+    def read_to_end(self, timeout=60):
+        """Read on until every assigned partition is consumed up to its current end."""
+        ends = {}
+        for partition in self.consumer.assignment():
+            _, high = self.consumer.get_watermark_offsets(partition, timeout=10)
+            ends[(base_topic_name(partition.topic), partition.partition)] = high
+
+        def at_end(received):
+            last = {}
+            for message in received:
+                last[(message.topic, message.partition)] = message.offset
+            return all(high == 0 or last.get(key, -1) >= high - 1 for key, high in ends.items())
+
+        return self.read_until(at_end, timeout)
+
+    def close(self):
+        self.consumer.close()
+
+
+def read_events(event_ids, topics=("task-events", "reminders", "task-updates"), timeout=60, **config):
+    """Every message carrying one of ``event_ids`` (all must arrive; duplicates included), in partition order."""
+    wanted = {str(event_id) for event_id in event_ids}
+    reader = TopicReader(topics, **config)
+    try:
+        reader.read_until(lambda got: wanted <= {m.event["event_id"] for m in got}, timeout)
+        received = reader.read_to_end(timeout)
+    finally:
+        reader.close()
+    return [message for message in received if message.event["event_id"] in wanted]
 
 
 class TestProducer:
