@@ -34,17 +34,19 @@ def test_the_partitioner_is_fnv1a_the_hash_of_daprds_sarama_partitioner():
 
 
 @pytest.mark.parametrize(
-    "config",
+    "build",
     [
-        producer_config(),
-        producer_config(**{"linger.ms": 0}),
-        producer_config(partitioner="consistent_random"),  # not a producer's to change
-        relay_producer_config(),
-        relay_producer_config(topic_message_limit=2000),
+        lambda: producer_config(),
+        lambda: producer_config(**{"linger.ms": 0}),
+        lambda: producer_config(partitioner="consistent_random"),  # not a producer's to change
+        lambda: relay_producer_config(),
+        lambda: relay_producer_config(topic_message_limit=2000),
     ],
     ids=["default", "dead-letters", "override-refused", "relay", "relay-with-a-topic-limit"],
 )
-def test_every_producer_configuration_carries_the_partitioner_and_acknowledged_idempotent_writes(config):
+def test_every_producer_configuration_carries_the_partitioner_and_acknowledged_idempotent_writes(build):
+    # Built inside the test: the settings a test runs under (its broker address) are not collection's.
+    config = build()
     assert config["partitioner"] == PARTITIONER
     assert (config["acks"], config["enable.idempotence"]) == ("all", True)
     assert config["bootstrap.servers"] == settings.KAFKA_BOOTSTRAP_SERVERS
