@@ -7,6 +7,8 @@
 #   bash scripts/image.sh job NAME ENVFILE COMMAND...
 #                                          # the same in the foreground; its exit code is the command's
 #   bash scripts/image.sh logs NAME        # its output
+#   bash scripts/image.sh exec NAME COMMAND...  # a command inside a running container
+#   bash scripts/image.sh running PREFIX   # the names of the running containers named PREFIX…
 #   bash scripts/image.sh remove NAME...   # stop and remove containers (absent ones are fine)
 #   bash scripts/image.sh facts            # the image's size and installed package count
 #
@@ -126,6 +128,8 @@ case "${1:-}" in
     run) shift; container --detach "$@" >/dev/null ;;
     job) shift; container --rm "$@" ;;
     logs) podman logs "$2" 2>&1 ;;
+    exec) shift; podman exec "$@" ;;
+    running) podman ps --filter "name=^$2" --format '{{.Names}}' ;;
     remove) shift; [ $# -eq 0 ] || podman rm --force --ignore --time 10 "$@" >/dev/null ;;
-    *) fail "usage: $0 build | facts | run|job NAME ENVFILE COMMAND... | logs NAME | remove NAME..." ;;
+    *) fail "usage: $0 build | facts | run|job NAME ENVFILE COMMAND... | logs NAME | exec NAME COMMAND... | running PREFIX | remove NAME..." ;;
 esac

@@ -12,7 +12,6 @@ end, with every container (also when a check fails). `make smoke-image` runs thi
 import json
 import secrets
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,13 +23,11 @@ import websockets.sync.client
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
 
+from scripts.supervise import read_procfile
 from tests.kafka_reader import TopicReader
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_SH = ["bash", str(REPO / "scripts" / "image.sh")]
-
-sys.path.insert(0, str(REPO / "scripts"))
-from supervise import read_procfile  # noqa: E402  (the Procfile's one reader)
 
 # Procfile processes that are not part of the image, and why.
 NOT_IN_THE_IMAGE = {"mail": "make run's mail catcher, development only: its package is not in the runtime set"}
@@ -58,15 +55,16 @@ class Stack:
     def __init__(self, workdir, free_port):
         self.token = secrets.token_hex(4)
         self.prefix = f"smoke-{self.token}-"
+        self.container_prefix = f"todo-smoke-{self.token}-"
         db = settings.DATABASES["default"]
-        self.server = dict(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"])
+        self.server = {"host": db["HOST"] or "127.0.0.1", "port": db["PORT"] or 5432}
+        self.server.update(user=db["USER"], password=db["PASSWORD"])
         self.database = f"smoke_{self.token}"
-        self.web_port = free_port
         self.base_url = f"http://127.0.0.1:{free_port}"
         self.containers = []
         self.env_file = Path(workdir) / "smoke.env"
         environment = {
-            "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{self.server['host']}:{self.server['port']}/{self.database}",
+            "DATABASE_URL": "postgres://{user}:{password}@{host}:{port}/".format(**self.server) + self.database,
             "REDIS_URL": settings.REDIS_URL,
             "KAFKA_BOOTSTRAP_SERVERS": settings.KAFKA_BOOTSTRAP_SERVERS,
             "KAFKA_TOPIC_PREFIX": self.prefix,
@@ -86,7 +84,7 @@ class Stack:
         self.env_file.write_text("".join(f"{name}={value}\n" for name, value in environment.items()))
 
     def container_name(self, process):
-        return f"todo-smoke-{self.token}-{process}"
+        return f"{self.container_prefix}{process}"
 
     def create_database(self):
         with psycopg.connect(dbname="postgres", autocommit=True, **self.server) as connection:
@@ -104,11 +102,7 @@ class Stack:
 
     def running(self):
         """The names of the containers that are still running."""
-        result = subprocess.run(
-            ["podman", "ps", "--filter", f"name=todo-smoke-{self.token}-", "--format", "{{.Names}}"],
-            capture_output=True, text=True, check=True,
-        )
-        return set(result.stdout.split())
+        return set(image("running", self.container_prefix).stdout.split())
 
     def logs(self, process):
         return image("logs", self.container_name(process), check=False).stdout
@@ -117,18 +111,24 @@ class Stack:
         return "\n".join(f"--- {name}:\n{image('logs', name, check=False).stdout[-3000:]}" for name in self.containers)
 
     def remove(self):
-        image("remove", *self.containers, *[self.container_name(job) for job in ("migrate", "create_topics")], check=False)
+        image(
+            "remove", *self.containers, *[self.container_name(job) for job in ("migrate", "create_topics")], check=False
+        )
+        with psycopg.connect(dbname="postgres", autocommit=True, **self.server) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         admin = AdminClient({"bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS})
         topics = [name for name in admin.list_topics(timeout=30).topics if name.startswith(self.prefix)]
         if topics:
             for future in admin.delete_topics(topics, operation_timeout=30).values():
                 future.result()
-        groups = [group.group_id for group in admin.list_consumer_groups().result(30).valid if group.group_id.startswith(self.prefix)]
+        groups = [
+            group.group_id
+            for group in admin.list_consumer_groups().result(30).valid
+            if group.group_id.startswith(self.prefix)
+        ]
         if groups:
             for future in admin.delete_consumer_groups(groups, request_timeout=30).values():
                 future.result()
-        with psycopg.connect(dbname="postgres", autocommit=True, **self.server) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -169,9 +169,8 @@ def test_every_process_runs_from_the_image_and_the_system_works_end_to_end(stack
         wait_for(web_serves, 120, "the web process to be ready")
         # The image runs as its non-root user, with nothing of the tests installed.
         web = stack.container_name("web")
-        identity = subprocess.run(["podman", "exec", web, "id", "-u"], capture_output=True, text=True, check=True)
-        assert identity.stdout.strip() == "10001"
-        probe = subprocess.run(["podman", "exec", web, "python", "-c", "import pytest"], capture_output=True, text=True)
+        assert image("exec", web, "id", "-u").stdout.strip() == "10001"
+        probe = image("exec", web, "python", "-c", "import pytest", check=False)
         assert probe.returncode != 0 and "No module named 'pytest'" in probe.stderr
 
         registered = api.post("/api/auth/register/", json={"username": "smoke", "password": secrets.token_urlsafe(16)})
@@ -179,7 +178,9 @@ def test_every_process_runs_from_the_image_and_the_system_works_end_to_end(stack
         api.headers["Authorization"] = f"Token {registered.json()['token']}"
 
         ws_url = stack.base_url.replace("http", "ws", 1) + "/ws/sync/"
-        with websockets.sync.client.connect(ws_url, additional_headers={"Authorization": api.headers["Authorization"]}) as socket:
+        with websockets.sync.client.connect(
+            ws_url, additional_headers={"Authorization": api.headers["Authorization"]}
+        ) as socket:
             now = datetime.now(UTC)
             created = api.post("/api/tasks/", json={"title": "smoke: write it down"})
             assert created.status_code == 201, created.text
@@ -188,7 +189,11 @@ def test_every_process_runs_from_the_image_and_the_system_works_end_to_end(stack
             # WebSocket: the realtime bridge pushes the change to this user's socket.
             def socket_message():
                 message = json.loads(socket.recv(timeout=60))
-                return message if message.get("event_type") == "sync.task_changed" and message["data"]["task_id"] == task_id else None
+                return (
+                    message
+                    if message.get("event_type") == "sync.task_changed" and message["data"]["task_id"] == task_id
+                    else None
+                )
 
             message = wait_for(socket_message, 60, "the task's change on the WebSocket")
             assert message["data"]["change_type"] == "created"
@@ -197,7 +202,8 @@ def test_every_process_runs_from_the_image_and_the_system_works_end_to_end(stack
             reader = TopicReader(["task-events"])
             try:
                 received = reader.read_until(
-                    lambda got: any(m.key == task_id and m.headers.get("event_type") == "task.created" for m in got), timeout=60
+                    lambda got: any(m.key == task_id and m.headers.get("event_type") == "task.created" for m in got),
+                    timeout=60,
                 )
             finally:
                 reader.close()
@@ -214,25 +220,37 @@ def test_every_process_runs_from_the_image_and_the_system_works_end_to_end(stack
             # A reminder fires: the scheduler sends reminder.due, notifications delivers it in-app.
             reminded = api.post(
                 "/api/tasks/",
-                json={"title": "smoke: remind me", "due_date": iso(now + timedelta(hours=1)), "remind_at": iso(now + timedelta(seconds=3))},
+                json={
+                    "title": "smoke: remind me",
+                    "due_date": iso(now + timedelta(hours=1)),
+                    "remind_at": iso(now + timedelta(seconds=3)),
+                },
             )
             assert reminded.status_code == 201, reminded.text
 
             def notified():
-                return [n for n in api.get("/api/notifications/").json()["results"] if n["task_id"] == reminded.json()["id"]]
+                return [
+                    n for n in api.get("/api/notifications/").json()["results"] if n["task_id"] == reminded.json()["id"]
+                ]
 
             assert wait_for(notified, 60, "the reminder's in-app notification")
 
             # A recurring task completed: the recurrence service creates its next occurrence.
             recurring = api.post(
                 "/api/tasks/",
-                json={"title": "smoke: every day", "due_date": iso(now + timedelta(hours=1)), "recurrence_rule": "FREQ=DAILY"},
+                json={
+                    "title": "smoke: every day",
+                    "due_date": iso(now + timedelta(hours=1)),
+                    "recurrence_rule": "FREQ=DAILY",
+                },
             )
             assert recurring.status_code == 201, recurring.text
             assert api.post(f"/api/tasks/{recurring.json()['id']}/complete/").status_code == 200
 
             def next_occurrence():
-                tasks = api.get("/api/tasks/", params={"completed": "false", "search": "smoke: every day"}).json()["results"]
+                tasks = api.get("/api/tasks/", params={"completed": "false", "search": "smoke: every day"}).json()[
+                    "results"
+                ]
                 return [t for t in tasks if t["parent_task_id"] == recurring.json()["id"]]
 
             (following,) = wait_for(next_occurrence, 60, "the next occurrence")
