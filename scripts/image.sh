@@ -72,8 +72,11 @@ standin_base() {
 base() {
     local name pulled standin
     name=$(python_image)
-    pulled="docker.io/library/$name"
-    standin="localhost/$name"
+    case $name in
+        */*) pulled=$name ;;
+        *) pulled="docker.io/library/$name" ;;
+    esac
+    standin="localhost/${name##*/}"
     if podman image exists "$pulled"; then
         echo "$pulled"
         return
@@ -83,6 +86,8 @@ base() {
         echo "$pulled"
         return
     fi
+    # Debian bookworm's Python is 3.11: it can stand in for that base only.
+    [ "${name##*/}" = python:3.11-slim ] || fail "could not pull $name, and only python:3.11-slim has a stand-in"
     say "no registry serves $name here: building on a stand-in of it made from Debian packages" >&2
     if ! podman image exists "$standin"; then
         standin_base "$standin" >&2
@@ -99,8 +104,9 @@ build() {
     [ -f /etc/ssl/certs/ca-certificates.crt ] && mounts+=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
     [ -f /etc/pip.conf ] && mounts+=(-v /etc/pip.conf:/etc/pip.conf:ro)
     say "building $IMAGE on $base_image…"
-    # --isolation chroot: crun and runc's cgroup setup fail here for RUN steps; --layers: reuse each
-    # step's cached layer while its inputs are unchanged (the dependencies when only code changed).
+    # --isolation chroot: RUN steps in an OCI runtime fail here (crun: "cgroups in hybrid mode not
+    # supported"); --layers: reuse each step's cached layer while its inputs are unchanged (the
+    # dependencies when only the code changed).
     buildah bud --quiet --layers --isolation chroot --pull-never --network host "${mounts[@]}" \
         --build-arg "PYTHON_IMAGE=$base_image" --tag "$IMAGE" . >/dev/null
     facts
