@@ -1,6 +1,8 @@
 # One image for every process of the platform (web, relay, consumers, scheduler, celery, the
-# migrate Job); the Helm chart in helm/todo-platform picks the command. Build:
-#   docker build -t todo-platform:0.1.0 .
+# migrate Job); the Helm chart in helm/todo-platform picks the command. It holds the runtime
+# dependencies only (requirements/runtime.txt): no test, benchmark or development package. Build:
+#   make image                              # buildah here (scripts/image.sh), no Docker engine needed
+#   docker build -t todo-platform:0.1.0 .   # or any OCI builder
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # --- builder: the pinned dependency tree in a virtualenv ------------------------------------------
@@ -8,10 +10,10 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
-COPY requirements.lock /tmp/requirements.lock
+COPY requirements/runtime.txt /tmp/runtime.txt
 # Every dependency ships a manylinux wheel (psycopg[binary] brings its own libpq), so no compiler
-# or -dev package is needed.
-RUN /opt/venv/bin/pip install -r /tmp/requirements.lock
+# or -dev package is needed; the lock's hashes are checked for every file.
+RUN /opt/venv/bin/pip install --require-hashes --only-binary :all: -r /tmp/runtime.txt
 
 # --- runtime: the virtualenv and the code, as a non-root user --------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -10,15 +10,18 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # with DEBUG off Django refuses to start without SECRET_KEY and redirects to https. DEBUG=false wins.
 export DEBUG ?= true
 
-.PHONY: run test test-fast stop infra stores install migrate topics lock status tools helm-lint browser faults drill bench js-tools
+.PHONY: run test test-fast stop infra stores install migrate topics lock status tools helm-lint browser faults drill bench js-tools image smoke-image
 
-# Python dependencies, installed once per change of requirements.lock.
+# Python dependencies, hash-locked in three nested sets (requirements/*.in -> *.txt, `make lock`):
+# runtime.txt (the image) within test.txt (make test, make run) within bench.txt (make bench, faults,
+# drill). The virtualenv gets the widest one, once per change of any lock.
+LOCKS := requirements/runtime.txt requirements/test.txt requirements/bench.txt
 install: $(INSTALLED)
-$(INSTALLED): requirements.lock
+$(INSTALLED): $(LOCKS)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: Python 3.11 or newer is needed (found $$($(PYTHON) --version 2>&1)). Install python3.11 or set PYTHON=/path/to/python3.11." >&2; exit 1; }
-	@echo "==> python: creating $(VENV) and installing the pinned dependencies (first run only)…"
+	@echo "==> python: creating $(VENV) and installing the locked dependencies (first run only)…"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: could not create a virtualenv: apt-get install python3-venv" >&2; exit 1; }
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/bench.txt
 	@touch $(INSTALLED)
 
 # Kafka, PostgreSQL and Redis: reused when running, provisioned and started when not.
@@ -66,7 +69,8 @@ tools:
 helm-lint: tools
 	@for values in helm/todo-platform/ci/*-values.yaml; do .cache/bin/helm lint --strict --quiet helm/todo-platform -f $$values || exit 1; done
 
-test: infra tools browser js-tools
+# `image`: tests/deploy/test_image.py runs every process from the image.
+test: infra tools browser js-tools image
 	@bash scripts/infra.sh kafka-jars
 	@echo "==> running the test suite against the real Kafka, PostgreSQL and Redis…"
 	@$(PY) -m pytest $(PYTEST_ARGS)
@@ -100,9 +104,23 @@ stop:
 status:
 	@bash scripts/infra.sh status
 
-# Re-pin the whole dependency tree after editing requirements.txt.
-lock:
-	@rm -rf /tmp/todo-lock-venv && $(PYTHON) -m venv /tmp/todo-lock-venv
-	@/tmp/todo-lock-venv/bin/pip install --quiet -r requirements.txt
-	@/tmp/todo-lock-venv/bin/pip freeze --exclude-editable > requirements.lock
-	@echo "requirements.lock updated"
+# Re-pin every set after editing a requirements/*.in, in order (each set is constrained by the one it
+# contains). Pins already in a lock are kept; `make lock LOCK_ARGS=--upgrade` (or
+# `--upgrade-package NAME`) moves them. uv resolves for Linux and Python 3.11 whatever the host runs.
+lock: install
+	@for set in runtime test bench; do \
+		$(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 --python-platform linux \
+			--custom-compile-command "make lock" $(LOCK_ARGS) requirements/$$set.in -o requirements/$$set.txt || exit 1; \
+	done
+	@echo "requirements/{runtime,test,bench}.txt updated"
+
+# The container image of every process (Dockerfile, runtime set only), built with buildah; the base
+# is pulled, or made from Debian packages where no registry serves it (scripts/image.sh).
+# Its name: $$IMAGE, by default localhost/todo-platform:dev (scripts/image.sh).
+image:
+	@bash scripts/image.sh build
+
+# Every process of the Procfile from that image under podman, on the host's Kafka, PostgreSQL and
+# Redis (a scratch database and topic namespace), and the end-to-end checks against them.
+smoke-image: infra image
+	@$(PY) -m pytest -p no:cacheprovider tests/deploy/test_image.py $(PYTEST_ARGS)

@@ -770,7 +770,7 @@ def test_dockerfile_builds_in_one_stage_and_runs_non_root_in_another():
     assert users and users[-1].split(":")[0] not in {"root", "0"}
     assert re.search(r"^COPY --from=\S+ /opt/venv /opt/venv", runtime, re.MULTILINE)
     assert "collectstatic" in runtime
-    assert "requirements.lock" in stages[0]
+    assert "requirements/runtime.txt" in stages[0]
 
 
 def test_dockerignore_keeps_local_state_out_of_the_image():
