@@ -23,8 +23,8 @@ import websockets.sync.client
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
 
-from scripts.supervise import read_procfile
-from tests.kafka_reader import TopicReader
+from scripts.supervise import system_processes
+from testing.kafka import TopicReader
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_SH = ["bash", str(REPO / "scripts" / "image.sh")]
@@ -146,7 +146,7 @@ def iso(moment):
 
 
 def test_every_process_runs_from_the_image_and_the_system_works_end_to_end(stack, settings):
-    processes = read_procfile(REPO / "Procfile")
+    processes = system_processes(REPO / "Procfile")
     names = {name for name, _ in processes}
     assert set(NOT_IN_THE_IMAGE) <= names, "a process named in NOT_IN_THE_IMAGE is no longer in the Procfile"
     in_image = [(name, command) for name, command in processes if name not in NOT_IN_THE_IMAGE]
