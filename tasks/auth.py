@@ -12,7 +12,7 @@ This middleware then
   implicitly, so a token handshake needs no Origin.
 Anything else leaves an anonymous user, and the consumer closes with 4401.
 
-Tokens are knox's (tasks/tokens.py), checked by knox's own DRF authentication, so a socket, an
+Tokens are knox's (tasks/tokens.py), checked by the REST API's own authentication class, so a socket, an
 MCP request and a REST request accept exactly the same tokens. The scope remembers which token
 opened the socket (``credential_of``), so that revoking it closes that socket.
 """
@@ -25,10 +25,9 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
-from knox.auth import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from tasks.tokens import session_credential
+from tasks.tokens import TokenAuthentication, session_credential
 
 TOKEN_PREFIX = "token "
 # Where the middleware leaves the digest of the token that authenticated the handshake.

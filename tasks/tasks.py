@@ -1,4 +1,4 @@
-"""Periodic housekeeping of the web app's tables (scheduled by django-celery-beat, migration 0008)."""
+"""Periodic housekeeping of the web app's tables (scheduled by django-celery-beat, migrations 0008 and 0011)."""
 
 from importlib import import_module
 
@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from events.retention import purge_in_batches
 from tasks.sync import purge_sync_log
+from tasks.tokens import purge_expired_tokens
 
 
 @shared_task(name="tasks.purge_sync_log")
@@ -21,3 +22,9 @@ def clear_expired_sessions():
     """Delete expired sign-in sessions in bounded batches (Django's clearsessions does it in one DELETE)."""
     session_model = import_module(settings.SESSION_ENGINE).SessionStore.get_model_class()
     return purge_in_batches(session_model.objects.filter(expire_date__lt=timezone.now()))
+
+
+@shared_task(name="tasks.purge_expired_tokens")
+def purge_expired_api_tokens():
+    """Delete expired API tokens, closing their sockets (requests no longer sweep them, tasks.tokens)."""
+    return purge_expired_tokens()
