@@ -60,9 +60,9 @@ class WebWorker(UvicornWorker):
 
 wsgi_app = "todo_project.asgi:application"  # gunicorn's name for the application, ASGI here
 worker_class = WebWorker
-# One worker per usable core: a worker already overlaps requests that wait on PostgreSQL (each
-# request's sync code runs in a thread of its own), so more workers than cores only add memory
-# and contention (measured in bench/probe_web.py's A/B runs, see README "How the web tier is served").
+# One worker per usable core: a worker is bound by its GIL to one core, and it already overlaps
+# requests that wait on PostgreSQL (Django runs each request's sync code in a thread of its own),
+# so workers beyond the cores add only memory (about 145 MiB each) and contention.
 workers = env_int("WEB_WORKERS", 0) or usable_cores()
 # The heartbeat: a worker whose event loop has not ticked for this long is killed and replaced.
 timeout = env_int("WEB_WORKER_TIMEOUT", 30)
