@@ -33,4 +33,6 @@ RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v 0 
     && python -m compileall -q /app
 USER 10001:10001
 EXPOSE 8000 9100
-CMD ["uvicorn", "todo_project.asgi:application", "--host", "0.0.0.0", "--port", "8000"]
+# The web process, as in the Procfile and the chart: gunicorn with one uvicorn worker per usable core
+# (the container's CPU limit; WEB_WORKERS overrides), see gunicorn.conf.py.
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "--bind", "0.0.0.0:8000"]

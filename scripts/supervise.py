@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 # about four minutes of a crash loop. One that ran longer is restarted at once when it exits.
 STARTSECS = 5
 STARTRETRIES = 20
-# Longer than the slowest clean stop (uvicorn's --timeout-graceful-shutdown 10); then SIGKILL.
+# Longer than the slowest clean stop (the web's graceful_timeout of 10 s, gunicorn.conf.py); then SIGKILL.
 STOPWAITSECS = 15
 
 PROCFILE_LINE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+):\s*(?P<command>.+)$")

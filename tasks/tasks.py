@@ -21,3 +21,4 @@ def clear_expired_sessions():
     """Delete expired sign-in sessions in bounded batches (Django's clearsessions does it in one DELETE)."""
     session_model = import_module(settings.SESSION_ENGINE).SessionStore.get_model_class()
     return purge_in_batches(session_model.objects.filter(expire_date__lt=timezone.now()))
+

@@ -12,7 +12,7 @@ This middleware then
   implicitly, so a token handshake needs no Origin.
 Anything else leaves an anonymous user, and the consumer closes with 4401.
 
-Tokens are knox's (tasks/accounts/tokens.py), checked by knox's own DRF authentication, so a
+Tokens are knox's (tasks/accounts/tokens.py), checked by the REST API's own authentication class (knox's, minus a query), so a
 socket, an MCP request and a REST request accept exactly the same tokens. The scope remembers
 which token opened the socket (tasks.realtime.groups.credential_of), so that revoking it closes
 that socket.
@@ -26,9 +26,9 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
-from knox.auth import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
+from tasks.accounts.tokens import TokenAuthentication
 from tasks.realtime.groups import TOKEN_DIGEST_SCOPE_KEY
 
 TOKEN_PREFIX = "token "

@@ -2,9 +2,9 @@
 
 A token is issued per sign-in (``POST /api/auth/token/``, registration, a password change) and
 stored only as its SHA-512 digest; it expires ``API_TOKEN_TTL_HOURS`` after issue. Revoking is
-deleting the row, whoever does it (``DELETE /api/auth/token/``, the admin, knox's clean-up of
-expired tokens, a password change, the user's deletion): ``post_delete`` then closes the sockets
-that token opened. Signing out closes the sockets of that session; a password change, from any
+deleting the row, whoever does it (``DELETE /api/auth/token/``, the admin, the clean-up of
+expired tokens — a presented one at once, the others hourly by ``purge_expired_tokens`` — a
+password change, the user's deletion): ``post_delete`` then closes the sockets that token opened. Signing out closes the sockets of that session; a password change, from any
 path (``User.save`` sends ``password_changed``), revokes every token and closes every socket of
 the user. Sockets are closed after commit, so a rolled-back revocation closes nothing.
 """
@@ -15,7 +15,12 @@ from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
+from django.utils import timezone
+from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
+from knox import auth as knox_auth
 from knox.models import AuthToken
+
+from events.retention import purge_in_batches
 
 from tasks.models import password_changed
 from tasks.realtime.groups import close_sockets, session_credential
@@ -25,6 +30,31 @@ def issue(user):
     """A new token of ``user``: the only time it exists in clear."""
     _instance, token = AuthToken.objects.create(user)
     return token
+
+
+class TokenAuthentication(knox_auth.TokenAuthentication):
+    """knox's token authentication (REST, WebSocket, MCP), minus its sweep of the user's other
+    tokens on every request: that was one more query per request (its profile: bench/profile_web.py).
+    The presented token is still refused, and deleted, once expired; the other expired tokens
+    are deleted by the hourly housekeeping (``purge_expired_tokens``), which closes their sockets."""
+
+    def _cleanup_token(self, auth_token):
+        if auth_token.expiry is not None and auth_token.expiry < timezone.now():
+            auth_token.delete()
+            knox_auth.token_expired.send(sender=self.__class__, username=auth_token.user.get_username(), source="auth_token")
+            return True
+        return False
+
+
+class TokenAuthenticationScheme(KnoxTokenScheme):
+    """The OpenAPI document names it as knox's own (drf-spectacular matches classes by path)."""
+
+    target_class = "tasks.accounts.tokens.TokenAuthentication"
+
+
+def purge_expired_tokens():
+    """Delete the expired tokens (a batch per transaction); their sockets close. Returns how many."""
+    return purge_in_batches(AuthToken.objects.filter(expiry__lt=timezone.now()))
 
 
 @receiver(post_delete, dispatch_uid="tasks.accounts.tokens.close_sockets_of_revoked_token")

@@ -249,7 +249,7 @@ def test_every_process_of_the_system_runs_from_the_one_image(rendered, profile):
     documents = rendered[profile]
     commands = {" ".join(container["command"]) for _, container in containers(documents)}
     assert commands >= {
-        "uvicorn todo_project.asgi:application --host 0.0.0.0 --port 8000",
+        "gunicorn -c gunicorn.conf.py --bind 0.0.0.0:8000",
         "python manage.py relay_outbox",
         "python manage.py run_consumer audit",
         "python manage.py run_consumer recurrence",

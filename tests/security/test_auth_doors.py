@@ -30,6 +30,7 @@ from django.db import connection
 from django.test import Client
 from django.utils.crypto import get_random_string
 from knox.models import AuthToken
+from knox.settings import CONSTANTS
 from rest_framework.test import APIClient
 from websockets.asyncio.client import connect
 
@@ -39,6 +40,8 @@ from tasks.accounts.tokens import issue
 from tasks.models import Task, User
 from tasks.realtime.consumers import CLOSE_UNAUTHENTICATED
 from tasks.realtime.groups import push_message, user_group_name
+from tasks.accounts.services import user_register
+from tasks.accounts.tokens import issue, purge_expired_tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -193,6 +196,18 @@ def test_a_token_expires_after_the_configured_time(ada, settings):
     assert abs(lifetime - timedelta(hours=settings.API_TOKEN_TTL_HOURS)) < timedelta(seconds=1)
     AuthToken.objects.update(expiry=datetime.now(UTC) - timedelta(seconds=1))
     assert api(token).get("/api/auth/me/").status_code == 401
+
+
+def test_an_expired_token_is_deleted_when_presented_and_the_others_by_the_purge(ada, django_assert_num_queries):
+    presented, other, live = sign_in("ada"), sign_in("ada"), sign_in("ada")
+    key = CONSTANTS.TOKEN_KEY_LENGTH
+    AuthToken.objects.filter(token_key__in=[presented[:key], other[:key]]).update(expiry=datetime.now(UTC) - timedelta(seconds=1))
+    assert api(presented).get("/api/auth/me/").status_code == 401
+    assert AuthToken.objects.count() == 2  # the presented one is gone; a request sweeps no other token
+    with django_assert_num_queries(1):  # the token with its user: nothing else per request
+        assert api(live).get("/api/auth/me/").status_code == 200
+    assert purge_expired_tokens() == 1
+    assert list(AuthToken.objects.values_list("token_key", flat=True)) == [live[:key]]
 
 
 def test_delete_revokes_the_presented_token_only(ada):

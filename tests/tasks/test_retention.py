@@ -132,6 +132,6 @@ def test_expired_sessions_are_cleared_and_live_ones_kept():
     assert list(Session.objects.values_list("session_key", flat=True)) == ["live"]
 
 
-def test_the_sync_log_and_session_purges_are_on_the_beat_schedule():
+def test_the_sync_log_session_and_token_purges_are_on_the_beat_schedule():
     scheduled = set(PeriodicTask.objects.filter(enabled=True).values_list("task", flat=True))
-    assert {"tasks.purge_sync_log", "tasks.clear_expired_sessions"} <= scheduled
+    assert {"tasks.purge_sync_log", "tasks.clear_expired_sessions", "tasks.purge_expired_tokens"} <= scheduled

@@ -1,0 +1,24 @@
+"""Hourly on celery beat's schedule: delete expired API tokens (requests no longer sweep them)."""
+
+from django.db import migrations
+
+from events.periodic import add_periodic_tasks, remove_periodic_tasks
+
+SCHEDULE = {"tasks.purge_expired_tokens": ("Delete expired API tokens (their sockets close)", 1, "hours")}
+
+
+def add_schedule(apps, schema_editor):
+    add_periodic_tasks(apps, SCHEDULE)
+
+
+def remove_schedule(apps, schema_editor):
+    remove_periodic_tasks(apps, SCHEDULE)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("tasks", "0011_chat_models_moved_to_chat"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
+    ]
+
+    operations = [migrations.RunPython(add_schedule, remove_schedule)]
