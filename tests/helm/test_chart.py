@@ -5,14 +5,12 @@ Validation is offline and strict (unknown fields are errors, as with `kubectl ap
 --validate=strict`):
 - Kubernetes kinds against the JSON schemas of the Kubernetes 1.37 API that the PyPI package
   kubernetes-validate ships (generated from the API's OpenAPI document, "strict" variant);
-- Strimzi and Dapr resources against the openAPIV3Schema of their CRDs in ../shared/crds/, read
-  from the steering repository beside the clone. A missing folder fails the tests: a validation
-  that silently skips would prove nothing.
-KEDA publishes no CRD that is available offline here, so its resources get the behavioural checks
-at the end of this file instead; any other kind without a schema fails.
+- Strimzi, Dapr and KEDA resources against the openAPIV3Schema of their upstream CRDs in
+  infra/kube/crds/ (see ORIGIN.md there), the same that the real API server of test_kube.py is given.
+Any other kind without a schema fails.
 
-helm itself is built from the Go module proxy into .cache/bin by scripts/tools.sh (`make tools`,
-a step of `make test`); the fixture runs the same script, which is a no-op once helm is built.
+helm itself is built from the Go module proxy by scripts/tools.sh (`make tools`, a step of `make
+test`); the fixture (conftest.py) runs the same script, which is a no-op once helm is built.
 """
 
 import copy
@@ -29,12 +27,12 @@ import yaml
 
 from events.dapr import dapr_consumers
 from events.topics import TOPICS, dead_letter_topic
+from infra.kube.lifecycle import CRD_DIR
 
 pytestmark = pytest.mark.timeout(1200)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "todo-platform"
-CRD_DIR = ROOT.parent / "shared" / "crds"
 KUBERNETES_VERSION = "1.37.0"
 RELEASE = "todo"
 NAMESPACE = "todo"
@@ -66,13 +64,6 @@ SECRET_VARIABLES = {
 # What only `make run` reads (its mail catcher): never part of a deployment.
 DEVELOPMENT_ONLY_VARIABLES = {"MAIL_CATCHER_HTTP_PORT"}
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-@pytest.fixture(scope="session")
-def helm():
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "tools.sh")], capture_output=True, text=True, timeout=1100)
-    assert result.returncode == 0, f"building helm failed:\n{result.stdout}\n{result.stderr}"
-    return str(ROOT / ".cache" / "bin" / "helm")
 
 
 def values_args(profile):
@@ -144,7 +135,7 @@ def strict_schema(schema):
 @cache
 def crd_schemas():
     if not CRD_DIR.is_dir():
-        pytest.fail(f"the CRDs of Strimzi and Dapr are expected in {CRD_DIR} (shared/ beside the clone)")
+        pytest.fail(f"the CRDs of Strimzi, Dapr and KEDA are expected in {CRD_DIR}")
     schemas = {}
     for path in sorted(CRD_DIR.glob("*.yaml")):
         for crd in yaml.safe_load_all(path.read_text()):
