@@ -311,6 +311,8 @@ def test_migrations_run_as_a_hook_before_install_and_upgrade(rendered, profile):
     for doc in needed:
         annotations = doc["metadata"]["annotations"]
         assert "pre-install" in annotations["helm.sh/hook"], doc["kind"]
+        # and a rollback restores them (test_kube.py shows it on a real server)
+        assert "pre-rollback" in annotations["helm.sh/hook"], doc["kind"]
         assert int(annotations["helm.sh/hook-weight"]) < job_weight, doc["kind"]
 
 

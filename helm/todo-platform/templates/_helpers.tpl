@@ -342,9 +342,12 @@ readinessProbe:
 
 {{/* The migrate Job runs as a pre-install/pre-upgrade hook, before the release's ordinary
      resources exist; what it reads (ConfigMap, Secret, ServiceAccount) must exist before it,
-     so these are hooks of a lower weight. Helm leaves hook resources in place on uninstall. */}}
+     so these are hooks of a lower weight. A rollback does not touch hooks of other kinds: they
+     are pre-rollback hooks too, so that `helm rollback` restores the configuration of the revision
+     it returns to (not the migrate Job: it is no pre-rollback hook). Helm leaves hook resources in
+     place on uninstall. */}}
 {{- define "todo.configHookAnnotations" -}}
-helm.sh/hook: pre-install,pre-upgrade
+helm.sh/hook: pre-install,pre-upgrade,pre-rollback
 helm.sh/hook-weight: "-10"
 helm.sh/hook-delete-policy: before-hook-creation
 {{- end -}}
