@@ -9,6 +9,9 @@ Validation is offline and strict (unknown fields are errors, as with `kubectl ap
   infra/kube/crds/ (see ORIGIN.md there), the same that the real API server of test_kube.py is given.
 Any other kind without a schema fails.
 
+The chart's consumers are checked against the registry (events.registry.CONSUMERS): a consumer
+registered without its Deployment, or with another topic or group, fails here.
+
 helm itself is built from the Go module proxy by scripts/tools.sh (`make tools`, a step of `make
 test`); the fixture (conftest.py) runs the same script, which is a no-op once helm is built.
 """
@@ -26,6 +29,7 @@ import pytest
 import yaml
 
 from events.dapr import dapr_consumers
+from events.registry import CONSUMERS
 from events.topics import TOPICS, dead_letter_topic
 from infra.kube.lifecycle import CRD_DIR
 
@@ -50,14 +54,10 @@ PROFILES = {
     "redpanda-cloud+dapr+keda": ["redpanda-cloud", "dapr", "keda"],
 }
 
-# CONTRACT.md section 4: one consumer group per service.
-CONSUMER_GROUPS = {
-    "audit": ("task-events", "audit-service"),
-    "recurrence": ("task-events", "recurring-task-service"),
-    "notifications": ("reminders", "notification-service"),
-    "realtime": ("task-updates", "websocket-service"),
-    "scheduler": ("reminders", "reminder-scheduler"),
-}
+# The registry's consumers (CONTRACT.md section 4: one consumer group per service): name -> (topic, group).
+CONSUMER_GROUPS = {name: (spec.topic, spec.group) for name, spec in CONSUMERS.items()}
+# Those that Dapr delivers to and KEDA scales (the others need a Kafka consumer of their own).
+DELIVERED_CONSUMERS = {name for name, spec in CONSUMERS.items() if spec.via_dapr}
 SECRET_VARIABLES = {
     "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "REDIS_PASSWORD", "KAFKA_SASL_PASSWORD", "EMAIL_HOST_PASSWORD", "LLM_API_KEY",
 }
@@ -275,6 +275,47 @@ def test_workers_are_probed_on_the_metrics_port_and_get_time_to_commit_on_shutdo
         assert pod["terminationGracePeriodSeconds"] >= 60
     config = by_name(rendered["default"], "ConfigMap")[full("config")]["data"]
     assert config["METRICS_PORT"] == "9100"
+
+
+def consumer_command(name):
+    """What runs a registered consumer: its own management command run_<name> if there is one (the
+    scheduler, whose clock runs beside its consumer), else run_consumer <name>; the Procfile likewise."""
+    from django.core.management import get_commands
+
+    own = f"run_{name}"
+    return ["python", "manage.py", own] if own in get_commands() else ["python", "manage.py", "run_consumer", name]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_chart_runs_each_consumer_of_the_registry_and_no_other(rendered, profile):
+    documents = rendered[profile]
+    workers = {doc["metadata"]["labels"]["app.kubernetes.io/component"]: doc for doc in of_kind(documents, "Deployment")}
+    assert set(workers) - {"web", "relay", "celery-worker", "celery-beat"} == set(CONSUMERS)
+    delivered = {name for name in CONSUMERS if "dapr.io/app-port" in
+                 workers[name]["spec"]["template"]["metadata"]["annotations"]}
+    for name in CONSUMERS:
+        (container,) = workers[name]["spec"]["template"]["spec"]["containers"]
+        if name not in delivered:  # a Dapr delivery pod runs the delivery app instead
+            assert container["command"] == consumer_command(name), name
+    if "dapr" in profile:
+        assert delivered == DELIVERED_CONSUMERS
+    if "keda" in profile:
+        scaled = {doc["spec"]["scaleTargetRef"]["name"] for doc in of_kind(documents, "ScaledObject")}
+        assert scaled == {full(name) for name in DELIVERED_CONSUMERS}
+
+
+def test_consumers_share_one_values_block_and_each_may_differ_by_its_own_key(helm):
+    documents = render(helm, "default", "--set", "workers.audit.replicas=2",
+                       "--set", "workers.consumers.resources.limits.memory=400Mi")
+    deployments = by_name(documents, "Deployment")
+    assert {name: deployments[full(name)]["spec"]["replicas"] for name in CONSUMERS} == {
+        name: 2 if name == "audit" else 1 for name in CONSUMERS
+    }
+    for name in CONSUMERS:
+        (container,) = deployments[full(name)]["spec"]["template"]["spec"]["containers"]
+        assert container["resources"]["limits"]["memory"] == "400Mi"
+    relay = deployments[full("relay")]["spec"]["template"]["spec"]["containers"][0]
+    assert relay["resources"]["limits"]["memory"] == "256Mi"
 
 
 def test_web_probes_pass_djangos_host_check(rendered):
@@ -626,7 +667,7 @@ def test_dapr_gives_each_consumer_service_its_own_group_and_a_dead_letter_topic(
         assert deployment["spec"]["template"]["metadata"]["annotations"]["dapr.io/app-port"] == "8000"
     expected = {}
     for name, (topic, group) in CONSUMER_GROUPS.items():
-        if name != "scheduler":
+        if name in DELIVERED_CONSUMERS:
             expected.setdefault(prefix + topic, []).append(prefix + group)
     assert {topic: sorted(groups) for topic, groups in delivered.items()} == {
         topic: sorted(groups) for topic, groups in expected.items()
@@ -728,7 +769,7 @@ def test_keda_scales_each_consumer_on_its_own_lag_up_to_the_partition_count(rend
     prefix = "prod." if "redpanda-cloud" in profile else ""
     deployments = by_name(documents, "Deployment")
     scaled = by_name(documents, "ScaledObject")
-    consumers = {name: topic_group for name, topic_group in CONSUMER_GROUPS.items() if name != "scheduler"}
+    consumers = {name: topic_group for name, topic_group in CONSUMER_GROUPS.items() if name in DELIVERED_CONSUMERS}
     assert set(scaled) == {full(name) for name in consumers}
     assert deployments[full("scheduler")]["spec"]["replicas"] == 1
     for name, (topic, group) in consumers.items():
