@@ -166,7 +166,8 @@ case "${1:-}" in
     run)
         bash scripts/tools.sh
         dir="$(mktemp -d -t todo-kube.XXXXXX)"
-        trap 'down "$dir"' EXIT
+        # The server's folder (its logs) stays only when something failed.
+        trap 'status=$?; down "$dir"; if ((status == 0)); then rm -rf "$dir"; else echo "logs: $dir" >&2; fi' EXIT
         up "$dir"
         .venv/bin/python -u infra/kube/lifecycle.py --kubeconfig "$dir/kubeconfig" "${@:2}"
         ;;
