@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # with DEBUG off Django refuses to start without SECRET_KEY and redirects to https. DEBUG=false wins.
 export DEBUG ?= true
 
-.PHONY: run test test-fast stop infra stores install migrate topics lock status tools helm-lint browser faults drill bench js-tools image smoke-image
+.PHONY: run test test-fast stop infra stores install migrate topics lock status tools helm-lint browser faults drill bench js-tools image smoke-image kube-tools kube
 
 # Python dependencies, hash-locked in three nested sets (requirements/*.in -> *.txt, `make lock`):
 # runtime.txt (the image) within test.txt (make test, make run) within bench.txt (make bench, faults,
@@ -61,16 +61,26 @@ node_modules/.installed: package-lock.json
 	@npm ci --ignore-scripts --no-audit --no-fund --silent
 	@touch $@
 
-# Command-line tools of the tests, built once into .cache/bin: helm (from the Go module proxy).
+# Command-line tools of the tests, built from the Go module proxy once per version into the build cache
+# outside the clone (scripts/build_cache.sh; TODO_BUILD_CACHE, default /var/cache/todo-platform): helm
+# (linked as .cache/bin/helm), and for the chart on a real API server kine and kube-apiserver.
 tools:
 	@bash scripts/tools.sh
+
+kube-tools:
+	@bash scripts/kube.sh build >/dev/null
+
+# The chart on a real kube-apiserver (on kine, a temporary server of its own): every values profile
+# installed, upgraded, rolled back and uninstalled, each step checked against the server; prints a table.
+kube: tools kube-tools install
+	@bash scripts/kube.sh run $(KUBE_ARGS)
 
 # The chart alone: lint each values profile (the tests also render and validate every document).
 helm-lint: tools
 	@for values in helm/todo-platform/ci/*-values.yaml; do .cache/bin/helm lint --strict --quiet helm/todo-platform -f $$values || exit 1; done
 
-# `image`: tests/deploy/test_image.py runs every process from the image.
-test: infra tools browser js-tools image
+# `image`: tests/deploy/test_image.py runs every process from the image; `kube-tools`: tests/helm/test_kube.py.
+test: infra tools kube-tools browser js-tools image
 	@bash scripts/infra.sh kafka-jars
 	@echo "==> running the test suite against the real Kafka, PostgreSQL and Redis…"
 	@$(PY) -m pytest $(PYTEST_ARGS)

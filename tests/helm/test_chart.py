@@ -5,14 +5,15 @@ Validation is offline and strict (unknown fields are errors, as with `kubectl ap
 --validate=strict`):
 - Kubernetes kinds against the JSON schemas of the Kubernetes 1.37 API that the PyPI package
   kubernetes-validate ships (generated from the API's OpenAPI document, "strict" variant);
-- Strimzi and Dapr resources against the openAPIV3Schema of their CRDs in ../shared/crds/, read
-  from the steering repository beside the clone. A missing folder fails the tests: a validation
-  that silently skips would prove nothing.
-KEDA publishes no CRD that is available offline here, so its resources get the behavioural checks
-at the end of this file instead; any other kind without a schema fails.
+- Strimzi, Dapr and KEDA resources against the openAPIV3Schema of their upstream CRDs in
+  infra/kube/crds/ (see ORIGIN.md there), the same that the real API server of test_kube.py is given.
+Any other kind without a schema fails.
 
-helm itself is built from the Go module proxy into .cache/bin by scripts/tools.sh (`make tools`,
-a step of `make test`); the fixture runs the same script, which is a no-op once helm is built.
+The chart's consumers are checked against the registry (events.registry.CONSUMERS): a consumer
+registered without its Deployment, or with another topic or group, fails here.
+
+helm itself is built from the Go module proxy by scripts/tools.sh (`make tools`, a step of `make
+test`); the fixture (conftest.py) runs the same script, which is a no-op once helm is built.
 """
 
 import copy
@@ -27,14 +28,15 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from events.registry import CONSUMERS
 from events.transports.dapr import dapr_consumers
 from events.topics import TOPICS, dead_letter_topic
+from infra.kube.lifecycle import CRD_DIR
 
 pytestmark = pytest.mark.timeout(1200)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "todo-platform"
-CRD_DIR = ROOT.parent / "shared" / "crds"
 KUBERNETES_VERSION = "1.37.0"
 RELEASE = "todo"
 NAMESPACE = "todo"
@@ -52,27 +54,16 @@ PROFILES = {
     "redpanda-cloud+dapr+keda": ["redpanda-cloud", "dapr", "keda"],
 }
 
-# CONTRACT.md section 4: one consumer group per service.
-CONSUMER_GROUPS = {
-    "audit": ("task-events", "audit-service"),
-    "recurrence": ("task-events", "recurring-task-service"),
-    "notifications": ("reminders", "notification-service"),
-    "realtime": ("task-updates", "websocket-service"),
-    "scheduler": ("reminders", "reminder-scheduler"),
-}
+# The registry's consumers (CONTRACT.md section 4: one consumer group per service): name -> (topic, group).
+CONSUMER_GROUPS = {name: (spec.topic, spec.group) for name, spec in CONSUMERS.items()}
+# Those that Dapr delivers to and KEDA scales (the others need a Kafka consumer of their own).
+DELIVERED_CONSUMERS = {name for name, spec in CONSUMERS.items() if spec.via_dapr}
 SECRET_VARIABLES = {
     "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "REDIS_PASSWORD", "KAFKA_SASL_PASSWORD", "EMAIL_HOST_PASSWORD", "LLM_API_KEY",
 }
 # What only `make run` reads (its mail catcher): never part of a deployment.
 DEVELOPMENT_ONLY_VARIABLES = {"MAIL_CATCHER_HTTP_PORT"}
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-@pytest.fixture(scope="session")
-def helm():
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "tools.sh")], capture_output=True, text=True, timeout=1100)
-    assert result.returncode == 0, f"building helm failed:\n{result.stdout}\n{result.stderr}"
-    return str(ROOT / ".cache" / "bin" / "helm")
 
 
 def values_args(profile):
@@ -144,7 +135,7 @@ def strict_schema(schema):
 @cache
 def crd_schemas():
     if not CRD_DIR.is_dir():
-        pytest.fail(f"the CRDs of Strimzi and Dapr are expected in {CRD_DIR} (shared/ beside the clone)")
+        pytest.fail(f"the CRDs of Strimzi, Dapr and KEDA are expected in {CRD_DIR}")
     schemas = {}
     for path in sorted(CRD_DIR.glob("*.yaml")):
         for crd in yaml.safe_load_all(path.read_text()):
@@ -286,6 +277,47 @@ def test_workers_are_probed_on_the_metrics_port_and_get_time_to_commit_on_shutdo
     assert config["METRICS_PORT"] == "9100"
 
 
+def consumer_command(name):
+    """What runs a registered consumer: its own management command run_<name> if there is one (the
+    scheduler, whose clock runs beside its consumer), else run_consumer <name>; the Procfile likewise."""
+    from django.core.management import get_commands
+
+    own = f"run_{name}"
+    return ["python", "manage.py", own] if own in get_commands() else ["python", "manage.py", "run_consumer", name]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_chart_runs_each_consumer_of_the_registry_and_no_other(rendered, profile):
+    documents = rendered[profile]
+    workers = {doc["metadata"]["labels"]["app.kubernetes.io/component"]: doc for doc in of_kind(documents, "Deployment")}
+    assert set(workers) - {"web", "relay", "celery-worker", "celery-beat"} == set(CONSUMERS)
+    delivered = {name for name in CONSUMERS if "dapr.io/app-port" in
+                 workers[name]["spec"]["template"]["metadata"]["annotations"]}
+    for name in CONSUMERS:
+        (container,) = workers[name]["spec"]["template"]["spec"]["containers"]
+        if name not in delivered:  # a Dapr delivery pod runs the delivery app instead
+            assert container["command"] == consumer_command(name), name
+    if "dapr" in profile:
+        assert delivered == DELIVERED_CONSUMERS
+    if "keda" in profile:
+        scaled = {doc["spec"]["scaleTargetRef"]["name"] for doc in of_kind(documents, "ScaledObject")}
+        assert scaled == {full(name) for name in DELIVERED_CONSUMERS}
+
+
+def test_consumers_share_one_values_block_and_each_may_differ_by_its_own_key(helm):
+    documents = render(helm, "default", "--set", "workers.audit.replicas=2",
+                       "--set", "workers.consumers.resources.limits.memory=400Mi")
+    deployments = by_name(documents, "Deployment")
+    assert {name: deployments[full(name)]["spec"]["replicas"] for name in CONSUMERS} == {
+        name: 2 if name == "audit" else 1 for name in CONSUMERS
+    }
+    for name in CONSUMERS:
+        (container,) = deployments[full(name)]["spec"]["template"]["spec"]["containers"]
+        assert container["resources"]["limits"]["memory"] == "400Mi"
+    relay = deployments[full("relay")]["spec"]["template"]["spec"]["containers"][0]
+    assert relay["resources"]["limits"]["memory"] == "256Mi"
+
+
 def test_web_probes_pass_djangos_host_check(rendered):
     web = by_name(rendered["default"], "Deployment")[full("web")]["spec"]["template"]["spec"]["containers"][0]
     assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -320,6 +352,8 @@ def test_migrations_run_as_a_hook_before_install_and_upgrade(rendered, profile):
     for doc in needed:
         annotations = doc["metadata"]["annotations"]
         assert "pre-install" in annotations["helm.sh/hook"], doc["kind"]
+        # and a rollback restores them (test_kube.py shows it on a real server)
+        assert "pre-rollback" in annotations["helm.sh/hook"], doc["kind"]
         assert int(annotations["helm.sh/hook-weight"]) < job_weight, doc["kind"]
 
 
@@ -633,7 +667,7 @@ def test_dapr_gives_each_consumer_service_its_own_group_and_a_dead_letter_topic(
         assert deployment["spec"]["template"]["metadata"]["annotations"]["dapr.io/app-port"] == "8000"
     expected = {}
     for name, (topic, group) in CONSUMER_GROUPS.items():
-        if name != "scheduler":
+        if name in DELIVERED_CONSUMERS:
             expected.setdefault(prefix + topic, []).append(prefix + group)
     assert {topic: sorted(groups) for topic, groups in delivered.items()} == {
         topic: sorted(groups) for topic, groups in expected.items()
@@ -735,7 +769,7 @@ def test_keda_scales_each_consumer_on_its_own_lag_up_to_the_partition_count(rend
     prefix = "prod." if "redpanda-cloud" in profile else ""
     deployments = by_name(documents, "Deployment")
     scaled = by_name(documents, "ScaledObject")
-    consumers = {name: topic_group for name, topic_group in CONSUMER_GROUPS.items() if name != "scheduler"}
+    consumers = {name: topic_group for name, topic_group in CONSUMER_GROUPS.items() if name in DELIVERED_CONSUMERS}
     assert set(scaled) == {full(name) for name in consumers}
     assert deployments[full("scheduler")]["spec"]["replicas"] == 1
     for name, (topic, group) in consumers.items():

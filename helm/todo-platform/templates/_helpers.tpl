@@ -102,14 +102,19 @@ SCRAM-SHA-512
 {{- if has (include "todo.kafka.securityProtocol" .) (list "SSL" "SASL_SSL") -}}true{{- end -}}
 {{- end -}}
 
-{{/* The consumers of CONTRACT.md section 4: process name -> topic and consumer group (one group
-     per service, so that each service receives every event of its topic). */}}
+{{/* The consumers of events/registry.py (CONSUMERS; CONTRACT.md section 4): process name -> topic and
+     consumer group (one group per service, so that each service receives every event of its topic).
+     Each runs `run_consumer <name>` unless a command is given, and Dapr can deliver to it (and KEDA
+     scale it) unless viaDapr is false, as in the registry. tests/helm/test_chart.py checks this list
+     against the registry; its replicas and resources are workers.consumers of values.yaml, per process
+     workers.<name>. */}}
 {{- define "todo.consumers" -}}
-audit: {topic: task-events, group: audit-service, command: [python, manage.py, run_consumer, audit]}
-recurrence: {topic: task-events, group: recurring-task-service, command: [python, manage.py, run_consumer, recurrence]}
-notifications: {topic: reminders, group: notification-service, command: [python, manage.py, run_consumer, notifications]}
-realtime: {topic: task-updates, group: websocket-service, command: [python, manage.py, run_consumer, realtime]}
-scheduler: {topic: reminders, group: reminder-scheduler, command: [python, manage.py, run_scheduler]}
+audit: {topic: task-events, group: audit-service}
+recurrence: {topic: task-events, group: recurring-task-service}
+notifications: {topic: reminders, group: notification-service}
+realtime: {topic: task-updates, group: websocket-service}
+# The reminder scheduler's consumer half, beside the clock that fires: it needs its own Kafka consumer.
+scheduler: {topic: reminders, group: reminder-scheduler, viaDapr: false, command: [python, manage.py, run_scheduler]}
 {{- end -}}
 
 {{/* Who talks to Kafka and what each process may do there: process -> topics it reads (with its
@@ -187,18 +192,20 @@ celery-beat: [REDIS_URL]
 {{- toYaml $clients -}}
 {{- end -}}
 
-{{/* The run_consumer services: Dapr can deliver to them over HTTP and KEDA can scale them. The
-     scheduler is left out of both: it is a timer loop as much as a consumer. */}}
+{{/* The consumers that Dapr can deliver to over HTTP and KEDA can scale (viaDapr, default true). */}}
 {{- define "todo.eventConsumers" -}}
-{{- $all := include "todo.consumers" . | fromYaml -}}
-{{- toYaml (omit $all "scheduler") -}}
+{{- $delivered := dict -}}
+{{- range $name, $consumer := include "todo.consumers" . | fromYaml -}}
+{{- if ne $consumer.viaDapr false -}}{{- $_ := set $delivered $name $consumer -}}{{- end -}}
+{{- end -}}
+{{- toYaml $delivered -}}
 {{- end -}}
 
 {{/* Every long-running worker: values key, process name, command, probe kind. */}}
 {{- define "todo.workers" -}}
 - {key: relay, name: relay, probe: metrics, command: [python, manage.py, relay_outbox]}
 {{- range $name, $consumer := include "todo.consumers" . | fromYaml }}
-- {key: {{ $name }}, name: {{ $name }}, probe: metrics, command: {{ toJson $consumer.command }}}
+- {key: {{ $name }}, name: {{ $name }}, probe: metrics, consumer: true, command: {{ $consumer.command | default (list "python" "manage.py" "run_consumer" $name) | toJson }}}
 {{- end }}
 - {key: celeryWorker, name: celery-worker, probe: celery-worker, command: [celery, -A, todo_project, worker, --loglevel=INFO]}
 - {key: celeryBeat, name: celery-beat, probe: celery-beat, singleton: true, command: [celery, -A, todo_project, beat, --loglevel=INFO]}
@@ -342,9 +349,12 @@ readinessProbe:
 
 {{/* The migrate Job runs as a pre-install/pre-upgrade hook, before the release's ordinary
      resources exist; what it reads (ConfigMap, Secret, ServiceAccount) must exist before it,
-     so these are hooks of a lower weight. Helm leaves hook resources in place on uninstall. */}}
+     so these are hooks of a lower weight. A rollback does not touch hooks of other kinds: they
+     are pre-rollback hooks too, so that `helm rollback` restores the configuration of the revision
+     it returns to (not the migrate Job: it is no pre-rollback hook). Helm leaves hook resources in
+     place on uninstall. */}}
 {{- define "todo.configHookAnnotations" -}}
-helm.sh/hook: pre-install,pre-upgrade
+helm.sh/hook: pre-install,pre-upgrade,pre-rollback
 helm.sh/hook-weight: "-10"
 helm.sh/hook-delete-policy: before-hook-creation
 {{- end -}}
