@@ -67,7 +67,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from prometheus_client import Counter, Gauge, Histogram
 
 from events.dlq import bounded_dead_letter, dlq_headers_stripped
-from events.kafka import client_config
+from events.kafka import client_config, producer_config
 from events.models import ProcessedEvent
 from events.schemas import InvalidEvent, UnknownEventType, event_uuid, utc_timestamp, validate_event
 from events.topics import group_name, topic_name
@@ -235,7 +235,7 @@ class ConsumerRuntime:
 
     def run(self):
         self._consumer = Consumer(self._consumer_config())
-        self._producer = Producer(client_config(**{"acks": "all", "enable.idempotence": True, "linger.ms": 0}))
+        self._producer = Producer(producer_config(**{"acks": "all", "enable.idempotence": True, "linger.ms": 0}))
         self.dead_letters = KafkaDeadLetters(self._producer)
         self._consumer.subscribe([self.topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
         logger.info("consumer %s: reading %s as group %s", self.name, self.topic, self.group)

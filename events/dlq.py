@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from django.conf import settings
 
-from events.kafka import client_config
+from events.kafka import client_config, producer_config
 from events.topics import DLQ_SUFFIX, group_name, topic_name
 
 REPLAY_GROUP = "dlq-replay"
@@ -206,7 +206,7 @@ def _read_unseen(consumer, topic, limit, timeout):
 
 
 def _send_back(letters):
-    producer = Producer(client_config(**{"acks": "all", "enable.idempotence": True}))
+    producer = Producer(producer_config(**{"acks": "all", "enable.idempotence": True}))
     failures = []
     results = []
     for letter in letters:

@@ -74,8 +74,9 @@ from django.db import DatabaseError, InterfaceError, connection, connections
 from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
 
+from events import kafka
 from events.dapr import DaprSidecar
-from events.kafka import admin_client, client_config
+from events.kafka import admin_client
 from events.models import OutboxEvent
 from events.outbox import NOTIFY_CHANNEL
 from events.schemas import EVENT_TYPES
@@ -145,7 +146,7 @@ def producer_config(topic_message_limit=None):
     local_limit = MAX_PRODUCER_MESSAGE_BYTES
     if topic_message_limit is not None:
         local_limit = max(min(local_limit, topic_message_limit - RECORD_BATCH_HEADER_BYTES), MIN_PRODUCER_MESSAGE_BYTES)
-    return client_config(**config, **{"message.max.bytes": local_limit, "batch.size": local_limit})
+    return kafka.producer_config(**config, **{"message.max.bytes": local_limit, "batch.size": local_limit})
 
 
 def topic_message_limit():

@@ -11,7 +11,7 @@ import json
 from confluent_kafka import Producer
 from django.core.management.base import BaseCommand, CommandError
 
-from events.kafka import client_config
+from events.kafka import producer_config
 from events.outbox import serialise
 from events.schemas import InvalidEvent, topic_of, validate_event
 from events.topics import TOPICS, topic_name
@@ -43,7 +43,7 @@ class Command(BaseCommand):
         key = key or data.get("task_id") or fields.get("event_id")
         headers = [(name, str(fields[name]).encode()) for name in ("event_type", "event_id") if name in fields]
         delivered = []
-        producer = Producer(client_config(**{"enable.idempotence": True, "acks": "all", "message.timeout.ms": 30000}))
+        producer = Producer(producer_config(**{"enable.idempotence": True, "acks": "all", "message.timeout.ms": 30000}))
         producer.produce(
             topic_name(topic),
             key=str(key).encode() if key is not None else None,
