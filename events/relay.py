@@ -241,7 +241,7 @@ class OutboxRelay:
             self.stop.wait(self.poll_interval)
         else:
             return
-        logger.info("relay: leader; publishing the outbox to Kafka")
+        logger.info("relay: leader; publishing the outbox %s", self.publisher.destination)
         RELAY_IS_LEADER.set(1)
         self.leading = True
         try:
@@ -330,6 +330,8 @@ class OutboxRow(NamedTuple):
 
 class KafkaPublisher:
     """Produces a round's rows with one idempotent producer and waits for every acknowledgement."""
+
+    destination = "to Kafka"
 
     def __init__(self, stop, shutdown_grace):
         self.stop = stop
@@ -450,6 +452,7 @@ class DaprPublisher:
     def __init__(self, *, port, pubsub, timeout=30.0):
         self.pubsub = pubsub
         self.sidecar = DaprSidecar(port=port, timeout=timeout)
+        self.destination = f"through the Dapr sidecar on port {port} (pub/sub component {pubsub})"
 
     def publish(self, rows):
         outcome = {}
