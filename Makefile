@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # with DEBUG off Django refuses to start without SECRET_KEY and redirects to https. DEBUG=false wins.
 export DEBUG ?= true
 
-.PHONY: run test stop infra install migrate topics lock status tools helm-lint browser faults drill bench js-tools
+.PHONY: run test stop infra install migrate topics lock status tools helm-lint browser faults drill bench js-tools daprd
 
 # Python dependencies, installed once per change of requirements.lock.
 install: $(INSTALLED)
@@ -58,11 +58,17 @@ node_modules/.installed: package-lock.json
 tools:
 	@bash scripts/tools.sh
 
+# A real Dapr sidecar for the EVENT_TRANSPORT=dapr end-to-end tests: upstream daprd with only its Kafka
+# pub/sub component, built once per version from the Go module proxy (scripts/daprd.sh; ~10 min cold,
+# caches and binary in $${TODO_BUILD_CACHE:-/var/cache/todo-platform}, linked as .cache/bin/daprd).
+daprd:
+	@bash scripts/daprd.sh
+
 # The chart alone: lint each values profile (the tests also render and validate every document).
 helm-lint: tools
 	@for values in helm/todo-platform/ci/*-values.yaml; do .cache/bin/helm lint --strict --quiet helm/todo-platform -f $$values || exit 1; done
 
-test: infra tools browser js-tools
+test: infra tools daprd browser js-tools
 	@bash scripts/infra.sh kafka-jars
 	@echo "==> running the test suite against the real Kafka, PostgreSQL and Redis…"
 	@$(PY) -m pytest $(PYTEST_ARGS)
