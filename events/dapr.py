@@ -20,8 +20,14 @@ producer of its own in Dapr mode). The outcome decides the answer to Dapr:
   redelivers (its Resiliency policy), and after its last retry writes the message to the
   Subscription's ``deadLetterTopic`` (the same ``.dlq`` topic, without our ``dlq.*`` headers).
 
-Kafka coordinates: Dapr does not tell the app a message's partition and offset, so handlers see
-``partition = offset = -1`` (``delivery_of``) for Dapr deliveries.
+Kafka coordinates and headers: Dapr's Kafka component passes them with each delivery as HTTP
+headers: ``__topic``, ``__partition``, ``__offset``, ``__key`` and ``__timestamp``, and every Kafka
+header of the message under its own name (``event_type``, ``event_id``, ...). ``DaprMessage`` reads
+them back, so handlers see the true coordinates (``delivery_of``; the audit trail stores them) and
+a dead letter keeps the message's key and headers, as with the Kafka transport. They are read from
+the raw ASGI headers: Django drops every header whose name has an underscore (a guard against
+``X_Forwarded_For`` passing for ``X-Forwarded-For``). HTTP header names are case-insensitive
+(uvicorn lowers them), so a Kafka header arrives with its name in lower case, as the contract's are.
 """
 
 import base64
@@ -134,31 +140,49 @@ class DaprDeadLetters:
         )
 
 
-class DaprMessage:
-    """A delivered message with the accessors of confluent_kafka.Message that the runtime reads."""
+# The delivery headers with which Dapr's Kafka component passes a message's coordinates.
+TOPIC_HEADER, PARTITION_HEADER, OFFSET_HEADER, KEY_HEADER, TIMESTAMP_HEADER = (
+    "__topic", "__partition", "__offset", "__key", "__timestamp"
+)
+COORDINATE_HEADERS = frozenset({TOPIC_HEADER, PARTITION_HEADER, OFFSET_HEADER, KEY_HEADER, TIMESTAMP_HEADER})
+# The delivery headers that HTTP and the sidecar add themselves (daprd 1.18 sends these, the
+# tracing ones with tracing on): every other header of a delivery is one of the message's Kafka headers.
+TRANSPORT_HEADERS = frozenset({
+    "host", "user-agent", "accept-encoding", "content-type", "content-length",
+    "dapr-api-token", "dapr-app-id", "pubsubname", "traceparent", "tracestate",
+})
 
-    def __init__(self, topic, value):
-        self._topic, self._value = topic, value
-        # What the relay put in the Kafka key and headers, recovered from the event (Dapr does not
-        # pass them on), so that a dead letter keeps the task's partition and the usual headers.
-        self._key, self._headers = None, []
-        try:
-            event = _json(value)
-            self._key = event["data"]["task_id"]
-            self._headers = [(name, str(event[name]).encode()) for name in ("event_type", "event_id")]
-        except (TypeError, KeyError):  # not an event: the runtime dead-letters it
-            pass
-        if not isinstance(self._key, str):
-            self._key = None
+
+class DaprMessage:
+    """A delivered message with the accessors of confluent_kafka.Message that the runtime reads.
+
+    ``headers``: the delivery's HTTP headers as ASGI has them, ``[(lower-case name, value), ...]``
+    in bytes. A delivery without coordinates (not from Kafka) reads as partition and offset -1,
+    no key and no headers.
+    """
+
+    def __init__(self, topic, value, headers=()):
+        coordinates, self._headers = {}, []
+        for name, header in headers:
+            name = name.decode("latin-1")
+            if name in COORDINATE_HEADERS:
+                coordinates[name] = header.decode(errors="replace")
+            elif name not in TRANSPORT_HEADERS:
+                self._headers.append((name, header))
+        self._topic = coordinates.get(TOPIC_HEADER) or topic
+        self._partition = _integer(coordinates.get(PARTITION_HEADER))
+        self._offset = _integer(coordinates.get(OFFSET_HEADER))
+        self._key = coordinates.get(KEY_HEADER)
+        self._value = value
 
     def topic(self):
         return self._topic
 
     def partition(self):
-        return -1  # not known to a Dapr app
+        return self._partition
 
     def offset(self):
-        return -1
+        return self._offset
 
     def key(self):
         return self._key
@@ -229,8 +253,9 @@ def unwrap(body):
         return topic, body
 
 
-def deliver(name, body):
-    """Process one message Dapr delivered to consumer ``name``; return SUCCESS or RETRY."""
+def deliver(name, body, headers=()):
+    """Process one message Dapr delivered to consumer ``name`` with the HTTP ``headers`` of its
+    delivery (see DaprMessage); return SUCCESS or RETRY."""
     spec = accepted_consumers().get(name)
     if spec is None:
         accepted = ", ".join(sorted(accepted_consumers()))
@@ -241,7 +266,7 @@ def deliver(name, body):
     # Dapr's Resiliency policy is the place for one.
     dead_letters = DaprDeadLetters(sidecar, settings.DAPR_PUBSUB_NAME)
     runtime = ConsumerRuntime(spec, dlq_stop_ratio=1.0, dead_letters=dead_letters)
-    message = DaprMessage(topic or runtime.topic, value)
+    message = DaprMessage(topic or runtime.topic, value, headers)
     done = []
     try:
         runtime.process([message], done)
@@ -262,6 +287,13 @@ def _json(value):
         return json.loads(value)
     except (TypeError, ValueError, RecursionError):
         return _NOT_JSON
+
+
+def _integer(text):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return -1
 
 
 def _text(value):
