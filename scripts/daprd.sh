@@ -22,7 +22,9 @@ KEPT_COMPONENTS=(pubsub_kafka.go)
 CACHE="${TODO_BUILD_CACHE:-/var/cache/todo-platform}"
 BINARY="$CACHE/bin/daprd-$DAPR_VERSION"
 STAMP="$BINARY.build"
-BUILD_ID="dapr $DAPR_VERSION tags=stablecomponents components=${KEPT_COMPONENTS[*]} $(cat infra/daprd/go.mod infra/daprd/go.sum infra/daprd/main.go | sha256sum | cut -c1-16)"
+# The version in `daprd --version` and in every log line (upstream's Makefile sets both).
+LDFLAGS="-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_VERSION -X github.com/dapr/kit/logger.DaprVersion=$DAPR_VERSION"
+BUILD_ID="dapr $DAPR_VERSION tags=stablecomponents components=${KEPT_COMPONENTS[*]} ldflags=$LDFLAGS $(cat infra/daprd/go.mod infra/daprd/go.sum infra/daprd/main.go | sha256sum | cut -c1-16)"
 LINK="$PWD/.cache/bin/daprd"
 
 link() {
@@ -66,7 +68,6 @@ modfile="$CACHE/src/daprd-$DAPR_VERSION.mod"
 { cat go.mod; echo "replace github.com/dapr/dapr => $pruned"; } > "$modfile"
 cp go.sum "${modfile%.mod}.sum"
 
-LDFLAGS="-s -w -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_VERSION"
 if ! "$GO" build -modfile "$modfile" -trimpath -tags stablecomponents -ldflags "$LDFLAGS" \
         -o "$BINARY.partial" . >"$LOG" 2>&1; then
     tail -n 20 "$LOG" >&2
