@@ -230,9 +230,11 @@ def subscriptions():
 
 
 def unwrap(body):
-    """(topic or None, event bytes) of a delivery: the raw event (rawPayload), or the ``data`` /
-    ``data_base64`` of the CloudEvent Dapr wraps it in without rawPayload. Anything else (not JSON,
-    nested too deep, a broken envelope) comes back whole, for the runtime to dead-letter."""
+    """(topic or None, event bytes) of a delivery. Dapr delivers a CloudEvent
+    (``application/cloudevents+json``) even with ``rawPayload``: then the message's bytes are in its
+    ``data_base64`` (daprd 1.18); without ``rawPayload`` the event is its ``data``. A body that is no
+    envelope is taken as the raw event. Anything else (not JSON, nested too deep, a broken envelope)
+    comes back whole, for the runtime to dead-letter."""
     envelope = _json(body)
     wrapped = isinstance(envelope, dict) and "specversion" in envelope
     if not (wrapped and ("data" in envelope or "data_base64" in envelope)):
