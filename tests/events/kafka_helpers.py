@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from events.kafka import admin_client, client_config, create_topics, delete_topics
+from events.kafka import admin_client, client_config, create_topics, delete_topics, producer_config
 from events.schemas import utc_timestamp
 from events.topics import TASK_EVENTS, TOPICS, topic_name
 from tasks.events import SYNC_CHANGE_OF, EventContext, sync_event
@@ -92,7 +92,8 @@ class TestProducer:
 
     def __init__(self, **config):
         """``config``: librdkafka settings of the producer, e.g. a larger ``message.max.bytes``."""
-        self._producer = Producer(client_config(**{"linger.ms": 5, **config}))
+        # The project's partitioner: a key lands where the relay's and the other producers' messages of that key do.
+        self._producer = Producer(producer_config(**{"linger.ms": 5, **config}))
 
     def raw(self, base_topic, value, *, key=None, headers=None):
         """Produce bytes/str as is; return (partition, offset) once the broker confirmed it."""
