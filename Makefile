@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # with DEBUG off Django refuses to start without SECRET_KEY and redirects to https. DEBUG=false wins.
 export DEBUG ?= true
 
-.PHONY: run test test-fast stop infra stores install migrate topics lock status tools helm-lint browser faults drill bench js-tools image smoke-image kube-tools kube
+.PHONY: run test test-fast stop infra stores install migrate topics lock status tools helm-lint browser faults drill bench js-tools image smoke-image kube-tools kube daprd
 
 # Python dependencies, hash-locked in three nested sets (requirements/*.in -> *.txt, `make lock`):
 # runtime.txt (the image) within test.txt (make test, make run) within bench.txt (make bench, faults,
@@ -75,12 +75,19 @@ kube-tools:
 kube: tools kube-tools install
 	@bash scripts/kube.sh run $(KUBE_ARGS)
 
+# A real Dapr sidecar for the EVENT_TRANSPORT=dapr end-to-end tests: upstream daprd with only its Kafka
+# pub/sub component, built once per version from the Go module proxy (scripts/daprd.sh; ~10 min cold,
+# caches and binary in $${TODO_BUILD_CACHE:-/var/cache/todo-platform}, linked as .cache/bin/daprd).
+daprd:
+	@bash scripts/daprd.sh
+
 # The chart alone: lint each values profile (the tests also render and validate every document).
 helm-lint: tools
 	@for values in helm/todo-platform/ci/*-values.yaml; do .cache/bin/helm lint --strict --quiet helm/todo-platform -f $$values || exit 1; done
 
-# `image`: tests/deploy/test_image.py runs every process from the image; `kube-tools`: tests/helm/test_kube.py.
-test: infra tools kube-tools browser js-tools image
+# `image`: tests/deploy/test_image.py runs every process from the image; `kube-tools`: tests/helm/test_kube.py;
+# `daprd`: tests/deploy/test_daprd.py.
+test: infra tools kube-tools daprd browser js-tools image
 	@bash scripts/infra.sh kafka-jars
 	@echo "==> running the test suite against the real Kafka, PostgreSQL and Redis…"
 	@$(PY) -m pytest $(PYTEST_ARGS)

@@ -133,7 +133,7 @@ class OutboxRelay:
             self.stop.wait(self.poll_interval)
         else:
             return
-        logger.info("relay: leader; publishing the outbox to Kafka")
+        logger.info("relay: leader; publishing the outbox %s", self.publisher.destination)
         RELAY_IS_LEADER.set(1)
         self.leading = True
         try:

@@ -27,7 +27,8 @@ def config(request):
 @require_POST
 def deliver(request, consumer):
     try:
-        status = dapr.deliver(consumer, request.body)
+        # The raw ASGI headers: Django's request.headers leaves out Dapr's __partition, __offset, ...
+        status = dapr.deliver(consumer, request.body, request.scope["headers"])
     except dapr.NotDeliverable as exc:
         # Not 404: Dapr drops a message answered 404. A misrouted message is retried and then
         # reaches the Subscription's deadLetterTopic instead of vanishing.

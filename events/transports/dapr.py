@@ -20,10 +20,14 @@ producer of its own in Dapr mode). The outcome decides the answer to Dapr:
   redelivers (its Resiliency policy), and after its last retry writes the message to the
   Subscription's ``deadLetterTopic`` (the same ``.dlq`` topic, without our ``dlq.*`` headers).
 
-Kafka coordinates: this transport does not read a message's partition and offset yet, so handlers
-see ``partition = offset = -1`` (``delivery_of``) for Dapr deliveries. The core's Message has room
-for them (Dapr passes ``__key``, ``__partition``, ``__offset``, ``__topic`` and the Kafka headers as
-HTTP headers of a delivery).
+Kafka coordinates and headers: Dapr's Kafka component passes them with each delivery as HTTP
+headers: ``__topic``, ``__partition``, ``__offset``, ``__key`` and ``__timestamp``, and every Kafka
+header of the message under its own name (``event_type``, ``event_id``, ...). ``delivered_message`` reads
+them back, so handlers see the true coordinates (``delivery_of``; the audit trail stores them) and
+a dead letter keeps the message's key and headers, as with the Kafka transport. They are read from
+the raw ASGI headers: Django drops every header whose name has an underscore (a guard against
+``X_Forwarded_For`` passing for ``X-Forwarded-For``). HTTP header names are case-insensitive
+(uvicorn lowers them), so a Kafka header arrives with its name in lower case, as the contract's are.
 
 May import: ``events.core``, ``events.registry``, the contract modules, Django settings. Not the
 consumer runtime (``events.consumer``) nor the relay, which import this.
@@ -136,6 +140,7 @@ class DaprPublisher:
     def __init__(self, *, port, pubsub, timeout=30.0):
         self.pubsub = pubsub
         self.sidecar = DaprSidecar(port=port, timeout=timeout)
+        self.destination = f"through the Dapr sidecar on port {port} (pub/sub component {pubsub})"
 
     def publish(self, rows):
         outcome = {}
@@ -184,10 +189,48 @@ class DaprDeadLetters:
         )
 
 
-def delivered_message(topic, value):
-    """The core Message of a delivery: its key and headers are what the relay put in the Kafka key
-    and headers, recovered from the event (this transport does not read Dapr's ``__key`` and Kafka
-    headers yet), so that a dead letter keeps the task's partition and the usual headers."""
+# The delivery headers with which Dapr's Kafka component passes a message's coordinates.
+TOPIC_HEADER, PARTITION_HEADER, OFFSET_HEADER, KEY_HEADER, TIMESTAMP_HEADER = (
+    "__topic", "__partition", "__offset", "__key", "__timestamp"
+)
+COORDINATE_HEADERS = frozenset({TOPIC_HEADER, PARTITION_HEADER, OFFSET_HEADER, KEY_HEADER, TIMESTAMP_HEADER})
+# The delivery headers that HTTP and the sidecar add themselves (daprd 1.18 sends these, the
+# tracing ones with tracing on): every other header of a delivery is one of the message's Kafka headers.
+TRANSPORT_HEADERS = frozenset({
+    "host", "user-agent", "accept-encoding", "content-type", "content-length",
+    "dapr-api-token", "dapr-app-id", "pubsubname", "traceparent", "tracestate",
+})
+
+
+
+def delivered_message(topic, value, headers=()):
+    """The core Message of a delivery, from the HTTP ``headers`` Dapr sent with it (the raw ASGI
+    ``[(lower-case name, value), ...]`` in bytes): its topic, partition, offset, key and timestamp,
+    and every other header that HTTP and the sidecar did not add, which are the message's Kafka
+    headers. A delivery without Dapr's coordinates (a caller that is not a Kafka component) reads
+    as partition and offset -1, its key and headers recovered from the event: what the relay put
+    there, so that a dead letter keeps the task's partition and the usual headers."""
+    coordinates, kafka_headers = {}, []
+    for name, header in headers:
+        name = name.decode("latin-1")
+        if name in COORDINATE_HEADERS:
+            coordinates[name] = header.decode(errors="replace")
+        elif name not in TRANSPORT_HEADERS:
+            kafka_headers.append((name, header))
+    if KEY_HEADER not in coordinates:
+        return _recovered_message(topic, value)
+    return Message(
+        topic=coordinates.get(TOPIC_HEADER) or topic,
+        value=value,
+        key=coordinates[KEY_HEADER],
+        headers=kafka_headers,
+        partition=_integer(coordinates.get(PARTITION_HEADER)),
+        offset=_integer(coordinates.get(OFFSET_HEADER)),
+        timestamp=_integer(coordinates.get(TIMESTAMP_HEADER), None),
+    )
+
+
+def _recovered_message(topic, value):
     key, headers = None, []
     try:
         event = _json(value)
@@ -231,9 +274,11 @@ def subscriptions():
 
 
 def unwrap(body):
-    """(topic or None, event bytes) of a delivery: the raw event (rawPayload), or the ``data`` /
-    ``data_base64`` of the CloudEvent Dapr wraps it in without rawPayload. Anything else (not JSON,
-    nested too deep, a broken envelope) comes back whole, for the runtime to dead-letter."""
+    """(topic or None, event bytes) of a delivery. Dapr delivers a CloudEvent
+    (``application/cloudevents+json``) even with ``rawPayload``: then the message's bytes are in its
+    ``data_base64`` (daprd 1.18); without ``rawPayload`` the event is its ``data``. A body that is no
+    envelope is taken as the raw event. Anything else (not JSON, nested too deep, a broken envelope)
+    comes back whole, for the runtime to dead-letter."""
     envelope = _json(body)
     wrapped = isinstance(envelope, dict) and "specversion" in envelope
     if not (wrapped and ("data" in envelope or "data_base64" in envelope)):
@@ -254,8 +299,9 @@ def unwrap(body):
         return topic, body
 
 
-def deliver(name, body):
-    """Process one message Dapr delivered to consumer ``name``; return SUCCESS or RETRY."""
+def deliver(name, body, headers=()):
+    """Process one message Dapr delivered to consumer ``name`` with the HTTP ``headers`` of its
+    delivery (see DaprMessage); return SUCCESS or RETRY."""
     spec = accepted_consumers().get(name)
     if spec is None:
         accepted = ", ".join(sorted(accepted_consumers()))
@@ -267,7 +313,7 @@ def deliver(name, body):
     processor = EventProcessor(spec, DaprDeadLetters(sidecar, settings.DAPR_PUBSUB_NAME), dlq_stop_ratio=1.0)
     done = []
     try:
-        processor.process([delivered_message(topic or topic_name(spec.topic), value)], done)
+        processor.process([delivered_message(topic or topic_name(spec.topic), value, headers)], done)
     except Exception:  # noqa: BLE001 - dead letter not written, database down: Dapr redelivers
         logger.exception("dapr delivery to %s not processed; asking Dapr to retry", name)
         return RETRY
@@ -285,6 +331,13 @@ def _json(value):
         return json.loads(value)
     except (TypeError, ValueError, RecursionError):
         return _NOT_JSON
+
+
+def _integer(text, default=-1):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return default
 
 
 def _text(value):

@@ -1,4 +1,4 @@
-"""Dapr, which cannot run here, from both sides of the delivery pod:
+"""Dapr without the sidecar (the real one: tests/deploy/daprd_helpers.py), from both sides of the delivery pod:
 
 - a stand-in for the sidecar's publish API: a real HTTP server on a local port that speaks the
   protocol (POST /v1.0/publish/<pubsub>/<topic>?metadata.*) and records every request;

@@ -156,6 +156,8 @@ def refusal_of(error):
 class KafkaPublisher:
     """Produces a round's rows with one idempotent producer and waits for every acknowledgement."""
 
+    destination = "to Kafka"  # for the relay's log line
+
     def __init__(self, stop, shutdown_grace):
         self.stop = stop
         self.shutdown_grace = shutdown_grace

@@ -1,9 +1,10 @@
 """Events as the Dapr sidecar delivers them: the subscription document and /dapr/events/<consumer>.
 
-Dapr itself cannot run here. Deliveries are HTTP requests as the sidecar sends them (raw payload,
-or a CloudEvent without rawPayload, with its dapr-api-token) to the delivery application of the
-delivery pods; the sidecar's publish API, which takes the dead letters, is a real local HTTP
-server (tests.events.dapr_helpers). Handlers, database and runtime are real. Who may call these
+The fast level, without the sidecar: deliveries are HTTP requests as the sidecar sends them (raw
+payload, or a CloudEvent, with its dapr-api-token and Kafka's coordinates) to the delivery
+application of the delivery pods; the sidecar's publish API, which takes the dead letters, is a real
+local HTTP server (tests.events.dapr_helpers) that records each request exactly and can refuse one
+on cue. Through a real daprd (built by `make daprd`): tests/deploy/test_daprd.py. Handlers, database and runtime are real. Who may call these
 routes at all: tests/security/test_dapr_door.py.
 """
 
@@ -27,10 +28,20 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SUCCESS = {"status": "SUCCESS"}
 
 
-def deliver(client, consumer, body, content_type="application/json"):
+def deliver(client, consumer, body, content_type="application/json", headers=None):
     if not isinstance(body, bytes):
         body = json.dumps(body).encode()
-    return client.post(f"/dapr/events/{consumer}", body, content_type=content_type)
+    return client.post(f"/dapr/events/{consumer}", body, content_type=content_type, headers=headers)
+
+
+def kafka_delivery_headers(event, *, partition, offset):
+    """The HTTP headers with which Dapr's Kafka component delivers ``event`` read at those coordinates
+    (as tests/deploy/test_daprd.py sees the real sidecar send them)."""
+    return {
+        "__key": event["data"]["task_id"], "__partition": str(partition), "__offset": str(offset),
+        "__topic": topic_name(TASK_EVENTS), "__timestamp": "1796083200000",
+        "event_type": event["event_type"], "event_id": event["event_id"],
+    }
 
 
 def cloud_event(event, **fields):
@@ -183,14 +194,19 @@ def test_a_failing_handler_is_retried_then_dead_lettered_through_the_sidecar(
     handler = FailingHandler(failures=99)
     spec = register(monkeypatch, handler, max_attempts=3)
     event = task_event()
-    response = deliver(dapr_delivery, spec.name, event)
+    response = deliver(dapr_delivery, spec.name, event, headers=kafka_delivery_headers(event, partition=2, offset=41))
     assert (response.status_code, response.json()) == (200, SUCCESS)
     assert handler.runs == 3
     [letter] = dead_letters(dapr_sidecar)
     assert json.loads(letter["body"]) == event
+    # The message's key and Kafka headers, and where it was read, all from the delivery's headers.
     assert letter["query"]["metadata.partitionKey"] == event["data"]["task_id"]
     assert letter["query"]["metadata.event_id"] == event["event_id"]
     assert letter["query"]["metadata.event_type"] == event["event_type"]
+    assert (letter["query"]["metadata.dlq.original.partition"], letter["query"]["metadata.dlq.original.offset"]) == (
+        "2", "41"
+    )
+    assert not any(name.startswith("metadata.__") for name in letter["query"])
     assert letter["query"]["metadata.dlq.attempts"] == "3"
     assert letter["query"]["metadata.dlq.error.type"] == "RuntimeError"
     # Its idempotency record was rolled back with the failed handler: a replay runs it again.
