@@ -246,10 +246,8 @@ DAPR_CONSUMERS = env_list("DAPR_CONSUMERS", "")
 OUTBOX_PUBLISHER = env("OUTBOX_PUBLISHER", "relay")
 if OUTBOX_PUBLISHER not in {"relay", "debezium"}:
     raise ImproperlyConfigured(f"OUTBOX_PUBLISHER={OUTBOX_PUBLISHER!r}: use relay or debezium")
-# debezium: the connector's replication slot in PostgreSQL (relay_outbox reports its lag), and the
-# REST port of the local Connect worker that run_connect starts.
+# debezium: the connector's replication slot in PostgreSQL (relay_outbox reports its lag).
 DEBEZIUM_SLOT_NAME = env("DEBEZIUM_SLOT_NAME", "todo_outbox")
-KAFKA_CONNECT_PORT = env_int("KAFKA_CONNECT_PORT", 8083)
 # The token the sidecar sends in the dapr-api-token header (Dapr's APP_API_TOKEN); when set, the
 # /dapr/ routes refuse requests without it.
 DAPR_APP_API_TOKEN = env("DAPR_APP_API_TOKEN", env("APP_API_TOKEN", ""))

@@ -54,11 +54,15 @@ class LogicalPostgres(PrivatePostgres):
         super().__init__(workdir)
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write("wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\nfsync = off\n")
+        self.created = False
 
     def start(self):
+        """Start the cluster; the first start creates the database too."""
         super().start()
-        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                        "faults"], check=True)
+        if not self.created:
+            subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                            "faults"], check=True)
+            self.created = True
 
     def connect(self):
         return psycopg.connect(self.url, autocommit=True)

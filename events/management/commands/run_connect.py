@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand
 
 from events.debezium import CONNECT_LIBS, CONNECTOR_NAME, connector_config, properties_text, worker_properties
 
+DEFAULT_PORT = 8083  # Kafka Connect's own default
 REGISTER_DEADLINE_SECONDS = 300
 JVM_OPTIONS = ["-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"]
 LOG4J_CONFIG = settings.BASE_DIR / "infra" / "connect" / "log4j2.properties"
@@ -32,7 +33,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=settings.KAFKA_CONNECT_PORT, help="the REST API's port")
+        parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"the REST API's port ({DEFAULT_PORT})")
 
     def handle(self, *args, port, **options):
         if settings.OUTBOX_PUBLISHER != "debezium":
