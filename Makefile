@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # with DEBUG off Django refuses to start without SECRET_KEY and redirects to https. DEBUG=false wins.
 export DEBUG ?= true
 
-.PHONY: run test test-fast stop infra stores install migrate topics lock status tools helm-lint browser faults drill bench js-tools image smoke-image kube-tools kube daprd
+.PHONY: run test test-fast stop infra stores install migrate topics lock status tools helm-lint browser faults drill bench js-tools image smoke-image kube-tools kube daprd connect-jars debezium-drill
 
 # Python dependencies, hash-locked in three nested sets (requirements/*.in -> *.txt, `make lock`):
 # runtime.txt (the image) within test.txt (make test, make run) within bench.txt (make bench, faults,
@@ -85,9 +85,14 @@ daprd:
 helm-lint: tools
 	@for values in helm/todo-platform/ci/*-values.yaml; do .cache/bin/helm lint --strict --quiet helm/todo-platform -f $$values || exit 1; done
 
+# The Kafka Connect worker of OUTBOX_PUBLISHER=debezium: Connect, Debezium and our partitioner, fetched and
+# built once into .cache/connect/libs (Maven's cache in ~/.m2); make run's connect process fetches them when selected.
+connect-jars:
+	@bash scripts/connect.sh jars
+
 # `image`: tests/deploy/test_image.py runs every process from the image; `kube-tools`: tests/helm/test_kube.py;
-# `daprd`: tests/deploy/test_daprd.py.
-test: infra tools kube-tools daprd browser js-tools image
+# `daprd`: tests/deploy/test_daprd.py; `connect-jars`: tests/deploy/test_debezium.py.
+test: infra tools kube-tools daprd connect-jars browser js-tools image
 	@bash scripts/infra.sh kafka-jars
 	@echo "==> running the test suite against the real Kafka, PostgreSQL and Redis…"
 	@$(PY) -m pytest $(PYTEST_ARGS)
@@ -108,6 +113,11 @@ faults: infra
 # checks that nobody else was affected, and the legitimate traffic's freshness under attack vs without.
 drill: infra
 	@$(PY) -u bench/drill.py $(DRILL_ARGS)
+
+# Debezium next to relay_outbox on PRIVATE PostgreSQL (logical decoding) and the shared Kafka: drain rate of one
+# backlog (default 50,000 rows), and a kill -9 drill of the Connect worker and PostgreSQL.
+debezium-drill: infra connect-jars
+	@$(PY) -u bench/debezium_drain.py $(DEBEZIUM_DRILL_ARGS)
 
 # Every benchmark in one run (write path, freshness, consumers, reminders, memory) on a scratch
 # database and topic namespace: prints a table, writes bench/results.json and bench/results.png.

@@ -17,6 +17,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from events.debezium import replication_slot
 from events.models import OutboxEvent
 from events.retention import purge_in_batches
 from events.schemas import topic_of, validate_event
@@ -92,8 +93,18 @@ def write_rows(keyed_events):
 
 
 def purge_sent(older_than=timedelta(days=1)):
-    """Delete rows Kafka confirmed more than ``older_than`` ago, in bounded batches; return how many."""
-    return purge_in_batches(OutboxEvent.objects.filter(sent_at__lt=timezone.now() - older_than))
+    """Delete rows Kafka confirmed more than ``older_than`` ago, in bounded batches; return how many.
+
+    With OUTBOX_PUBLISHER=debezium nobody sets ``sent_at``: the published position is Connect's
+    (the replication slot's), and once the slot exists it holds every later insert in its WAL, so
+    the connector needs no row of the table any more. Rows are then purged by age. Without the slot
+    (the connector never started) only the rows a relay sent go: the connector's first snapshot
+    still has the others to publish.
+    """
+    cutoff = timezone.now() - older_than
+    if settings.OUTBOX_PUBLISHER == "debezium" and replication_slot() is not None:
+        return purge_in_batches(OutboxEvent.objects.filter(created_at__lt=cutoff))
+    return purge_in_batches(OutboxEvent.objects.filter(sent_at__lt=cutoff))
 
 
 def retry_parked(rows):

@@ -352,13 +352,14 @@ pg_credentials_work() {
 
 # Creates/updates the app role and database through an admin connection given
 # as psql arguments. CREATEDB: Django's test runner creates test_<name>.
+# REPLICATION: with OUTBOX_PUBLISHER=debezium the connector streams as this role.
 # The password is (re)set every time so the role always matches DATABASE_URL.
 pg_provision() {
   "$@" -X -q -v ON_ERROR_STOP=1 -d postgres -v user="$DB_USER" -v pw="$DB_PASSWORD" \
     -v db="$DB_PATH" >/dev/null <<'SQL'
 SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'user')
   WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
-SELECT format('ALTER ROLE %I LOGIN CREATEDB PASSWORD %L', :'user', :'pw') \gexec
+SELECT format('ALTER ROLE %I LOGIN CREATEDB REPLICATION PASSWORD %L', :'user', :'pw') \gexec
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
 SQL
@@ -402,7 +403,24 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 max_connections = 200
+# Logical decoding, for OUTBOX_PUBLISHER=debezium (Debezium reads the outbox through a replication slot).
+wal_level = logical
+max_replication_slots = 10
+max_wal_senders = 10
 EOF
+}
+
+# OUTBOX_PUBLISHER=debezium needs logical decoding; a cluster made before this script set it
+# (or someone else's server) is left alone: it says what to do instead.
+pg_check_logical() {
+  [[ ${OUTBOX_PUBLISHER:-relay} == debezium ]] || return 0
+  local level
+  level=$(PGPASSWORD=$DB_PASSWORD "${PG_BIN:+$PG_BIN/}psql" -X -q -w -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" \
+    -d "$DB_PATH" -tAc 'show wal_level' 2>/dev/null || true)
+  [[ $level == logical ]] && return 0
+  say "postgres: OUTBOX_PUBLISHER=debezium needs wal_level=logical, and this server has wal_level=${level:-unknown}."
+  say "  As a superuser: ALTER SYSTEM SET wal_level = logical; then restart the server"
+  say "  (this script's own cluster: make stop && make infra). The connector fails until then."
 }
 
 pg_start() {
@@ -428,6 +446,7 @@ pg_up() {
     pg_provision "$PG_BIN/psql" -h "$(pg_sock)" -p "$DB_PORT" -U postgres ||
       die "postgres: creating role/database failed"
     say "postgres: ready on $DB_HOST:$DB_PORT/$DB_PATH (already running, ours)"
+    pg_check_logical
     return 0
   fi
 
@@ -435,6 +454,7 @@ pg_up() {
     "${PG_BIN:+$PG_BIN/}pg_isready" -q -h "$DB_HOST" -p "$DB_PORT" -t 3; then
     if pg_credentials_work; then
       say "postgres: ready on $DB_HOST:$DB_PORT/$DB_PATH (already running, not started by this script)"
+      pg_check_logical
       return 0
     fi
     # Foreign local server (e.g. Debian's own cluster): as root we can still
@@ -442,6 +462,7 @@ pg_up() {
     if is_root && is_local_host "$DB_HOST" &&
       pg_provision pg_owner_run "${PG_BIN:+$PG_BIN/}psql" -p "$DB_PORT" 2>/dev/null && pg_credentials_work; then
       say "postgres: ready on $DB_HOST:$DB_PORT/$DB_PATH (existing server, created role/database $DB_USER/$DB_PATH)"
+      pg_check_logical
       return 0
     fi
     die "postgres: a server answers at $DB_HOST:$DB_PORT but login as '$DB_USER' to '$DB_PATH' fails; fix DATABASE_URL or stop that server"

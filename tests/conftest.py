@@ -26,7 +26,10 @@ E2E_FIXTURES = frozenset({
     "kafka_namespace", "isolated_kafka", "private_kafka",  # the broker
     "outbox_relay", "relay_processes", "workers", "web_server", "celery_worker", "production_web",  # processes
     "live_server", "system", "browser",  # servers and a browser
+    "gunicorn_server", "kube_apiserver",  # the multi-process web server; a real Kubernetes API server
 })
+# Every test of these folders runs the real engines (the image, daprd, Kafka Connect): e2e whatever its fixtures.
+E2E_FOLDERS = ("tests/deploy/",)
 BROKER_OUT_OF_REACH = "127.0.0.1:9"  # the discard port: nothing speaks Kafka there
 
 # Fixtures shared by the tests of several apps: kafka_namespace, isolated_kafka, private_kafka,
@@ -36,7 +39,8 @@ pytest_plugins = ["tests.fixtures", "tests.events.dapr_helpers"]
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if E2E_FIXTURES.intersection(item.fixturenames):
+        folder = item.path.relative_to(item.config.rootpath).as_posix()
+        if E2E_FIXTURES.intersection(item.fixturenames) or folder.startswith(E2E_FOLDERS):
             item.add_marker(pytest.mark.e2e)
 
 

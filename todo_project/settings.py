@@ -242,6 +242,16 @@ DAPR_PUBSUB_NAME = env("DAPR_PUBSUB_NAME", "pubsub")
 # `dapr run` without Subscription files. Dead letters are published to DAPR_PUBSUB_NAME.
 DAPR_PROGRAMMATIC_SUBSCRIPTIONS = env_bool("DAPR_PROGRAMMATIC_SUBSCRIPTIONS", False)
 DAPR_CONSUMERS = env_list("DAPR_CONSUMERS", "")
+
+# Who publishes the outbox (README "Debezium"): relay (relay_outbox, one leader at a time) or
+# debezium (Debezium's PostgreSQL connector on a Kafka Connect worker reads the outbox table
+# through logical replication: `manage.py run_connect` locally, the chart's KafkaConnect). The
+# process of the other publisher says it is not needed and publishes nothing.
+OUTBOX_PUBLISHER = env("OUTBOX_PUBLISHER", "relay")
+if OUTBOX_PUBLISHER not in {"relay", "debezium"}:
+    raise ImproperlyConfigured(f"OUTBOX_PUBLISHER={OUTBOX_PUBLISHER!r}: use relay or debezium")
+# debezium: the connector's replication slot in PostgreSQL (relay_outbox reports its lag).
+DEBEZIUM_SLOT_NAME = env("DEBEZIUM_SLOT_NAME", "todo_outbox")
 # The token the sidecar sends in the dapr-api-token header (Dapr's APP_API_TOKEN); when set, the
 # /dapr/ routes refuse requests without it.
 DAPR_APP_API_TOKEN = env("DAPR_APP_API_TOKEN", env("APP_API_TOKEN", ""))

@@ -123,8 +123,10 @@ def strict_schema(schema):
             if key == "properties":
                 for child in value.values():
                     tighten(child)
-            elif key in {"items", "additionalProperties", "allOf", "anyOf", "oneOf", "not"}:
+            elif key in {"items", "additionalProperties"}:
                 tighten(value)
+            # allOf/anyOf/oneOf/not of a structural schema only constrain the fields the node declares
+            # (e.g. "certificate or pattern"): closing them too would refuse every valid object.
 
     tighten(schema)
     # Object metadata is the API server's ObjectMeta, checked separately (see check_metadata).

@@ -4,6 +4,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from events.debezium import watch_replication_slot
 from events.relay import OutboxRelay
 from events.worker_http import start_worker_http_server
 
@@ -29,12 +30,28 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        if settings.OUTBOX_PUBLISHER == "debezium":
+            return self._report_debezium(stop)
         relay = OutboxRelay(batch_size=batch_size, poll_interval=poll_interval, stop=stop)
         server = None
         if settings.METRICS_PORT:
             server = start_worker_http_server(settings.METRICS_PORT, relay.health, addr=settings.METRICS_ADDR)
         try:
             relay.run()
+        finally:
+            if server is not None:
+                server.shutdown()
+
+    def _report_debezium(self, stop):
+        """Debezium publishes the outbox: publish nothing, and report its replication slot instead."""
+        server = None
+        if settings.METRICS_PORT:
+            server = start_worker_http_server(
+                settings.METRICS_PORT, lambda: (True, "relay: not needed (OUTBOX_PUBLISHER=debezium)"),
+                addr=settings.METRICS_ADDR,
+            )
+        try:
+            watch_replication_slot(stop)
         finally:
             if server is not None:
                 server.shutdown()
