@@ -4,6 +4,7 @@ Each one is an ``e2e`` fixture (tests/conftest.py E2E_FIXTURES); the work is don
 """
 
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -12,7 +13,8 @@ from django.conf import settings as django_settings
 from testing.kafka import create_namespace, delete_namespace
 from testing.kafka_broker import PrivateKafkaBroker
 from testing.outbox import relay_thread
-from testing.processes import Process, manage, program, wait_until_serving, worker_environment
+from infra.kube.lifecycle import HELM
+from testing.processes import REPO, Process, manage, program, wait_until_serving, worker_environment
 
 
 def _use_kafka_prefix(prefix, settings, setenv):
@@ -114,3 +116,11 @@ def web_server(transactional_db, free_port, tmp_path, kafka_namespace):
         yield url
     finally:
         web.stop()
+
+
+@pytest.fixture(scope="session")
+def helm():
+    """helm, built by scripts/tools.sh (`make tools`, a step of `make test`; a no-op once built)."""
+    result = subprocess.run(["bash", str(REPO / "scripts" / "tools.sh")], capture_output=True, text=True, timeout=1100)
+    assert result.returncode == 0, f"building helm failed:\n{result.stdout}\n{result.stderr}"
+    return str(HELM)

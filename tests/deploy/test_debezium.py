@@ -16,8 +16,9 @@ from confluent_kafka.admin import NewTopic
 from events.transports.kafka.admin import admin_client
 from events.transports.kafka.config import client_config
 from testing.debezium import (
-    Stack, event_ids_of, free_port, outbox_rows, read_topics, run_workload, wait_for,
+    Stack, event_ids_of, free_port, outbox_rows, read_topics, run_workload,
 )
+from testing.waits import wait_until
 
 BASE_TOPICS = ("task-events", "reminders", "task-updates")
 
@@ -165,7 +166,7 @@ def test_per_task_order_holds_and_the_audit_trail_fills_from_debeziums_output(st
     try:
         run_workload(stack, tasks=30, rounds=4)
         wanted = task_event_ids(stack)
-        wait_for(lambda: audit_count(stack) >= len(wanted), 180, f"{len(wanted)} audit entries")
+        wait_until(lambda: audit_count(stack) >= len(wanted), 180, f"{len(wanted)} audit entries")
         assert audit_count(stack) == len(wanted)
         recorded = {str(event_id) for (event_id,) in stack.postgres.query("SELECT event_id FROM audit_auditentry")}
         assert recorded == wanted
@@ -180,14 +181,14 @@ def test_nothing_is_lost_when_connect_is_killed_under_load_and_duplicates_do_no_
     try:
         before = task_event_ids(stack)
         workload = run_workload(stack, tasks=40, rounds=6, pause=0.02, wait=False)
-        wait_for(lambda: len(task_event_ids(stack) - before) > 100, 120, "a first part of the load")
+        wait_until(lambda: len(task_event_ids(stack) - before) > 100, 120, "a first part of the load")
         stack.worker.kill()
         killed_at = time.monotonic()
         time.sleep(1)  # a gap with the load going on and nothing publishing: that is the fault
         stack.worker = stack.connect_worker()
         stack.worker.wait_running()
         back_after = time.monotonic() - killed_at
-        wait_for(lambda: workload.process.poll() is not None, 300, "the end of the load")
+        wait_until(lambda: workload.process.poll() is not None, 300, "the end of the load")
         assert workload.process.returncode == 0, workload.log()
         rows = outbox_rows(stack)
         messages = messages_of(stack, set(rows) - {SENT_BEFORE}, timeout=240)
@@ -200,7 +201,7 @@ def test_nothing_is_lost_when_connect_is_killed_under_load_and_duplicates_do_no_
         assert all(len(values) == 1 for values in payloads.values())  # a re-sent copy is the same bytes
         assert_per_task_order(messages)
         wanted = task_event_ids(stack)
-        wait_for(lambda: audit_count(stack) >= len(wanted), 180, f"{len(wanted)} audit entries")
+        wait_until(lambda: audit_count(stack) >= len(wanted), 180, f"{len(wanted)} audit entries")
         assert audit_count(stack) == len(wanted)  # each event once in the audit trail, re-sent copies skipped
         with capsys.disabled():
             print(f"\nConnect killed (-9) under load: {len(copies)} events, {duplicates} duplicates "
@@ -217,8 +218,8 @@ def test_relay_outbox_publishes_nothing_and_reports_the_slots_lag(stack):
     relay = stack.spawn("relay-debezium", "relay_outbox", METRICS_PORT=str(port), METRICS_ADDR="127.0.0.1",
                         LOG_LEVEL="INFO")
     try:
-        metrics = wait_for(lambda: _get(f"http://127.0.0.1:{port}/metrics"), 60, "the relay's /metrics")
-        lag = wait_for(lambda: _gauge(_get(f"http://127.0.0.1:{port}/metrics"), "outbox_replication_slot_lag_bytes"),
+        metrics = wait_until(lambda: _get(f"http://127.0.0.1:{port}/metrics"), 60, "the relay's /metrics")
+        lag = wait_until(lambda: _gauge(_get(f"http://127.0.0.1:{port}/metrics"), "outbox_replication_slot_lag_bytes"),
                        60, "the slot's lag")
         assert lag is not None and lag >= 0
         assert _gauge(_get(f"http://127.0.0.1:{port}/metrics"), "outbox_replication_slot_active") == 1

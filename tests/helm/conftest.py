@@ -1,21 +1,13 @@
-"""Fixtures of the chart's tests: helm, and a real Kubernetes API server."""
+"""Fixtures of the chart's tests: a real Kubernetes API server (helm is shared: tests/fixtures.py)."""
 
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from infra.kube.lifecycle import HELM, ApiServer
+from infra.kube.lifecycle import ApiServer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def helm():
-    """helm, built by scripts/tools.sh (`make tools`, a step of `make test`; a no-op once built)."""
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "tools.sh")], capture_output=True, text=True, timeout=1100)
-    assert result.returncode == 0, f"building helm failed:\n{result.stdout}\n{result.stderr}"
-    return str(HELM)
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,7 @@ import subprocess
 import pytest
 
 from events.debezium import connector_config, shared_config
-from tests.helm.test_chart import CHART, KUBERNETES_VERSION, NAMESPACE, RELEASE, by_name, full, helm, of_kind, validate_document
-
-assert helm  # the session fixture that builds helm, shared with test_chart.py
+from tests.helm.test_chart import CHART, KUBERNETES_VERSION, NAMESPACE, RELEASE, by_name, full, of_kind, validate_document
 
 pytestmark = pytest.mark.timeout(1200)
 

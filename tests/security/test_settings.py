@@ -15,7 +15,7 @@ import sys
 import httpx
 import pytest
 
-from tests.helm.test_chart import helm, render  # noqa: F401 - helm is the fixture that builds it
+from tests.helm.test_chart import render
 from testing.db import database_url
 from testing.processes import REPO, Process, program, wait_until_serving
 from testing.waits import wait_for
