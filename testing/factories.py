@@ -7,10 +7,12 @@ services do that); ``TaskObjectFactory()`` is a task object dict (section 2); ``
 """
 
 import uuid
+from functools import cache
 
 import factory
 from django.conf import settings
-from factory.django import DjangoModelFactory, Password
+from django.contrib.auth.hashers import make_password
+from factory.django import DjangoModelFactory
 
 from events.schemas import utc_timestamp
 from tasks.events import SYNC_CHANGE_OF, EventContext, sync_event
@@ -20,6 +22,13 @@ from tasks.sync import record_change
 PASSWORD = "a-long-passphrase"
 
 
+@cache
+def password_hash():
+    """PASSWORD hashed once per run: the hasher's 10^6 PBKDF2 rounds take about a second here, and
+    factory-boy would pay them for every user it builds, even one get_or_create then finds."""
+    return make_password(PASSWORD)
+
+
 class UserFactory(DjangoModelFactory):
     class Meta:
         model = settings.AUTH_USER_MODEL
@@ -27,7 +36,7 @@ class UserFactory(DjangoModelFactory):
 
     username = factory.Sequence(lambda n: f"user-{n}")
     email = factory.LazyAttribute(lambda user: f"{user.username}@example.org")
-    password = Password(PASSWORD)
+    password = factory.LazyFunction(password_hash)
 
 
 class TaskFactory(DjangoModelFactory):
