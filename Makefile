@@ -98,10 +98,11 @@ test: infra tools kube-tools daprd connect-jars browser js-tools image
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast tier: every test that is not e2e (tests/conftest.py), on PostgreSQL and Redis; no Kafka,
-# no processes, no browser. A design change is checked in well under a minute.
+# no processes, no browser. Two pytest-xdist workers, each with its own test database and namespaces.
+FAST_WORKERS ?= 2
 test-fast: stores
 	@echo "==> running the fast tests (no Kafka, no processes) against PostgreSQL and Redis…"
-	@$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+	@$(PY) -m pytest -m "not e2e" -n $(FAST_WORKERS) $(PYTEST_ARGS)
 
 # Fault drills: kill -9 and restart each process, the broker and PostgreSQL under load (all PRIVATE
 # instances: a Kafka broker and a PostgreSQL cluster of its own), then check nothing was lost.
