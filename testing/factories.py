@@ -12,7 +12,7 @@ from functools import cache
 import factory
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
-from factory.django import DjangoModelFactory
+from factory.django import DjangoModelFactory, Password
 
 from events.schemas import utc_timestamp
 from tasks.events import SYNC_CHANGE_OF, EventContext, sync_event
@@ -23,10 +23,10 @@ PASSWORD = "a-long-passphrase"
 
 
 @cache
-def password_hash():
-    """PASSWORD hashed once per run: the hasher's 10^6 PBKDF2 rounds take about a second here, and
-    factory-boy would pay them for every user it builds, even one get_or_create then finds."""
-    return make_password(PASSWORD)
+def hashed(password):
+    """``password`` hashed once per run: the hasher's 10^6 PBKDF2 rounds take about a second here,
+    and factory-boy would pay them for every user it builds, even one get_or_create then finds."""
+    return make_password(password)
 
 
 class UserFactory(DjangoModelFactory):
@@ -36,7 +36,7 @@ class UserFactory(DjangoModelFactory):
 
     username = factory.Sequence(lambda n: f"user-{n}")
     email = factory.LazyAttribute(lambda user: f"{user.username}@example.org")
-    password = factory.LazyFunction(password_hash)
+    password = Password(PASSWORD, transform=hashed)
 
 
 class TaskFactory(DjangoModelFactory):
