@@ -25,13 +25,12 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from testing.postgres import PrivatePostgres
-from testing.waits import wait_until
 from events.debezium import CONNECTOR_NAME
 from events.transports.kafka.admin import delete_topics
 from events.transports.kafka.config import client_config
-
-REPO = Path(__file__).resolve().parent.parent.parent
+from testing.postgres import PrivatePostgres
+from testing.processes import REPO
+from testing.waits import wait_until
 
 
 def free_port():
