@@ -3,7 +3,7 @@ where operators see and change it in the admin (later jobs: the apps' own migrat
 
 from django.db import migrations
 
-from events.periodic import add_periodic_tasks, remove_periodic_tasks
+from events.periodic import scheduling
 
 SCHEDULE = {
     "events.purge_sent_outbox": ("Purge outbox rows sent over a day ago", 1, "hours"),
@@ -12,13 +12,6 @@ SCHEDULE = {
 }
 
 
-def add_schedule(apps, schema_editor):
-    add_periodic_tasks(apps, SCHEDULE)
-
-
-def remove_schedule(apps, schema_editor):
-    remove_periodic_tasks(apps, SCHEDULE)
-
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -26,4 +19,4 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(add_schedule, remove_schedule)]
+    operations = [scheduling(SCHEDULE)]

@@ -5,7 +5,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-from events.periodic import add_periodic_tasks, remove_periodic_tasks
+from events.periodic import scheduling
 
 
 SWEEP_TASK = "notifications.send_pending_emails"
@@ -27,13 +27,6 @@ def carry_over_sent_emails(apps, schema_editor):
 
 SCHEDULE = {SWEEP_TASK: ("Send due e-mails, fail abandoned sends", 1, "minutes")}
 
-
-def add_sweep(apps, schema_editor):
-    add_periodic_tasks(apps, SCHEDULE)
-
-
-def remove_sweep(apps, schema_editor):
-    remove_periodic_tasks(apps, SCHEDULE)
 
 
 class Migration(migrations.Migration):
@@ -70,5 +63,5 @@ class Migration(migrations.Migration):
         ),
         migrations.RunPython(carry_over_sent_emails, migrations.RunPython.noop),
         migrations.RemoveField(model_name='notification', name='emailed_at'),
-        migrations.RunPython(add_sweep, remove_sweep),
+        scheduling(SCHEDULE),
     ]

@@ -3,20 +3,13 @@ purging the sync log (hourly; it keeps SYNC_LOG_RETENTION_DAYS) and expired sess
 
 from django.db import migrations, models
 
-from events.periodic import add_periodic_tasks, remove_periodic_tasks
+from events.periodic import scheduling
 
 SCHEDULE = {
     "tasks.purge_sync_log": ("Purge sync-log changes older than SYNC_LOG_RETENTION_DAYS (14 days)", 1, "hours"),
     "tasks.clear_expired_sessions": ("Clear expired sign-in sessions", 1, "days"),
 }
 
-
-def add_schedule(apps, schema_editor):
-    add_periodic_tasks(apps, SCHEDULE)
-
-
-def remove_schedule(apps, schema_editor):
-    remove_periodic_tasks(apps, SCHEDULE)
 
 
 class Migration(migrations.Migration):
@@ -33,5 +26,5 @@ class Migration(migrations.Migration):
                 ("purged_through", models.BigIntegerField(default=0)),
             ],
         ),
-        migrations.RunPython(add_schedule, remove_schedule),
+        scheduling(SCHEDULE),
     ]

@@ -2,17 +2,10 @@
 
 from django.db import migrations
 
-from events.periodic import add_periodic_tasks, remove_periodic_tasks
+from events.periodic import scheduling
 
 SCHEDULE = {"tasks.purge_expired_tokens": ("Delete expired API tokens (their sockets close)", 1, "hours")}
 
-
-def add_schedule(apps, schema_editor):
-    add_periodic_tasks(apps, SCHEDULE)
-
-
-def remove_schedule(apps, schema_editor):
-    remove_periodic_tasks(apps, SCHEDULE)
 
 
 class Migration(migrations.Migration):
@@ -21,4 +14,4 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(add_schedule, remove_schedule)]
+    operations = [scheduling(SCHEDULE)]
