@@ -48,3 +48,20 @@ def test_with_the_seeds_writer_the_events_are_on_kafka_when_the_change_returns_w
     finally:
         reader.close()
     assert [(m.event["event_type"], m.event["data"]["title"]) for m in messages] == [("task.created", "synchronous")]
+
+
+@pytest.mark.parametrize("dotted_path", ["events.outbox.no_such_writer", "no_such_module.write", "events.outbox.MAX_EVENT_BYTES"])
+def test_a_wrong_outbox_writer_stops_the_process_at_start_naming_the_setting(dotted_path):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from events.apps import check_outbox_writer
+
+    with pytest.raises(ImproperlyConfigured, match="OUTBOX_WRITER="):
+        check_outbox_writer(dotted_path)
+
+
+def test_every_writer_the_project_names_resolves_at_start():
+    from events.apps import check_outbox_writer
+
+    for dotted_path in ("events.outbox.write_rows", "bench.outbox_writers.discard", "bench.outbox_writers.produce_and_flush"):
+        check_outbox_writer(dotted_path)
