@@ -123,7 +123,7 @@ def time_drain(topics, count, timeout=900):
 def drain_rates(stack, rows):
     from confluent_kafka import Producer
 
-    from events.relay import producer_config
+    from events.transports.kafka.config import producer_config
 
     worker = stack.connect_worker()
     worker.wait_running()

@@ -15,19 +15,6 @@ TOPIC_LIMITS_TIMEOUT_SECONDS = 10
 # KafkaException is what every function here raises; commands catch it as imported from here.
 
 
-# How every producer of the project picks a key's partition, whatever the transport: librdkafka's
-# FNV-1a (NULL keys at random), the hash of daprd's Kafka producer (sarama's hash partitioner), so
-# that one task's events land on one partition whether the relay published them directly, through
-# Dapr, or replay_dlq / publish_event did (librdkafka's default CRC32 would split them;
-# tests/deploy/test_daprd.py checks the two on many real keys).
-PARTITIONER = "fnv1a_random"
-
-
-def producer_config(**overrides):
-    """client_config for a producer: with the project's one partitioner."""
-    return client_config(partitioner=PARTITIONER, **overrides)
-
-
 def admin_client(**overrides):
     return AdminClient(client_config(**overrides))
 
