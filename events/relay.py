@@ -15,6 +15,16 @@ Guarantees, and why they hold:
   transaction committed late), and produces them in that order with key = task id, so they
   land on one partition; the idempotent producer (max 5 in flight, sequence numbers) keeps
   that order through retries.
+* Pipelined rounds. A round does not wait for the previous one's acknowledgements: it reads
+  the next ready rows in id order *leaving out the window* (rows produced and not yet marked),
+  and produces them behind the window on the same producer. A row of a task is read only once
+  every earlier row of that task is committed (see above), so it is either in the window (then
+  produced before it) or read with it, in order; a row whose transaction committed late is in
+  no window and is read by the next round. Acknowledged rows go to a ``SentMarker`` thread,
+  which marks them sent with one UPDATE per batch of acknowledgements while the next rounds
+  are read and published; they stay in the window until that UPDATE committed. Rounds start
+  at ``SMALLEST_BATCH`` rows and double while every read fills its batch, up to
+  ``batch_size``; at most twice ``batch_size`` rows are in the window.
 * One relay at a time. Two relays producing the same rows concurrently could interleave
   them. A PostgreSQL session advisory lock elects a leader; other relays wait as hot standbys
   and retry the lock every second. The lock belongs to the leader's session, so PostgreSQL
@@ -32,14 +42,20 @@ Guarantees, and why they hold:
   ``retry_parked`` (events.outbox, or the admin action) un-parks rows once the cause is
   fixed; a retried row gets a fresh producer, which reads the topics' limits again.
 
-  How a refusal by the broker (rather than at ``produce()``) is kept from reordering a key is
-  the Kafka publisher's part: "Order within one round" in events.transports.kafka.producer.
+  A refusal at ``produce()`` is known at once: the row is parked before the next round is
+  read, so ``ready()`` already leaves its key's later rows out of it. How a refusal by the
+  broker (rather than at ``produce()``) is kept from reordering a key is the Kafka publisher's
+  part: "Order within the window" in events.transports.kafka.producer. Any other failure
+  drains the window (every answer in) and pauses before the failed rows are read again, as a
+  lockstep round would.
 * With EVENT_TRANSPORT=dapr the same loop publishes through the Dapr sidecar instead
   (events.transports.dapr.DaprPublisher): same rows, same order, same wire format. A sidecar
   outage parks nothing and waits; an answer refusing the message parks it (PublishFailure).
+  The sidecar answers each row before the next is sent, so nothing is ever in flight and the
+  rounds stay in lockstep (only the marking runs beside them).
 
-The loop knows no client library: a publisher (``make_publisher``, one per transport) takes a
-round of rows and answers per row (events.core.publishing).
+The loop knows no client library: a publisher (``make_publisher``, one per transport) takes
+rounds of rows and answers per row, at once or later (events.core.publishing).
 
 The relay wakes on PostgreSQL NOTIFY (sent at commit by a trigger on the outbox table) and
 polls every ``poll_interval`` seconds as a fallback for lost notifications.
@@ -160,18 +176,8 @@ class SentMarker:
 
 
 class OutboxRelay:
-    """One relay process (or thread). ``run`` returns once ``stop`` is set.
-
-    Rounds are pipelined: while Kafka acknowledges the rows in flight, the relay reads and
-    publishes the next ready rows (leaving out those in flight or not yet marked), records the
-    answers as they come, and hands the acknowledged rows to a ``SentMarker``. Per-key order
-    holds because a round reads ready rows in id order behind everything in flight, and one
-    producer keeps that order per partition; rows a refusal at ``produce()`` held back are read
-    again only after their key's culprit is parked (then ``ready()`` leaves them out). When a row
-    fails otherwise, or a retried row needs a fresh producer, the window is drained first, as a
-    lockstep round would be. With ``batch_size`` rows per round at most and two rounds' worth in
-    flight at most.
-    """
+    """One relay process (or thread). ``run`` returns once ``stop`` is set. Rounds are pipelined
+    (see "Pipelined rounds" above): up to ``batch_size`` rows per round, twice that in flight."""
 
     def __init__(self, *, batch_size=4000, poll_interval=1.0, shutdown_grace=10.0, stop=None):
         self.batch = AdaptiveBatch(batch_size)

@@ -133,9 +133,9 @@ class DaprPublisher(LockstepPublisher):
     envelope), ``partitionKey`` is the Kafka key, and the Kafka component forwards the other
     metadata (``event_type``, ``event_id``) as message headers. Dapr answers 204 once the
     broker has acknowledged, so rows go one by one and the relay stays in lockstep (a pipeline
-    would need concurrent requests, which could reorder a key). A refusal of the message parks its row and
-    holds back only its key; an outage (PublishFailure.refused false) ends the round: nothing of
-    a task is published after one of its events that was not.
+    would need concurrent requests, which could reorder a key). A refusal of the message parks
+    its row and holds back only its key; an outage (PublishFailure.refused false) ends the round:
+    nothing of a task is published after one of its events that was not.
     """
 
     def __init__(self, *, port, pubsub, timeout=30.0):

@@ -9,20 +9,22 @@ The relay's publisher keeps the relay's guarantees (events/relay.py tells why th
   otherwise be re-produced in a later round *after* newer messages of the same task that did
   get through. So with the broker down, the publisher waits inside ``flush`` (logging once) and
   resumes on its own.
-* Order within one round: a row refused at ``produce()`` holds its key at once, so no later
-  row of that key is produced in the round. A refusal by the broker comes back only with the
-  delivery reports, after later rows of the key may already be on their way; it could
-  therefore reorder a key, and is prevented rather than repaired: the producer's
-  ``message.max.bytes`` and ``batch.size`` are set from the smallest ``max.message.bytes`` of
-  the relayed topics (read when the producer is created; never above librdkafka's default
-  1,000,000), so whatever the broker would refuse by size is refused locally, at ``produce()``,
-  with the exact row named. The broker's other refusals (no authorisation, an invalid topic)
-  concern a whole topic, so every row of a key there fails alike and none gets ahead. What
-  remains is a topic limit lowered while the relay runs: then Kafka refuses a whole batch for
-  one record, so its refusals name suspects. The publisher re-sends each suspect alone, in id
-  order, with a fresh producer (which reads the new limit): the culprit is refused and parked,
-  its batch-mates go through, and a later suspect of the culprit's key stays held. Only rows of
-  that key acknowledged in the very round the limit changed can have passed it.
+* Order within the window (the rows produced and not yet answered, over pipelined rounds):
+  a row refused at ``produce()`` holds its key at once, so no later row of that key is
+  produced in the round, and the relay parks it before it reads the next. A refusal by the
+  broker comes back only with the delivery reports, after later rows of the key may already be
+  on their way; it could therefore reorder a key, and is prevented rather than repaired: the
+  producer's ``message.max.bytes`` and ``batch.size`` are set from the smallest
+  ``max.message.bytes`` of the relayed topics (read when the producer is created; never above
+  librdkafka's default 1,000,000), so whatever the broker would refuse by size is refused
+  locally, at ``produce()``, with the exact row named. The broker's other refusals (no
+  authorisation, an invalid topic) concern a whole topic, so every row of a key there fails
+  alike and none gets ahead. What remains is a topic limit lowered while the relay runs: then
+  Kafka refuses a whole batch for one record, so its refusals name suspects. The publisher
+  then waits for every answer of the window, and re-sends each suspect alone, in id order,
+  with a fresh producer (which reads the new limit): the culprit is refused and parked, its
+  batch-mates go through, and a later suspect of the culprit's key stays held. Only rows of
+  that key acknowledged from the window in which the limit changed can have passed it.
 * Fatal producer errors (idempotence broken) recreate the producer; the rows are retried.
 """
 
@@ -119,7 +121,7 @@ def send_confirmed(messages, *, timeout=30.0, **overrides):
 
 def relay_producer_config(topic_message_limit=None):
     """The relay's producer; with ``topic_message_limit`` it refuses locally what the topics would."""
-    # See "Order within one round" in the module docstring.
+    # See "Order within the window" in the module docstring.
     local_limit = MAX_PRODUCER_MESSAGE_BYTES
     if topic_message_limit is not None:
         local_limit = max(min(local_limit, topic_message_limit - RECORD_BATCH_HEADER_BYTES), MIN_PRODUCER_MESSAGE_BYTES)
@@ -271,7 +273,7 @@ class KafkaPublisher:
         self._note_silence()
 
     def _isolate(self, suspects):
-        """Re-send rows the broker refused, each alone: see "Order within one round" above."""
+        """Re-send rows the broker refused, each alone: see "Order within the window" above."""
         self.close()
         outcome = {}
         culprit_keys = set()
