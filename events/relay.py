@@ -69,7 +69,7 @@ from collections import defaultdict
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, connection, connections
+from django.db import DatabaseError, InterfaceError, connection, connections, reset_queries
 from django.db.models import FloatField, TextField
 from django.db.models.functions import Cast, Extract
 from django.utils import timezone
@@ -166,6 +166,9 @@ class SentMarker:
         try:
             while (work := self._todo.get()) is not None:
                 ids, sent_at = work
+                # With DEBUG, Django keeps the last 9000 statements of a connection until a request
+                # ends; a window's ids make a statement tens of kilobytes long.
+                reset_queries()
                 OutboxEvent.objects.listed(ids).update(sent_at=sent_at)
                 self._marked.put(ids)
         except Exception as exc:  # handed to the relay's thread, which decides (settle raises it)
@@ -261,6 +264,7 @@ class OutboxRelay:
     def relay_once(self):
         """One round: read and publish the next ready rows behind those in flight (when there is
         room), then record Kafka's answers so far; return how many rows were read."""
+        reset_queries()  # DEBUG's log of statements, which a request would have ended (see SentMarker)
         self._marker.settle()
         asked = self.batch.size
         rows = self._read(asked) if len(self._window()) < self.most_in_flight else []
