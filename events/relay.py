@@ -99,7 +99,9 @@ RELAY_BACKOFF = Backoff(initial=0.5, multiplier=2.0, limit=30.0)
 
 RELAY_IS_LEADER = Gauge("outbox_relay_leader", "1 while this process is the active (leader) relay.")
 EVENTS_PARKED = Counter("outbox_events_parked_total", "Outbox rows parked because Kafka refused them.", ["topic"])
-ROWS_PARKED = Gauge("outbox_rows_parked", "Outbox rows parked (waiting for retry_parked), counted when the relay last caught up.")
+ROWS_PARKED = Gauge(
+    "outbox_rows_parked", "Outbox rows parked (waiting for retry_parked), counted when the relay last caught up."
+)
 
 # The smallest round: what the relay reads while it keeps up (a burst's first events go out at once).
 SMALLEST_BATCH = 250
