@@ -99,8 +99,9 @@ def test_a_row_refused_in_one_round_holds_back_its_tasks_rows_in_the_next_round(
                    "the other task's events published")
         assert fresh(big).parked_at is not None
     assert list(OutboxEvent.objects.held()) == [after_big]
-    messages = read_events([row.event_id for row in (first, second, third, fourth, fifth)], topics=["task-updates"])
-    assert [m.event["event_id"] for m in messages] == [str(row.event_id) for row in (first, second, third, fourth, fifth)]
+    published = (first, second, third, fourth, fifth)
+    messages = read_events([row.event_id for row in published], topics=["task-updates"])
+    assert [m.event["event_id"] for m in messages] == [str(row.event_id) for row in published]
     assert not [m for m in messages if m.key == refused_task]
 
 
