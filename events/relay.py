@@ -15,6 +15,16 @@ Guarantees, and why they hold:
   transaction committed late), and produces them in that order with key = task id, so they
   land on one partition; the idempotent producer (max 5 in flight, sequence numbers) keeps
   that order through retries.
+* Pipelined rounds. A round does not wait for the previous one's acknowledgements: it reads
+  the next ready rows in id order *leaving out the window* (rows produced and not yet marked),
+  and produces them behind the window on the same producer. A row of a task is read only once
+  every earlier row of that task is committed (see above), so it is either in the window (then
+  produced before it) or read with it, in order; a row whose transaction committed late is in
+  no window and is read by the next round. Acknowledged rows go to a ``SentMarker`` thread,
+  which marks them sent with one UPDATE per batch of acknowledgements while the next rounds
+  are read and published; they stay in the window until that UPDATE committed. Rounds start
+  at ``SMALLEST_BATCH`` rows and double while every read fills its batch, up to
+  ``batch_size``; at most twice ``batch_size`` rows are in the window.
 * One relay at a time. Two relays producing the same rows concurrently could interleave
   them. A PostgreSQL session advisory lock elects a leader; other relays wait as hot standbys
   and retry the lock every second. The lock belongs to the leader's session, so PostgreSQL
@@ -32,25 +42,36 @@ Guarantees, and why they hold:
   ``retry_parked`` (events.outbox, or the admin action) un-parks rows once the cause is
   fixed; a retried row gets a fresh producer, which reads the topics' limits again.
 
-  How a refusal by the broker (rather than at ``produce()``) is kept from reordering a key is
-  the Kafka publisher's part: "Order within one round" in events.transports.kafka.producer.
+  A refusal at ``produce()`` is known at once: the row is parked before the next round is
+  read, so ``ready()`` already leaves its key's later rows out of it. How a refusal by the
+  broker (rather than at ``produce()``) is kept from reordering a key is the Kafka publisher's
+  part: "Order within the window" in events.transports.kafka.producer. Any other failure
+  drains the window (every answer in) and pauses before the failed rows are read again, as a
+  lockstep round would.
 * With EVENT_TRANSPORT=dapr the same loop publishes through the Dapr sidecar instead
   (events.transports.dapr.DaprPublisher): same rows, same order, same wire format. A sidecar
   outage parks nothing and waits; an answer refusing the message parks it (PublishFailure).
+  The sidecar answers each row before the next is sent, so nothing is ever in flight and the
+  rounds stay in lockstep (only the marking runs beside them).
 
-The loop knows no client library: a publisher (``make_publisher``, one per transport) takes a
-round of rows and answers per row (events.core.publishing).
+The loop knows no client library: a publisher (``make_publisher``, one per transport) takes
+rounds of rows and answers per row, at once or later (events.core.publishing).
 
 The relay wakes on PostgreSQL NOTIFY (sent at commit by a trigger on the outbox table) and
 polls every ``poll_interval`` seconds as a fallback for lost notifications.
 """
 
 import logging
+import queue
 import threading
+import time
+from collections import defaultdict
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, connection, connections
+from django.db import DatabaseError, InterfaceError, connection, connections, reset_queries
+from django.db.models import FloatField, TextField
+from django.db.models.functions import Cast, Extract
 from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -78,16 +99,99 @@ RELAY_BACKOFF = Backoff(initial=0.5, multiplier=2.0, limit=30.0)
 
 RELAY_IS_LEADER = Gauge("outbox_relay_leader", "1 while this process is the active (leader) relay.")
 EVENTS_PARKED = Counter("outbox_events_parked_total", "Outbox rows parked because Kafka refused them.", ["topic"])
-ROWS_PARKED = Gauge("outbox_rows_parked", "Outbox rows parked at the last relay round (waiting for retry_parked).")
+ROWS_PARKED = Gauge(
+    "outbox_rows_parked", "Outbox rows parked (waiting for retry_parked), counted when the relay last caught up."
+)
+
+# The smallest round: what the relay reads while it keeps up (a burst's first events go out at once).
+SMALLEST_BATCH = 250
+# OutboxRow's columns, as the database sends them cheapest (the event id as text, the time as a float).
+READ_COLUMNS = (
+    "id", "topic", "key", "payload", "event_type", Cast("event_id", TextField()),
+    Cast(Extract("created_at", "epoch"), FloatField()), "park_reason",
+)
+# How long a round waits for Kafka's answers when there is nothing more to read (or no room).
+ANSWER_WAIT_SECONDS = 0.5
+
+
+class AdaptiveBatch:
+    """How many rows the next round reads: the smallest batch while the relay keeps up, doubling
+    (up to ``largest``) while every read fills its batch (a backlog), back to the smallest at the
+    first read that does not."""
+
+    def __init__(self, largest, smallest=SMALLEST_BATCH):
+        self.smallest = min(smallest, largest)
+        self.largest = largest
+        self.size = self.smallest
+
+    def read(self, count):
+        """Adjust to a read that returned ``count`` rows (of ``size`` asked for)."""
+        self.size = min(2 * self.size, self.largest) if count >= self.size else self.smallest
+
+
+class SentMarker:
+    """Marks acknowledged rows sent from a thread of its own (with its own database connection),
+    one UPDATE per batch of acknowledgements, while the relay reads and publishes the next rounds.
+    ``pending`` holds the ids handed over and not marked yet: the relay does not read them again."""
+
+    def __init__(self):
+        self.pending = set()
+        self._todo = queue.SimpleQueue()
+        self._marked = queue.SimpleQueue()
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name="outbox-relay-marker", daemon=True)
+        self._thread.start()
+
+    def mark(self, ids, sent_at):
+        self.pending.update(ids)
+        self._todo.put((ids, sent_at))
+
+    def settle(self, timeout=0.0):
+        """Forget the rows marked since the last call (waiting up to ``timeout`` seconds for some);
+        raise the error that stopped the thread, if one did."""
+        try:
+            self.pending.difference_update(self._marked.get(timeout=timeout) if timeout else self._marked.get_nowait())
+            while True:
+                self.pending.difference_update(self._marked.get_nowait())
+        except queue.Empty:
+            pass
+        if self._error is not None:
+            raise self._error
+
+    def close(self):
+        """Mark what was handed over (unless the database failed), then stop the thread."""
+        self._todo.put(None)
+        self._thread.join()
+        self.settle()
+
+    def _run(self):
+        try:
+            while (work := self._todo.get()) is not None:
+                ids, sent_at = work
+                # With DEBUG, Django keeps the last 9000 statements of a connection until a request
+                # ends; a window's ids make a statement tens of kilobytes long.
+                reset_queries()
+                OutboxEvent.objects.listed(ids).update(sent_at=sent_at)
+                self._marked.put(ids)
+        except Exception as exc:  # handed to the relay's thread, which decides (settle raises it)
+            self._error = exc
+            self._marked.put(())
+        finally:
+            connection.close()
+
 
 class OutboxRelay:
-    """One relay process (or thread). ``run`` returns once ``stop`` is set."""
+    """One relay process (or thread). ``run`` returns once ``stop`` is set. Rounds are pipelined
+    (see "Pipelined rounds" above): up to ``batch_size`` rows per round, twice that in flight."""
 
-    def __init__(self, *, batch_size=500, poll_interval=1.0, shutdown_grace=10.0, stop=None):
-        self.batch_size = batch_size
+    def __init__(self, *, batch_size=4000, poll_interval=1.0, shutdown_grace=10.0, stop=None):
+        self.batch = AdaptiveBatch(batch_size)
+        self.most_in_flight = 2 * batch_size
         self.poll_interval = poll_interval
         self.stop = stop or threading.Event()
         self.publisher = make_publisher(self.stop, shutdown_grace)
+        self._marker = None  # while leading
+        self._rows = {}  # row id -> row, published and not answered yet
         self._failing = False
         self._failure_backoff = RELAY_BACKOFF.counter()
         self.leading = False
@@ -136,59 +240,103 @@ class OutboxRelay:
         logger.info("relay: leader; publishing the outbox %s", self.publisher.destination)
         RELAY_IS_LEADER.set(1)
         self.leading = True
+        self._marker = SentMarker()
         try:
             lock_conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             while not self.stop.is_set():
-                if self.relay_once() < self.batch_size:
+                if not self.relay_once() and not self._window():
+                    ROWS_PARKED.set(OutboxEvent.objects.parked().count())
                     # Wait for a commit (NOTIFY) or the polling interval. A dead lock connection
                     # raises here, which ends leadership before the next round.
                     for _ in lock_conn.notifies(timeout=self.poll_interval, stop_after=1):
                         pass
+            self._record(self.publisher.collect(everything=True))
         finally:
             RELAY_IS_LEADER.set(0)
             self.leading = False
+            # Rows still in flight stay unsent (the next leader re-sends them): a new leadership
+            # starts with a new producer and an empty window.
+            self.publisher.close()
+            self._rows.clear()
+            marker, self._marker = self._marker, None
+            marker.close()
 
     # ---------------------------------------------------------------- one round
 
     def relay_once(self):
-        """Publish up to ``batch_size`` ready rows in id order; return how many were read."""
-        rows = [
-            OutboxRow(*values)
-            for values in OutboxEvent.objects.ready()
-            .order_by("id")
-            .values_list(*OutboxRow._fields)[: self.batch_size]
-        ]
-        RELAY_LAG.set((timezone.now() - rows[0].created_at).total_seconds() if rows else 0)
-        ROWS_PARKED.set(OutboxEvent.objects.parked().count())
-        if not rows:
-            return 0
-        if any(row.park_reason for row in rows):
-            self.publisher.renew()  # a retried row: its cause was fixed, maybe a topic's limit
-        self._record(rows, self.publisher.publish(rows))
+        """One round: read and publish the next ready rows behind those in flight (when there is
+        room), then record Kafka's answers so far; return how many rows were read."""
+        reset_queries()  # DEBUG's log of statements, which a request would have ended (see SentMarker)
+        self._marker.settle()
+        asked = self.batch.size
+        rows = self._read(asked) if len(self._window()) < self.most_in_flight else []
+        if rows:
+            if any(row.park_reason for row in rows):
+                self._drain()
+                self.publisher.renew()  # a retried row: its cause was fixed, maybe a topic's limit
+            outcome = self.publisher.publish(rows)
+            self._rows.update((row.id, row) for row in rows if row.id in self.publisher.in_flight)
+            self._record(outcome, rows={row.id: row for row in rows})
+        if len(rows) == asked and len(self._window()) < self.most_in_flight:
+            self._record(self.publisher.collect())  # behind: read on at once
+        elif self.publisher.in_flight:
+            self._record(self.publisher.collect(ANSWER_WAIT_SECONDS))
+        elif self._marker.pending:
+            self._marker.settle(ANSWER_WAIT_SECONDS)
         return len(rows)
 
-    def _record(self, rows, outcome):
-        acked_at = timezone.now()
+    def _window(self):
+        """The ids of the rows published and not yet marked (in flight, or acknowledged)."""
+        return self.publisher.in_flight.keys() | self._marker.pending
+
+    def _read(self, count):
+        """The next ``count`` ready rows in id order, leaving out the window."""
+        query = OutboxEvent.objects.ready().unlisted(self._window()).order_by("id").values_list(*READ_COLUMNS)
+        # A plain cursor and a tuple per row: the ORM's row iterator and Django's Python loader of
+        # timestamps with time zone cost more than the rest of the round (py-spy).
+        with connection.cursor() as cursor:
+            cursor.execute(*query[:count].query.sql_with_params())
+            rows = list(map(OutboxRow._make, cursor.fetchall()))
+        self.batch.read(len(rows))
+        RELAY_LAG.set(time.time() - rows[0].created_at if rows else 0)
+        return rows
+
+    def _drain(self):
+        """Wait until Kafka answered every row in flight, and record the answers."""
+        self._record(self.publisher.collect(everything=True))
+
+    def _record(self, outcome, rows=None):
+        """Record Kafka's answers: hand the acknowledged rows to the marker, park the refused ones."""
+        if not outcome:
+            return
+        rows = rows or self._rows
+        answered_at = timezone.now()
+        answered_epoch = answered_at.timestamp()
         sent = []
+        sent_per_topic = defaultdict(int)
         failures = []
-        for row in rows:
-            if row.id not in outcome:
-                continue  # held back behind an earlier row of its key, or not reached: next round
-            result = outcome[row.id]
+        for row_id, result in outcome.items():
+            row = rows[row_id]
+            self._rows.pop(row_id, None)
             if result is None:
-                sent.append(row.id)
-                EVENTS_RELAYED.labels(topic=row.topic).inc()
-                RELAY_LATENCY.observe((acked_at - row.created_at).total_seconds())
+                sent.append(row_id)
+                sent_per_topic[row.topic] += 1
+                RELAY_LATENCY.observe(answered_epoch - row.created_at)
             elif isinstance(result, Refusal):
-                self._park(row, result.reason, acked_at)
+                self._park(row, result.reason, answered_at)
             else:
                 failures.append(result)
         if sent:
-            OutboxEvent.objects.filter(id__in=sent).update(sent_at=acked_at)
+            self._marker.mark(sent, answered_at)
+            for topic, count in sent_per_topic.items():
+                EVENTS_RELAYED.labels(topic=topic).inc(count)
         if failures:
             if not self._failing:
                 self._failing = True
                 logger.error("relay: %d events not delivered (first error: %s); retrying", len(failures), failures[0])
+            # As a lockstep round would: nothing more of the failed rows' keys goes out before
+            # they are read again, in order, after the pause.
+            self._drain()
             self.stop.wait(self._failure_backoff.next())
         elif self._failing:
             self._failing = False

@@ -26,10 +26,10 @@ def outbox_rows(*specs):
 
 
 @contextmanager
-def relay_thread(poll_interval=0.2):
-    """An OutboxRelay running in a thread of this process until the block ends."""
+def relay_thread(poll_interval=0.2, **options):
+    """An OutboxRelay (with these options) running in a thread of this process until the block ends."""
     stop = threading.Event()
-    relay = OutboxRelay(poll_interval=poll_interval, stop=stop)
+    relay = OutboxRelay(poll_interval=poll_interval, stop=stop, **options)
     thread = threading.Thread(target=relay.run, name="outbox-relay", daemon=True)
     thread.start()
     try:

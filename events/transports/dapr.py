@@ -47,7 +47,7 @@ from django.conf import settings
 from events.core.headers import EVENT_HEADERS
 from events.core.message import Message
 from events.core.processor import EventProcessor
-from events.core.publishing import Refusal
+from events.core.publishing import LockstepPublisher, Refusal
 from events.registry import CONSUMERS
 from events.topics import topic_name
 
@@ -126,15 +126,16 @@ class DaprSidecar:
             self._connection = None
 
 
-class DaprPublisher:
+class DaprPublisher(LockstepPublisher):
     """Publishes through the Dapr sidecar's pub/sub API (EVENT_TRANSPORT=dapr), one row at a time.
 
     ``rawPayload`` keeps the wire format identical to the direct transport (no CloudEvent
     envelope), ``partitionKey`` is the Kafka key, and the Kafka component forwards the other
     metadata (``event_type``, ``event_id``) as message headers. Dapr answers 204 once the
-    broker has acknowledged, so rows go one by one. A refusal of the message parks its row and
-    holds back only its key; an outage (PublishFailure.refused false) ends the round: nothing of
-    a task is published after one of its events that was not.
+    broker has acknowledged, so rows go one by one and the relay stays in lockstep (a pipeline
+    would need concurrent requests, which could reorder a key). A refusal of the message parks
+    its row and holds back only its key; an outage (PublishFailure.refused false) ends the round:
+    nothing of a task is published after one of its events that was not.
     """
 
     def __init__(self, *, port, pubsub, timeout=30.0):

@@ -16,7 +16,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch-size", type=int, default=500, help="rows per round (default 500)")
+        parser.add_argument(
+            "--batch-size", type=int, default=4000,
+            help="most rows per round (default 4000); rounds start small and grow while there is a backlog",
+        )
         parser.add_argument(
             "--poll-interval", type=float, default=1.0, help="seconds between polls when no NOTIFY arrives"
         )

@@ -9,20 +9,22 @@ The relay's publisher keeps the relay's guarantees (events/relay.py tells why th
   otherwise be re-produced in a later round *after* newer messages of the same task that did
   get through. So with the broker down, the publisher waits inside ``flush`` (logging once) and
   resumes on its own.
-* Order within one round: a row refused at ``produce()`` holds its key at once, so no later
-  row of that key is produced in the round. A refusal by the broker comes back only with the
-  delivery reports, after later rows of the key may already be on their way; it could
-  therefore reorder a key, and is prevented rather than repaired: the producer's
-  ``message.max.bytes`` and ``batch.size`` are set from the smallest ``max.message.bytes`` of
-  the relayed topics (read when the producer is created; never above librdkafka's default
-  1,000,000), so whatever the broker would refuse by size is refused locally, at ``produce()``,
-  with the exact row named. The broker's other refusals (no authorisation, an invalid topic)
-  concern a whole topic, so every row of a key there fails alike and none gets ahead. What
-  remains is a topic limit lowered while the relay runs: then Kafka refuses a whole batch for
-  one record, so its refusals name suspects. The publisher re-sends each suspect alone, in id
-  order, with a fresh producer (which reads the new limit): the culprit is refused and parked,
-  its batch-mates go through, and a later suspect of the culprit's key stays held. Only rows of
-  that key acknowledged in the very round the limit changed can have passed it.
+* Order within the window (the rows produced and not yet answered, over pipelined rounds):
+  a row refused at ``produce()`` holds its key at once, so no later row of that key is
+  produced in the round, and the relay parks it before it reads the next. A refusal by the
+  broker comes back only with the delivery reports, after later rows of the key may already be
+  on their way; it could therefore reorder a key, and is prevented rather than repaired: the
+  producer's ``message.max.bytes`` and ``batch.size`` are set from the smallest
+  ``max.message.bytes`` of the relayed topics (read when the producer is created; never above
+  librdkafka's default 1,000,000), so whatever the broker would refuse by size is refused
+  locally, at ``produce()``, with the exact row named. The broker's other refusals (no
+  authorisation, an invalid topic) concern a whole topic, so every row of a key there fails
+  alike and none gets ahead. What remains is a topic limit lowered while the relay runs: then
+  Kafka refuses a whole batch for one record, so its refusals name suspects. The publisher
+  then waits for every answer of the window, and re-sends each suspect alone, in id order,
+  with a fresh producer (which reads the new limit): the culprit is refused and parked, its
+  batch-mates go through, and a later suspect of the culprit's key stays held. Only rows of
+  that key acknowledged from the window in which the limit changed can have passed it.
 * Fatal producer errors (idempotence broken) recreate the producer; the rows are retried.
 """
 
@@ -119,7 +121,7 @@ def send_confirmed(messages, *, timeout=30.0, **overrides):
 
 def relay_producer_config(topic_message_limit=None):
     """The relay's producer; with ``topic_message_limit`` it refuses locally what the topics would."""
-    # See "Order within one round" in the module docstring.
+    # See "Order within the window" in the module docstring.
     local_limit = MAX_PRODUCER_MESSAGE_BYTES
     if topic_message_limit is not None:
         local_limit = max(min(local_limit, topic_message_limit - RECORD_BATCH_HEADER_BYTES), MIN_PRODUCER_MESSAGE_BYTES)
@@ -154,7 +156,12 @@ def refusal_of(error):
 
 
 class KafkaPublisher:
-    """Produces a round's rows with one idempotent producer and waits for every acknowledgement."""
+    """Produces the relay's rows with one idempotent producer, without waiting: ``publish`` queues a
+    round and returns, ``collect`` hands back Kafka's answers as they come (events.core.publishing).
+
+    The delivery reports run in the thread that calls ``collect`` (librdkafka serves them from
+    ``poll``), so the publisher's state needs no lock.
+    """
 
     destination = "to Kafka"  # for the relay's log line
 
@@ -162,56 +169,121 @@ class KafkaPublisher:
         self.stop = stop
         self.shutdown_grace = shutdown_grace
         self._producer = None
+        self.in_flight = {}  # row id -> row: produced, not answered yet
+        self._answers = {}  # row id -> None (acknowledged) or KafkaError: answered, not collected yet
+        self._suspects = []  # rows the broker refused, maybe for a batch-mate: see _isolate
+        self._topics = {}  # base name -> full name
+        self._silent_since = None  # since when rows are in flight and Kafka answered none
+        self._heard = False  # an answer came since the last look
         self._waiting = False
 
     def publish(self, rows):
-        """{row id: None when Kafka acknowledged it, a Refusal to park it, else the KafkaError}.
-
-        Rows held back behind an earlier row of their key that did not go through are left out.
-        """
-        outcome = self._publish_in_order(rows)
-        # A refusal at produce() is a Refusal already; one among the delivery reports names a suspect.
-        suspects = [
-            row for row in rows if isinstance(outcome.get(row.id), KafkaError) and outcome[row.id].code() in REFUSALS
-        ]
-        if suspects:
-            for row in suspects:
-                del outcome[row.id]  # a suspect held behind its key's culprit stays out, like any held row
-            outcome |= self._isolate(suspects)
-        if any(isinstance(result, KafkaError) and result.fatal() for result in outcome.values()):
-            self.close()  # a fatal idempotence error needs a new producer (a new producer id)
-        return outcome
-
-    def _publish_in_order(self, rows):
+        """Produce ``rows`` (in id order) behind what is in flight; return the outcomes known at once,
+        {row id: a Refusal to park it, or the KafkaError}, for rows ``produce()`` did not take. The
+        later rows of such a row's key are held back: neither in the outcome nor in flight."""
         if self._producer is None:
             self._producer = Producer(relay_producer_config(relayed_topics_limit()))
+        if not self.in_flight:
+            self._silent_since = time.monotonic()
         outcome = {}
         held_keys = set()  # keys with a row that produce() did not take this round
         for row in rows:
             if row.key in held_keys:
                 continue
-            error = self._produce(
-                topic=topic_name(row.topic),
-                key=row.key.encode(),
-                value=row.payload.encode(),
-                headers=[(name, value.encode()) for name, value in row.headers().items()],
-                on_delivery=lambda err, msg, row_id=row.id: outcome.__setitem__(row_id, err),
-            )
-            if error is not None:
+            error = self._produce(row)
+            if error is None:
+                self.in_flight[row.id] = row
+            else:
                 outcome[row.id] = refusal_of(error)
                 held_keys.add(row.key)
-        self._await_deliveries()
         return outcome
 
+    def collect(self, timeout=0.0, *, everything=False):
+        """Kafka's answers since the last call, {row id: None when acknowledged, a Refusal to park it,
+        else the KafkaError}: waits up to ``timeout`` seconds for a first one while rows are in
+        flight, or, with ``everything``, until none is (giving up only ``shutdown_grace`` seconds
+        after ``stop`` is set: the rows left stay unsent, the next relay re-sends them)."""
+        if everything or self._suspects:
+            self._await_in_flight()
+        elif self.in_flight:
+            self._producer.poll(timeout)
+            self._note_silence()
+        answers, self._answers = self._answers, {}
+        if self._suspects:  # the broker refused a batch: every answer of the window is in (above)
+            suspects, self._suspects = self._suspects, []
+            for row in suspects:
+                del answers[row.id]  # a suspect held behind its key's culprit stays out, like any held row
+            return answers | self._isolate(suspects)
+        if any(isinstance(result, KafkaError) and result.fatal() for result in answers.values()):
+            self.close()  # a fatal idempotence error needs a new producer (a new producer id)
+        return answers
+
+    def _produce(self, row):
+        """None once the producer queued the row, else the KafkaError that refused it."""
+        topic = self._topics.get(row.topic) or self._topics.setdefault(row.topic, topic_name(row.topic))
+        # Text as it is: the client encodes key, value and header values as UTF-8 itself, in C.
+        headers = list(row.headers().items())
+        while True:
+            try:
+                self._producer.produce(
+                    topic, key=row.key, value=row.payload, headers=headers,
+                    on_delivery=lambda err, msg, row=row: self._answered(row, err),
+                )
+                return None
+            except BufferError:  # local queue full: let deliveries drain it
+                self._producer.poll(0.1)
+            except KafkaException as exc:
+                return exc.args[0]
+
+    def _answered(self, row, error):
+        if error is not None and error.code() == KafkaError._PURGE_QUEUE:
+            return  # dropped by close(), which forgets what was in flight
+        del self.in_flight[row.id]
+        self._answers[row.id] = error
+        self._heard = True
+        if error is not None and error.code() in REFUSALS:
+            self._suspects.append(row)  # a refusal by the broker names a suspect, not a culprit
+
+    def _note_silence(self):
+        """Say once when Kafka stops answering, and when it answers again."""
+        now = time.monotonic()
+        if self._heard or not self.in_flight:
+            self._heard = False
+            self._silent_since = now
+            if self._waiting:
+                self._waiting = False
+                logger.info("relay: Kafka acknowledges again")
+        # A first connection or a busy broker can take a few seconds: not worth a warning.
+        elif not self._waiting and now - self._silent_since > KAFKA_SLOW_SECONDS:
+            self._waiting = True
+            logger.warning("relay: Kafka does not acknowledge; waiting and retrying (nothing is lost)")
+
+    def _await_in_flight(self):
+        """Wait until Kafka answered everything produced; give up only when stopping."""
+        stopping_since = None
+        while self.in_flight:
+            self._producer.poll(0.5)
+            self._note_silence()
+            if self.stop.is_set():
+                stopping_since = stopping_since or time.monotonic()
+                if time.monotonic() - stopping_since > self.shutdown_grace:
+                    logger.warning("relay: stopping with unacknowledged events; the next relay re-sends them")
+                    self.close()
+                    return
+        self._note_silence()
+
     def _isolate(self, suspects):
-        """Re-send rows the broker refused, each alone: see "Order within one round" above."""
+        """Re-send rows the broker refused, each alone: see "Order within the window" above."""
         self.close()
         outcome = {}
         culprit_keys = set()
         for row in suspects:
             if row.key in culprit_keys:
                 continue  # held behind its key's culprit
-            alone = self._publish_in_order([row])
+            alone = self.publish([row])
+            self._await_in_flight()
+            alone |= self._answers
+            self._answers, self._suspects = {}, []
             if row.id not in alone:
                 continue  # stopping before Kafka answered: the row stays unsent
             result = alone[row.id]
@@ -220,44 +292,17 @@ class KafkaPublisher:
                 culprit_keys.add(row.key)
         return outcome
 
-    def _produce(self, **message):
-        """None once the producer queued the message, else the KafkaError that refused it."""
-        while True:
-            try:
-                self._producer.produce(**message)
-                return None
-            except BufferError:  # local queue full: let deliveries drain it
-                self._producer.poll(0.1)
-            except KafkaException as exc:
-                return exc.args[0]
-
-    def _await_deliveries(self):
-        """Wait until Kafka acknowledged everything produced; give up only when stopping."""
-        stopping_since = None
-        waiting_since = time.monotonic()
-        while self._producer.flush(1.0) > 0:
-            # A first connection or a busy broker can take a few seconds: not worth a warning.
-            if not self._waiting and time.monotonic() - waiting_since > KAFKA_SLOW_SECONDS:
-                self._waiting = True
-                logger.warning("relay: Kafka does not acknowledge; waiting and retrying (nothing is lost)")
-            if self.stop.is_set():
-                stopping_since = stopping_since or time.monotonic()
-                if time.monotonic() - stopping_since > self.shutdown_grace:
-                    logger.warning("relay: stopping with unacknowledged events; the next relay re-sends them")
-                    return
-        if self._waiting:
-            self._waiting = False
-            logger.info("relay: Kafka acknowledges again")
-
     def renew(self):
         """The next round starts with a new producer (which reads the topics' limits again)."""
         self.close()
 
     def close(self):
-        # Everything acknowledged was flushed by _await_deliveries; what is still queued here
-        # (Kafka down at shutdown, or a fatal producer error) stays unsent in the outbox and is
-        # dropped from the producer, so that closing it does not wait for an absent broker.
+        # What Kafka acknowledged was collected before (the relay drains the window before it
+        # renews the producer or leaves); what is still in flight here (Kafka down at shutdown, or a
+        # fatal producer error) stays unsent in the outbox and is dropped from the producer, so
+        # that closing it does not wait for an absent broker.
         if self._producer is not None:
             self._producer.purge()
             self._producer.flush(0)
             self._producer = None
+        self.in_flight.clear()
