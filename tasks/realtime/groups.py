@@ -25,6 +25,12 @@ def push_message(message):
     return {"type": "push", "message": message}
 
 
+def push_batch_message(messages):
+    """The channel-layer message that ``SyncConsumer.push_batch`` sends to the browser as one JSON
+    message per item of ``messages``, in their order: a batch costs one group send, not one per item."""
+    return {"type": "push.batch", "messages": messages}
+
+
 def push_to_user(user_id, message):
     """Send ``message`` (a JSON-able dict) to every open connection of the user (from sync code)."""
     async_to_sync(get_channel_layer().group_send)(user_group_name(user_id), push_message(message))
