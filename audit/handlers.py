@@ -17,11 +17,8 @@ than the log's retention is dead-lettered as forged too, and its dead letter say
 explains what to do with it; the task-events topic keeps only 7 days anyway).
 """
 
-import json
-
-from django.db import connection
-
 from audit.models import AuditEntry
+from events.bulk import bulk_insert
 from events.core.handling import delivery_of
 from events.schemas import ForgedEvent, event_uuid, parse_timestamp
 from tasks.events import SYNC_CHANGE_OF, contradicted_fields
@@ -53,47 +50,27 @@ def check_against_sync_log(events):
             raise ForgedEvent(f"{name} contradicts the sync log on {', '.join(differing)}")
 
 
-# The columns of an entry, as jsonb_to_recordset reads them from the rows of ``store_entries``.
-_ENTRY_COLUMNS = (
-    "event_id uuid, event_type text, task_id uuid, user_id text, title text, occurred_at timestamptz, "
-    'data jsonb, metadata jsonb, topic text, partition integer, "offset" bigint'
-)
-
-
 def store_entries(events):
-    """Store the events' entries in ONE statement, whatever their number.
-
-    The rows travel as one JSON parameter that PostgreSQL unpacks (jsonb_to_recordset): the
-    events are JSON already, and bulk_create's array per column is quoted value by value on the
-    client, which cost more than everything else the audit consumer does. The runtime already
-    skips redelivered events; the unique event_id is the second line of defence (ON CONFLICT DO
-    NOTHING), e.g. for a rebuild of the trail under another group.
-    """
-    table = connection.ops.quote_name(AuditEntry._meta.db_table)
-    columns = [name.split()[0] for name in _ENTRY_COLUMNS.split(", ")]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({', '.join(columns)}, recorded_at) "
-            f"SELECT {', '.join(columns)}, now() FROM jsonb_to_recordset(%s::jsonb) AS entry({_ENTRY_COLUMNS}) "
-            "ON CONFLICT (event_id) DO NOTHING",
-            [json.dumps([_entry(event) for event in events])],
-        )
+    """Store the events' entries in ONE statement (events.bulk: bulk_create's arrays cost the audit
+    consumer more to quote than all its other work). The runtime already skips redelivered events;
+    the unique event_id is the second line of defence (ON CONFLICT DO NOTHING), e.g. for a rebuild
+    of the trail under another group."""
+    bulk_insert([_entry(event) for event in events], ignore_conflicts=True)
 
 
 def _entry(event):
     data = event["data"]
     delivery = delivery_of(event)
-    return {
-        "event_id": event["event_id"],
-        "event_type": event["event_type"],
-        "task_id": data["task_id"],
-        "user_id": data["user_id"],
-        "title": data["title"],
-        # Read here, as the contract reads timestamps: one PostgreSQL would not parse fails the event.
-        "occurred_at": parse_timestamp(event["timestamp"]).isoformat(),
-        "data": data,
-        "metadata": event["metadata"],
-        "topic": delivery.topic,
-        "partition": delivery.partition,
-        "offset": delivery.offset,
-    }
+    return AuditEntry(
+        event_id=event["event_id"],
+        event_type=event["event_type"],
+        task_id=data["task_id"],
+        user_id=data["user_id"],
+        title=data["title"],
+        occurred_at=parse_timestamp(event["timestamp"]),
+        data=data,
+        metadata=event["metadata"],
+        topic=delivery.topic,
+        partition=delivery.partition,
+        offset=delivery.offset,
+    )

@@ -101,6 +101,7 @@ register(
         topic=TASK_EVENTS,
         group="recurring-task-service",
         handler="recurrence.handlers.on_task_completed",
+        batch_handler="recurrence.handlers.on_tasks_completed",
         event_types={"task.completed"},
     )
 )
