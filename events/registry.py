@@ -112,6 +112,7 @@ register(
         topic=REMINDERS,
         group="notification-service",
         handler="notifications.handlers.on_reminder_due",
+        batch_handler="notifications.handlers.on_reminders_due",
         event_types={"reminder.due"},
     )
 )
