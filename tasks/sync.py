@@ -39,7 +39,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from events.bulk import bulk_insert
@@ -119,13 +118,16 @@ def changes_since(user, cursor=None, *, limit=None):
 
 
 def logged_events(event_ids):
-    """The logged sync events among ``event_ids``, as ``{event_id: event}``: one indexed query."""
-    rows = (
-        TaskChange.objects.annotate(logged_event_id=KT("event__event_id"))
-        .filter(logged_event_id__in=[str(event_id) for event_id in event_ids])
-        .values_list("logged_event_id", "event")
-    )
-    return dict(rows)
+    """The logged sync events among ``event_ids`` (canonical UUID text), as ``{event_id: event}``:
+    one query on the event-id index, its ids in one array parameter (the ORM's IN list of a
+    key transform cost the realtime bridge a fifth of its CPU to build)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT event ->> 'event_id', event FROM {connection.ops.quote_name(TaskChange._meta.db_table)} "
+            "WHERE (event ->> 'event_id') = ANY(%s::text[])",
+            ["{" + ",".join(str(event_id) for event_id in event_ids) + "}"],
+        )
+        return {event_id: json.loads(event) for event_id, event in cursor.fetchall()}
 
 
 def logged_versions(task_versions):
