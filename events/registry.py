@@ -101,6 +101,7 @@ register(
         topic=TASK_EVENTS,
         group="recurring-task-service",
         handler="recurrence.handlers.on_task_completed",
+        batch_handler="recurrence.handlers.on_tasks_completed",
         event_types={"task.completed"},
     )
 )
@@ -111,6 +112,7 @@ register(
         topic=REMINDERS,
         group="notification-service",
         handler="notifications.handlers.on_reminder_due",
+        batch_handler="notifications.handlers.on_reminders_due",
         event_types={"reminder.due"},
     )
 )

@@ -52,6 +52,7 @@ Decisions, each explained where it is implemented:
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -265,6 +266,14 @@ def parse_rule(rule_text: str) -> RecurrenceRule:
     """
     if not isinstance(rule_text, str) or not rule_text.strip():
         raise InvalidRecurrenceRule(f"The recurrence rule is empty; give an RRULE body, {_EXAMPLE}.")
+    return _parse_rule_text(rule_text)
+
+
+# A rule is parsed where a task is validated and again where its next occurrence is computed, and a
+# few rules (FREQ=DAILY...) serve most tasks: a batch of completions parses each rule once. The
+# parsed rule is immutable; a refused one raises every time (exceptions are not cached).
+@lru_cache(maxsize=1024)
+def _parse_rule_text(rule_text: str) -> RecurrenceRule:
     text = rule_text.strip()
     if "\n" in text or "\r" in text:
         raise InvalidRecurrenceRule(

@@ -13,12 +13,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from events.bulk import bulk_insert
 from events.outbox import EventTooLarge, emit_all
 from tasks.concurrency import check_version
 from tasks.events import reminder_event, sync_event, task_event, task_object
 from tasks.models import Task
 from tasks.ratelimit import count_scheduled_reminder
-from tasks.sync import record_change
+from tasks.sync import record_changes
 
 EDITABLE_FIELDS = frozenset(
     {"title", "description", "due_date", "remind_at", "priority", "recurrence_rule", "tags", "parent_task_id", "series_start"}
@@ -75,13 +76,26 @@ def _scheduled(task, reminder, context):
 
 
 def _emit(task_id, events):
+    _emit_many([(task_id, events)])
+
+
+def _emit_many(keyed_events):
+    """Emit the events of each ``(task_id, events)`` pair, all in one outbox insert, and log their sync events."""
     try:
-        emit_all([(event, task_id) for event in events])
+        emit_all([(event, task_id) for task_id, events in keyed_events for event in events])
     except EventTooLarge as error:  # the change fails like any invalid input: a 400, nothing emitted
         raise ValidationError(str(error)) from None
-    for event in events:
-        if event["event_type"] == "sync.task_changed":
-            record_change(event)  # the catch-up log of GET /api/sync/, in the same transaction
+    # The catch-up log of GET /api/sync/, in the same transaction.
+    record_changes([event for _, events in keyed_events for event in events if event["event_type"] == "sync.task_changed"])
+
+
+def _created_events(task, context):
+    obj = task_object(task)
+    events = [task_event("task.created", obj, context)]
+    if reminder := _pending_reminder(task):
+        events.append(_scheduled(task, reminder, context))
+    events.append(sync_event("created", obj, context))
+    return events
 
 
 @transaction.atomic
@@ -90,13 +104,25 @@ def task_create(*, user, context, **fields):
     task = Task(user=user, **fields)
     _validate(task)
     task.save()
-    obj = task_object(task)
-    events = [task_event("task.created", obj, context)]
-    if reminder := _pending_reminder(task):
-        events.append(_scheduled(task, reminder, context))
-    events.append(sync_event("created", obj, context))
-    _emit(task.id, events)
+    _emit(task.id, _created_events(task, context))
     return task
+
+
+@transaction.atomic
+def task_create_many(creations):
+    """``task_create`` for each ``(user, context, fields)``, in one transaction and a few statements
+    for all of them (one insert of the tasks, one of their outbox rows, the sync log's two): what
+    the recurring-task service needs for a batch of completions. Raises like ``task_create``; a
+    unique constraint (a ``parent_task_id`` taken) fails the whole batch with IntegrityError."""
+    tasks = []
+    for user, context, fields in creations:
+        _check_fields(fields)
+        task = Task(user=user, **fields)
+        _validate(task)
+        tasks.append((task, context))
+    bulk_insert([task for task, _ in tasks])
+    _emit_many([(task.id, _created_events(task, context)) for task, context in tasks])
+    return [task for task, _ in tasks]
 
 
 @transaction.atomic

@@ -33,15 +33,17 @@ old, because nothing above the watermark was ever purged; ``latest_cursor`` neve
 below it, so a user whose own changes were all purged does not get a stale cursor with the page.
 """
 
+import json
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models.fields.json import KT
 from django.utils import timezone
 
+from events.bulk import bulk_insert
 from events.retention import purge_in_batches
-from events.schemas import ForgedEvent, parse_timestamp
+from events.schemas import ForgedEvent, event_uuid, parse_timestamp
 from tasks.models import SyncLogPurge, TaskChange
 
 MAX_CHANGES_PER_PAGE = 500
@@ -58,9 +60,29 @@ class StaleCursor(Exception):
 def record_change(event):
     """Log a ``sync.task_changed`` event; call inside the transaction of the change."""
     user_id = int(event["data"]["user_id"])
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended('task-sync:' || %s::text, 0))", [user_id])
+    _lock_logs_of([user_id])
     return TaskChange.objects.create(user_id=user_id, task_id=event["data"]["task_id"], event=event)
+
+
+def record_changes(events):
+    """``record_change`` for many events in two statements: one takes every user's lock, one inserts
+    (events.bulk: the events' JSON in one parameter)."""
+    if not events:
+        return []
+    _lock_logs_of({int(event["data"]["user_id"]) for event in events})
+    return bulk_insert(
+        [TaskChange(user_id=int(event["data"]["user_id"]), task_id=event["data"]["task_id"], event=event) for event in events]
+    )
+
+
+def _lock_logs_of(user_ids):
+    """The users' sync-log locks, until commit; in id order, so that two writers never wait on each other crosswise."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('task-sync:' || user_id::text, 0)) "
+            "FROM unnest(%s::bigint[]) AS user_id ORDER BY user_id",
+            ["{" + ",".join(str(user_id) for user_id in sorted(user_ids)) + "}"],
+        )
 
 
 def purged_through():
@@ -96,30 +118,43 @@ def changes_since(user, cursor=None, *, limit=None):
 
 
 def logged_events(event_ids):
-    """The logged sync events among ``event_ids``, as ``{event_id: event}``: one indexed query."""
-    rows = (
-        TaskChange.objects.annotate(logged_event_id=KT("event__event_id"))
-        .filter(logged_event_id__in=[str(event_id) for event_id in event_ids])
-        .values_list("logged_event_id", "event")
-    )
-    return dict(rows)
+    """The logged sync events among ``event_ids`` (canonical UUID text), as ``{event_id: event}``:
+    one query on the event-id index, its ids in one array parameter (the ORM's IN list of a
+    key transform cost the realtime bridge a fifth of its CPU to build)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT event ->> 'event_id', event FROM {connection.ops.quote_name(TaskChange._meta.db_table)} "
+            "WHERE (event ->> 'event_id') = ANY(%s::text[])",
+            ["{" + ",".join(str(event_id) for event_id in event_ids) + "}"],
+        )
+        return {event_id: json.loads(event) for event_id, event in cursor.fetchall()}
 
 
 def logged_versions(task_versions):
     """The logged sync events of the given ``(task_id, version)`` pairs, as ``{(task_id, version): event}``
     (task ids as lowercase strings): ONE query on the task_id index, however many pairs.
 
-    Found after the task changed again or was deleted, as long as the log keeps that change.
+    Found after the task changed again or was deleted, as long as the log keeps that change. A
+    task id that is no UUID raises InvalidEvent. Plain SQL with one array parameter per column:
+    the ORM's IN lists cost the consumers more to build and quote than the query takes to run.
     """
-    task_versions = {(str(task_id), version) for task_id, version in task_versions}
-    if not task_versions:
+    pairs = {(_canonical_uuid(task_id), version) for task_id, version in task_versions}
+    if not pairs:
         return {}
-    rows = TaskChange.objects.filter(
-        task_id__in={task_id for task_id, _ in task_versions},
-        event__data__task__version__in={version for _, version in task_versions},
-    ).values_list("task_id", "event")
-    logged = ((str(task_id), event["data"]["task"]["version"], event) for task_id, event in rows)
-    return {(task_id, version): event for task_id, version, event in logged if (task_id, version) in task_versions}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT task_id, event FROM {connection.ops.quote_name(TaskChange._meta.db_table)} "
+            "WHERE task_id = ANY(%s::uuid[]) AND (event #>> '{data,task,version}')::numeric = ANY(%s::numeric[])",
+            ["{" + ",".join({task_id for task_id, _ in pairs}) + "}",
+             "{" + ",".join({str(version) for _, version in pairs if isinstance(version, int | float)}) + "}"],
+        )
+        logged = [(str(task_id), json.loads(event)) for task_id, event in cursor.fetchall()]
+    found = ((task_id, event["data"]["task"]["version"], event) for task_id, event in logged)
+    return {(task_id, version): event for task_id, version, event in found if (task_id, version) in pairs}
+
+
+def _canonical_uuid(value):
+    return str(value) if isinstance(value, uuid.UUID) else str(event_uuid(value, "task_id"))
 
 
 def task_at_version(task_id, version):

@@ -11,6 +11,7 @@ An event of an unknown ``event_type`` is skipped, not dead-lettered.
 
 import json
 import math
+import re
 from typing import NamedTuple
 
 from events.schemas import InvalidEvent, UnknownEventType, event_uuid, validate_event
@@ -49,10 +50,43 @@ def load_event(value):
     numbers, and strings that PostgreSQL can store (no NUL, no lone surrogate). Deeper input than
     Python's recursion limit raises RecursionError inside json.loads, which the caller treats
     like any other error of the message.
+
+    Most of these are ruled out on the text, at C speed: a NUL or a surrogate can only come in as
+    a ``\\u`` escape, and a document with fewer brackets than MAX_EVENT_DEPTH cannot be deeper;
+    NaN, Infinity and numbers that overflow are refused as json.loads reads them. Only a document
+    the text does not clear (an escape that may be one, many brackets) is walked node by node.
     """
     if value is None:
         raise InvalidEvent("the message has no value (a tombstone), not an event")
-    document = json.loads(value.decode("utf-8") if isinstance(value, bytes | bytearray) else value)
+    if isinstance(value, bytes | bytearray):
+        text = value.decode("utf-8")  # refuses a surrogate's bytes too
+    else:
+        text = value
+        if not text.isascii():
+            text.encode("utf-8")  # a str may hold a lone surrogate itself: UnicodeEncodeError, the message's fault
+    document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    if _MAY_HOLD_NUL_OR_SURROGATE.search(text) or text.count("{") + text.count("[") > MAX_EVENT_DEPTH:
+        _walk(document)
+    return document
+
+
+# The escapes of a NUL (\u0000) and of any surrogate (\ud800-\udfff), paired or not.
+_MAY_HOLD_NUL_OR_SURROGATE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _refuse_constant(name):
+    raise InvalidEvent(f"a number out of range ({name})")
+
+
+def _finite_float(text):
+    number = float(text)
+    if not math.isfinite(number):
+        raise InvalidEvent(f"a number out of range ({text})")
+    return number
+
+
+def _walk(document):
+    """Every check of ``load_event`` on the parsed document, node by node."""
     pending = [(document, 1)]
     while pending:
         item, depth = pending.pop()
@@ -63,8 +97,6 @@ def load_event(value):
                 pending.extend((key, depth + 1) for key in item)
                 item = item.values()
             pending.extend((child, depth + 1) for child in item)
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise InvalidEvent(f"a number out of range ({item})")
         elif isinstance(item, str):
             if "\x00" in item:
                 raise InvalidEvent("a string with a NUL character (\\u0000)")
@@ -73,4 +105,3 @@ def load_event(value):
                     item.encode("utf-8")
                 except UnicodeEncodeError:
                     raise InvalidEvent("a string with a lone surrogate (a \\ud800-\\udfff escape)") from None
-    return document

@@ -3,7 +3,8 @@
 Every connection of a user joins the user's channel-layer group (tasks.realtime.groups); whatever
 is sent to that group as ``{"type": "push", "message": ...}`` — the realtime bridge's
 ``sync.task_changed`` events and the notification service's ``notification.created`` — goes
-to the browser as JSON, unchanged. The socket is one-way: what clients send is ignored.
+to the browser as JSON, unchanged; ``{"type": "push.batch", "messages": [...]}`` (the bridge's
+batches) sends each of them so, in order. The socket is one-way: what clients send is ignored.
 
 Revoking the credential that opened a socket (its token, its session, or every credential of
 the user on a password change) sends the group ``credential.revoked``: the sockets it names
@@ -45,6 +46,10 @@ class SyncConsumer(AsyncJsonWebsocketConsumer):
     async def push(self, event):
         if self.group is not None:  # not after a revocation closed the socket
             await self.send_json(event["message"])
+
+    async def push_batch(self, event):
+        for message in event["messages"]:
+            await self.push({"message": message})
 
     async def credential_revoked(self, event):
         if self.group is None or event["credential"] not in (None, self.credential):

@@ -8,7 +8,10 @@ The runtime gives ``forward_task_changes`` the events it fetched together (and
 ``forward_task_change`` a single event when it re-runs one after a failure). Both send from ONE
 asyncio loop that lives as long as the process: the channel layer keeps its Redis connections
 per loop, so a batch costs a few Redis round trips rather than a new loop and new connections
-(which is what ``async_to_sync`` per message would cost). Pushes need no idempotency of their
+(which is what ``async_to_sync`` per message would cost). A user's events of a batch travel as
+one channel-layer message (``push_batch_message``), which the socket sends on one by one, and
+the messages of all users go out together (``group_send_many``): two Redis round trips per
+batch, whatever the number of events and users. Pushes need no idempotency of their
 own: a redelivered event reaches clients again and they drop it, its version being no newer
 than what they have.
 
@@ -28,12 +31,8 @@ from collections import defaultdict
 from channels.layers import get_channel_layer
 
 from events.schemas import ForgedEvent
-from tasks.realtime.groups import push_message, user_group_name
+from tasks.realtime.groups import group_send_many, push_batch_message, user_group_name
 from tasks.sync import logged_events
-
-# Users whose events are sent at once: enough to overlap Redis round trips, few enough not to
-# queue thousands of commands on the channel layer's connection pool.
-CONCURRENT_USERS = 100
 
 _loop = None
 
@@ -66,18 +65,11 @@ def check_against_sync_log(events):
 
 
 async def send_to_owners(events):
-    """Send each event to its owner's group: one user's events in order, different users at once."""
-    layer = get_channel_layer()
+    """Send each owner's events to the owner's group as ONE channel-layer message, all owners' in one
+    ``group_send_many``: a few Redis round trips per batch, whatever the number of events and owners."""
     by_user = defaultdict(list)
     for event in events:
-        by_user[event["data"]["user_id"]].append(event)
-
-    async def send_in_order(user_id, user_events):
-        # Sequential per user, so a socket sees one task's versions in the order Kafka gave them.
-        group = user_group_name(user_id)
-        for event in user_events:
-            await layer.group_send(group, push_message(event))
-
-    users = list(by_user.items())
-    for start in range(0, len(users), CONCURRENT_USERS):
-        await asyncio.gather(*(send_in_order(user_id, user_events) for user_id, user_events in users[start:start + CONCURRENT_USERS]))
+        by_user[event["data"]["user_id"]].append(event)  # in Kafka's order: the socket sends them in it
+    await group_send_many(
+        get_channel_layer(), [(user_group_name(user_id), push_batch_message(user_events)) for user_id, user_events in by_user.items()]
+    )

@@ -15,8 +15,10 @@ from rest_framework.test import APIClient
 
 from events.consumer import ConsumerRuntime
 from events.registry import RetryPolicy, get_consumer
+from events.schemas import ForgedEvent
 from events.topics import REMINDERS, dead_letter_topic
 from notifications import mail
+from notifications.handlers import on_reminders_due
 from notifications.models import Notification, OutgoingEmail, ScheduledReminder
 from notifications.services import deliver_reminder
 from notifications.tasks import send_email_task
@@ -147,3 +149,18 @@ def test_a_sender_that_dies_between_claim_and_answer_never_sends_twice(free_port
         assert received.wait_for(1, timeout=3) == []
     email.refresh_from_db()
     assert email.status == Status.FAILED and email.last_error.startswith("Outcome unknown")
+
+
+def test_a_batch_of_reminders_makes_one_notification_each_and_a_forgery_in_it_fails_the_whole_batch():
+    omar, noor = confirmed_user("omar"), confirmed_user("noor")
+    (_, omars_event), (_, noors_event) = fired_reminder(omar), fired_reminder(noor, title="Water the plants")
+
+    with pytest.raises(ForgedEvent):
+        on_reminders_due([omars_event, forged_reminder_due(noor), noors_event])
+    assert not Notification.objects.exists()
+
+    on_reminders_due([omars_event, noors_event, omars_event])
+    assert sorted(Notification.objects.values_list("user__username", "title")) == [
+        ("noor", "Water the plants"), ("omar", "Renew passport")
+    ]
+    assert OutgoingEmail.objects.count() == 2

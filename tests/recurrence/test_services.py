@@ -9,13 +9,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from events.consumer import ConsumerRuntime
 from events.models import OutboxEvent
 from events.registry import get_consumer
-from events.schemas import make_event
+from events.schemas import ForgedEvent, make_event
 from events.topics import TASK_EVENTS, dead_letter_topic
-from recurrence.handlers import on_task_completed
+from recurrence.handlers import on_task_completed, on_tasks_completed
 from recurrence.services import create_next_occurrence
 from tasks.events import EventContext, task_event, task_object
 from tasks.models import Task, User
@@ -212,3 +213,41 @@ def test_completions_the_database_contradicts_are_dead_lettered_as_forged_and_cr
         name: "ForgedEvent" for name in attempts
     }
     assert set(Task.objects.values_list("id", flat=True)) == tasks_before
+
+
+def batch(*events):
+    on_tasks_completed(events)
+
+
+def test_a_batch_of_completions_creates_each_next_occurrence_once_in_the_same_few_statements_whatever_its_size(owner):
+    def completions(count):
+        return [completed_event(recurring(owner, "FREQ=DAILY", utc(2026, 12, 7, 14), remind_at=utc(2026, 12, 7, 13)))
+                for _ in range(count)]
+
+    small, large = completions(2), completions(12)
+    with CaptureQueriesContext(connection) as few:
+        batch(*small)
+    with CaptureQueriesContext(connection) as many:
+        batch(*large)
+    assert len(many) == len(few) <= 12
+    for event in small + large:
+        [following] = Task.objects.filter(parent_task_id=event["data"]["task_id"])
+        assert following.due_date == utc(2026, 12, 8, 14) and following.remind_at == utc(2026, 12, 8, 13)
+        created = OutboxEvent.objects.filter(key=str(following.id)).order_by("id").values_list("event_type", flat=True)
+        assert list(created) == ["task.created", "reminder.scheduled", "sync.task_changed"]
+
+
+def test_a_batch_with_a_completion_followed_already_or_twice_creates_one_next_occurrence_each(owner):
+    followed, fresh = (completed_event(recurring(owner, "FREQ=DAILY", utc(2026, 12, 7, 14))) for _ in range(2))
+    on_task_completed(followed)
+    batch(followed, fresh, {**fresh, "event_id": str(uuid.uuid4())})
+    assert Task.objects.filter(parent_task_id=followed["data"]["task_id"]).count() == 1
+    assert Task.objects.filter(parent_task_id=fresh["data"]["task_id"]).count() == 1
+
+
+def test_a_forged_completion_fails_its_whole_batch_before_anything_is_created(owner):
+    genuine = completed_event(recurring(owner, "FREQ=DAILY", utc(2026, 12, 7, 14)))
+    forgery = forged(genuine["data"], task_id=str(uuid.uuid4()))
+    with pytest.raises(ForgedEvent):
+        batch(genuine, forgery)
+    assert not Task.objects.filter(parent_task_id=genuine["data"]["task_id"]).exists()

@@ -5,11 +5,13 @@ deliveries (events.transports.dapr); here its messages are plain ``Message`` val
 letters go to a list, so every rule of processing is checked without Kafka.
 """
 
+import dataclasses
 import json
 import uuid
 
 import pytest
 from django.db import OperationalError, connection
+from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY
 
 from audit.models import AuditEntry
@@ -291,3 +293,54 @@ def test_asked_to_stop_during_a_backoff_it_reports_only_what_was_finished_and_wr
 
     assert dead_letters.letters == []
     assert not ProcessedEvent.objects.filter(event_id=failing["event_id"]).exists()  # redelivered after a restart
+
+
+def test_a_real_batch_handler_keeps_order_skips_a_duplicate_and_dead_letters_a_forgery_in_the_middle_once():
+    dead_letters = DeadLetters()
+    processor = EventProcessor(get_consumer("audit"), dead_letters)
+    seen, first, forged, last = task_event(), task_event(), task_event(logged=False), task_event()
+    process(processor, message(seen))
+
+    batch = [message(first), message(seen), message(forged), message(last), message(first)]
+    assert process(processor, *batch) == [PROCESSED_OUTCOME, DUPLICATE, INVALID, PROCESSED_OUTCOME, DUPLICATE]
+
+    stored = AuditEntry.objects.filter(event_id__in=[first["event_id"], last["event_id"], forged["event_id"]])
+    assert sorted(str(entry.event_id) for entry in stored) == sorted([first["event_id"], last["event_id"]])
+    assert [(entry.partition, entry.offset) for entry in AuditEntry.objects.filter(event_id=last["event_id"])] == [
+        (1, batch[3].offset)
+    ]
+    [letter] = dead_letters.letters
+    assert letter["headers"][headers.DLQ_ERROR_TYPE] == "ForgedEvent"
+    assert letter["headers"][headers.DLQ_ORIGINAL_OFFSET] == str(batch[2].offset)
+    assert letter["headers"][headers.DLQ_ATTEMPTS] == "1"  # the failed batch run was nobody's attempt; its own run was
+    assert not ProcessedEvent.objects.filter(event_id=forged["event_id"]).exists()
+
+
+def statements_for(processor, events):
+    with CaptureQueriesContext(connection) as queries:
+        assert set(process(processor, *[message(event) for event in events])) == {PROCESSED_OUTCOME}
+    return len(queries)
+
+
+def test_a_batch_costs_the_same_few_statements_whatever_its_size():
+    processor = EventProcessor(get_consumer("audit"), DeadLetters())
+    small, large = [task_event() for _ in range(2)], [task_event() for _ in range(40)]
+    statements = statements_for(processor, small)
+    assert statements_for(processor, large) == statements <= 8
+    assert AuditEntry.objects.filter(event_id__in=[event["event_id"] for event in small + large]).count() == 42
+
+
+@RETRIES_COMMIT
+def test_an_event_that_fails_a_real_batch_handler_is_retried_alone_and_the_others_of_its_batch_take_effect_once():
+    dead_letters = DeadLetters()
+    processor = EventProcessor(dataclasses.replace(get_consumer("audit"), retry=RetryPolicy(
+        max_attempts=2, initial_backoff=0.01, max_backoff=0.01)), dead_letters)
+    before, failing, after = task_event(), task_event(), task_event()
+    failing = {**failing, "timestamp": "not a time"}  # the schema leaves formats to the handler, which fails on it
+
+    assert process(processor, message(before), message(failing), message(after)) == [
+        PROCESSED_OUTCOME, FAILED, PROCESSED_OUTCOME
+    ]
+    assert AuditEntry.objects.filter(event_id__in=[before["event_id"], after["event_id"]]).count() == 2
+    assert dead_letters.letters[0]["headers"][headers.DLQ_ATTEMPTS] == "2"
+    assert not AuditEntry.objects.filter(event_id=failing["event_id"]).exists()

@@ -1,0 +1,60 @@
+"""Sending to many channel-layer groups at once (``group_send_many``) on the real Redis layer:
+what each channel receives must be what one ``group_send`` per pair would have given it.
+
+Each test makes a layer of its own (the settings' configuration, this run's prefix): the
+process's shared layer keeps receive state bound to the event loop of whoever used it last.
+"""
+
+import pytest
+
+from asgiref.sync import async_to_sync
+from channels_redis.core import RedisChannelLayer
+
+from tasks.realtime.groups import group_send_many
+
+
+@pytest.fixture
+def new_layer(settings):
+    """A function making a fresh layer with the settings' configuration and ``overrides``."""
+    return lambda **overrides: RedisChannelLayer(**{**settings.CHANNEL_LAYERS["default"]["CONFIG"], **overrides})
+
+
+def test_every_channel_of_each_group_receives_its_groups_messages_in_the_order_of_the_calls(new_layer):
+    async def scenario():
+        layer = new_layer()
+        # Two channels of one process share a Redis key; a third group has nobody listening.
+        ada_tab, ada_phone, grace = [await layer.new_channel() for _ in range(3)]
+        for group, channel in (("user.ada", ada_tab), ("user.ada", ada_phone), ("user.grace", grace)):
+            await layer.group_add(group, channel)
+        await group_send_many(layer, [
+            ("user.ada", {"type": "push", "n": 1}), ("user.grace", {"type": "push", "n": 2}),
+            ("user.nobody", {"type": "push", "n": 0}),
+        ])
+        await group_send_many(layer, [("user.ada", {"type": "push", "n": 3})])
+        try:
+            return {
+                "tab": [(await layer.receive(ada_tab))["n"] for _ in range(2)],
+                "phone": [(await layer.receive(ada_phone))["n"] for _ in range(2)],
+                "grace": [(await layer.receive(grace))["n"]],
+            }
+        finally:
+            await layer.close_pools()
+
+    assert async_to_sync(scenario)() == {"tab": [1, 3], "phone": [1, 3], "grace": [2]}
+
+
+def test_a_full_channel_drops_the_new_message_as_group_send_does(new_layer):
+    async def scenario():
+        layer = new_layer(capacity=2)
+        try:
+            channel = await layer.new_channel()
+            await layer.group_add("user.busy", channel)
+            for n in range(3):
+                await group_send_many(layer, [("user.busy", {"type": "push", "n": n})])
+            received = [(await layer.receive(channel))["n"] for _ in range(2)]
+            await group_send_many(layer, [("user.busy", {"type": "push", "n": 3})])  # room again
+            return received + [(await layer.receive(channel))["n"]]
+        finally:
+            await layer.close_pools()
+
+    assert async_to_sync(scenario)() == [0, 1, 3]
