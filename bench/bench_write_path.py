@@ -3,7 +3,8 @@ bench/run_all.py, which this runs alone (with its table, results.json and result
 
     python bench/bench_write_path.py [--seconds 10] [--clients 8] [--rates 50 200 1000] [--baseline 25d134f]
 
-For each mode in turn, every checkout measured (with --baseline: the baseline's, then this one's,
+First --warmup seconds of load on this checkout's system, not recorded (a new broker's JIT would
+otherwise be paid by whichever checkout comes first). Then, for each mode in turn, every checkout measured (with --baseline: the baseline's, then this one's,
 back to back) has its processes started on the private stack (bench/harness.py), a user
 registered, and bench/load.py, a process of its own, sends the load:
 
@@ -69,7 +70,23 @@ def say(checkout, text):
     print(f"  [{checkout.label}] {text}", flush=True)
 
 
+def warm_up(checkout, meter, args):
+    """The freshly started servers (the broker's JIT above all) warmed by the load of a measurement,
+    not recorded: otherwise the first checkout measured would pay for it."""
+    meter.peaks_into({})
+    with System(checkout, meter, "warm-up", {}) as system:
+        load = LoadGenerator(system, system.register())
+        try:
+            load.measure(lambda: None, op="throughput", clients=args.clients, seconds=args.warmup)
+            load.measure(lambda: None, op="freshness", rate=max(args.rates), seconds=min(args.warmup, 3))
+        finally:
+            load.close()
+
+
 def system_section(checkouts, meter, args, results, peaks):
+    if args.warmup:
+        print(f"  warming the servers up with {args.warmup:g} s of load on {checkouts[-1].label} (not recorded)", flush=True)
+        warm_up(checkouts[-1], meter, args)
     for mode, extra_env in MODES.items():
         for checkout in checkouts:
             meter.peaks_into(peaks[checkout.label])

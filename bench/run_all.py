@@ -163,6 +163,7 @@ def parse_args(argv, sections):
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=sections or list(SECTIONS))
     parser.add_argument("--seconds", type=float, default=10, help="write path: measured seconds per mode")
     parser.add_argument("--clients", type=int, default=8, help="write path: keep-alive clients")
+    parser.add_argument("--warmup", type=float, default=8, help="system: seconds of unrecorded load first")
     parser.add_argument("--rates", type=float, nargs="+", default=[50, 200, 1000], help="freshness: creates/s")
     parser.add_argument("--fresh-seconds", type=float, default=6, help="freshness: seconds per rate")
     parser.add_argument("--events", type=int, default=3000, help="consumers: events per consumer")
