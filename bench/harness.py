@@ -16,6 +16,7 @@ starts them, the load generator beside them, and every process's CPU and memory.
   is assigned, and no topic grew for a second: the work of the changes made is done.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -129,6 +130,7 @@ class Checkout:
         self.run("manage.py", "migrate", "--noinput", "-v", "0")
         self.run("manage.py", "create_topics", stdout=subprocess.DEVNULL)
 
+    @functools.cached_property
     def processes(self):
         """``[(name, command)]`` of this tree's `make run`, asked of the tree itself."""
         out = self.run("-c", "import json; from scripts.supervise import system_processes; "
@@ -157,7 +159,7 @@ class System:
     def start(self):
         log_dir = self.checkout.log_dir / f"{self.checkout.label}-{self.mode}"
         log_dir.mkdir(parents=True, exist_ok=True)
-        for name, command in self.checkout.processes():
+        for name, command in self.checkout.processes:
             with open(log_dir / f"{name}.log", "ab") as log:
                 process = subprocess.Popen(["/bin/sh", "-c", f"exec env {command}"], cwd=self.checkout.path, env=self.env,
                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

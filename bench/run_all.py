@@ -196,14 +196,15 @@ def main(argv=None, sections=None):
                 results[checkout.label] = {}
             peaks = {checkout.label: {} for checkout in checkouts}
             if "system" in args.sections:
-                print("== the system as `make run` starts it: write path, freshness, CPU per change", flush=True)
+                print(f"== [{time.monotonic() - began:.0f} s] the system as `make run` starts it: write path, freshness, "
+                      "CPU per change", flush=True)
                 system_section(checkouts, meter, args, results, peaks)
                 for checkout in checkouts:
                     results[checkout.label]["peak_rss_mib"] = {
                         role: round(peak / 2**20, 1) for role, peak in sorted(peaks[checkout.label].items())}
             for name, section in (("consumers", consumers), ("reminders", reminders)):
                 if name in args.sections:
-                    print(f"== {name}", flush=True)
+                    print(f"== [{time.monotonic() - began:.0f} s] {name}", flush=True)
                     for checkout in checkouts:
                         results[checkout.label][name] = section(checkout, args)
         finally:
