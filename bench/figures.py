@@ -39,8 +39,31 @@ def flatten(results):
         flat[f"consumer [{name}]: / bare consume loop"] = row["ratio"]
     for group, row in results.get("reminders", {}).get("groups", {}).items():
         flat[f"reminders [{group}]: lateness p99 ms"] = row["p99_ms"]
+    relay = results.get("relay")
+    if relay:
+        flat["relay drain: events/s"] = relay["relay"]["events_per_s"]
+        flat["relay drain: / bare idempotent produce"] = round(relay["relay_vs_bare"], 3)
+    flat.update(leaves("growth", results.get("growth") or {}))
     for role, mib in results.get("peak_rss_mib", {}).items():
         flat[f"peak RSS [{role}] MiB"] = mib
+    return flat
+
+
+def leaves(name, tree):
+    """``{"name: a b c": number}`` of every number in a nested dict; a list's rows are named by their
+    "query" or "name" field, else by their index."""
+    if isinstance(tree, bool):
+        return {}
+    if isinstance(tree, (int, float)):
+        return {name: tree}
+    if isinstance(tree, list):
+        items = [(row.get("query", row.get("name", index)) if isinstance(row, dict) else index, row)
+                 for index, row in enumerate(tree)]
+    else:
+        items = tree.items() if isinstance(tree, dict) else ()
+    flat = {}
+    for key, value in items:
+        flat.update(leaves(f"{name}{':' if ':' not in name else ''} {key}", value))
     return flat
 
 

@@ -1,7 +1,8 @@
 """Every benchmark in one run: `make bench` (`make bench BASELINE=<commit>` for before/after in one run).
 Prints one table, writes bench/results.json and bench/results.png.
 
-    python bench/run_all.py [--baseline COMMIT | --baseline-tree PATH] [--sections system consumers reminders]
+    python bench/run_all.py [--baseline COMMIT | --baseline-tree PATH] [--sections system consumers reminders relay]
+        [--growth]
         [--seconds 10] [--clients 8] [--rates 50 200 1000] [--fresh-seconds 6] [--events 3000] [--pending 100000]
 
 Everything runs on a PRIVATE PostgreSQL, Kafka broker and Redis started for the run (bench/harness.py),
@@ -15,6 +16,9 @@ Sections:
   committed change next to each, the load generator (bench/load.py, a process of its own) apart;
 - consumers: the checkout's bench/bench_consumers.py (each consumer next to a bare consume loop);
 - reminders: the checkout's bench/bench_scheduler.py (lateness with --pending reminders pending);
+- relay: the checkout's bench/bench_relay.py (a --relay-rows backlog drained, next to a bare produce);
+- growth (only with --growth: long): the checkout's bench/bench_growth.py at the issue's sizes;
+  a checkout without one of these scripts (an older baseline) has no figures there;
 - memory: the peak RSS of every process of the system by role (web arbiter, web worker, relay, …),
   sampled every 0.5 s during the system section.
 
@@ -48,15 +52,24 @@ os.environ.setdefault("DEBUG", "true")
 
 RESULTS_JSON = REPO / "bench" / "results.json"
 RESULTS_PNG = REPO / "bench" / "results.png"
-SECTIONS = ("system", "consumers", "reminders")
+SECTIONS = ("system", "consumers", "reminders", "relay", "growth")
+DEFAULT_SECTIONS = ("system", "consumers", "reminders", "relay")  # growth is long: --growth
 SCRIPT_TIMEOUT = 900
+
+
+def has_script(checkout, script):
+    if (checkout.path / "bench" / script).exists():
+        return True
+    print(f"  [{checkout.label}] has no bench/{script}: no figures", flush=True)
+    return False
 
 
 def run_script(checkout, script, script_args):
     """One of the checkout's own benchmark scripts, on its database and the private stack."""
-    completed = subprocess.run([sys.executable, str(checkout.path / "bench" / script), *script_args], cwd=checkout.path,
+    command = ["-c", *script_args] if script == "-c" else [str(checkout.path / "bench" / script), *script_args]
+    completed = subprocess.run([sys.executable, *command], cwd=checkout.path,
                                env=checkout.env, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT)
-    (checkout.log_dir / f"{checkout.label}-{script}.log").write_text(completed.stdout + completed.stderr)
+    (checkout.log_dir / f"{checkout.label}-{script.strip('-')}.log").write_text(completed.stdout + completed.stderr)
     if completed.returncode:
         raise RuntimeError(f"[{checkout.label}] {script} failed:\n{completed.stderr[-2000:]}")
     return completed.stdout
@@ -84,6 +97,30 @@ def reminders(checkout, args):
         print(f"  [{checkout.label}] {label:<6} {row['reminders']:>7,} reminders: lateness p50 {row['p50_ms']} ms, "
               f"p99 {row['p99_ms']} ms, max {row['max_ms']} ms", flush=True)
     return {"pending": args.pending, "groups": groups}
+
+
+def relay(checkout, args):
+    if not has_script(checkout, "bench_relay.py"):
+        return None
+    out = run_script(checkout, "bench_relay.py", ["--rows", str(args.relay_rows), "--repeat", "3"])
+    result = json.loads(out.strip().splitlines()[-1])
+    print(f"  [{checkout.label}] relay drains {result['relay']['events_per_s']:,.0f} events/s, a bare idempotent produce "
+          f"{result['bare']['events_per_s']:,.0f}/s (relay/bare {result['relay_vs_bare']:.2f})", flush=True)
+    return result
+
+
+GROWTH = ("import json, sys; sys.path.insert(0, 'bench'); from bench_growth import main; "
+          "print(json.dumps(main(sys.argv[1:]), default=str))")
+
+
+def growth(checkout, args):
+    """The checkout's bench/bench_growth.py at the issue's sizes; its figures as it returns them."""
+    if not has_script(checkout, "bench_growth.py"):
+        return None
+    out = run_script(checkout, "-c", [GROWTH, "--pending", "1000000", "--tasks", "1000000", "--user-tasks", "10000",
+                                     "--users", "100", "--sockets-per-user", "10"])
+    print("\n".join(f"  [{checkout.label}] {line}" for line in out.strip().splitlines()[:-1]), flush=True)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def machine():
@@ -160,7 +197,8 @@ def parse_args(argv, sections):
     baseline = parser.add_mutually_exclusive_group()
     baseline.add_argument("--baseline", metavar="COMMIT", help="also measure this commit (a temporary git worktree)")
     baseline.add_argument("--baseline-tree", metavar="PATH", type=Path, help="also measure this checkout")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=sections or list(SECTIONS))
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(sections or DEFAULT_SECTIONS))
+    parser.add_argument("--growth", action="store_true", help="add the growth section (issue's sizes; long)")
     parser.add_argument("--seconds", type=float, default=10, help="write path: measured seconds per mode")
     parser.add_argument("--clients", type=int, default=8, help="write path: keep-alive clients")
     parser.add_argument("--warmup", type=float, default=8, help="system: seconds of unrecorded load first")
@@ -168,7 +206,11 @@ def parse_args(argv, sections):
     parser.add_argument("--fresh-seconds", type=float, default=6, help="freshness: seconds per rate")
     parser.add_argument("--events", type=int, default=3000, help="consumers: events per consumer")
     parser.add_argument("--pending", type=int, default=100_000, help="reminders: pending reminders")
-    return parser.parse_args(argv)
+    parser.add_argument("--relay-rows", type=int, default=50_000, help="relay: outbox rows of the backlog")
+    args = parser.parse_args(argv)
+    if args.growth and "growth" not in args.sections:
+        args.sections.append("growth")
+    return args
 
 
 def main(argv=None, sections=None):
@@ -202,11 +244,14 @@ def main(argv=None, sections=None):
                 for checkout in checkouts:
                     results[checkout.label]["peak_rss_mib"] = {
                         role: round(peak / 2**20, 1) for role, peak in sorted(peaks[checkout.label].items())}
-            for name, section in (("consumers", consumers), ("reminders", reminders)):
+            for name, section in (("consumers", consumers), ("reminders", reminders), ("relay", relay),
+                                  ("growth", growth)):
                 if name in args.sections:
                     print(f"== [{time.monotonic() - began:.0f} s] {name}", flush=True)
                     for checkout in checkouts:
-                        results[checkout.label][name] = section(checkout, args)
+                        figures = section(checkout, args)
+                        if figures is not None:
+                            results[checkout.label][name] = figures
         finally:
             for checkout in checkouts:
                 checkout.remove()

@@ -3,7 +3,7 @@ and no figure at all where it would be ill-defined (bench/figures.py)."""
 
 import math
 
-from bench.figures import comparison, flatten, per_change_ms, ratio, table
+from bench.figures import comparison, flatten, leaves, per_change_ms, ratio, table
 from testing.stats import percentile
 
 
@@ -46,3 +46,8 @@ def test_percentiles_are_nearest_rank():
     assert percentile(list(range(1, 101)), 0.99) == 100
     assert percentile([5.0], 0.5) == 5.0
     assert math.isnan(percentile([], 0.5))
+
+
+def test_the_figures_of_a_nested_result_are_its_numbers_named_by_their_path():
+    result = {"reminders": {"burst": {"p99_ms": 310, "ok": True}}, "list": [{"query": "first page", "p50_ms": 1.5}]}
+    assert leaves("growth", result) == {"growth: reminders burst p99_ms": 310, "growth: list first page p50_ms": 1.5}
