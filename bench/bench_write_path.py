@@ -78,7 +78,6 @@ def warm_up(checkout, meter, args):
         load = LoadGenerator(system, system.register())
         try:
             load.measure(lambda: None, op="throughput", clients=args.clients, seconds=args.warmup)
-            load.measure(lambda: None, op="freshness", rate=max(args.rates), seconds=min(args.warmup, 3))
         finally:
             load.close()
 

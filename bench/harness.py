@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection
 from pathlib import Path
 
@@ -52,19 +53,32 @@ class MakeInfraBroker(PrivateKafkaBroker):
         return ["java", *flags, *[c for c in command[1:] if not c.startswith(("-Xm", "-XX:"))]]
 
 
+def in_parallel(*calls):
+    """Run the calls in threads (each mostly waits on a child process); their results, in order."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return [future.result() for future in [pool.submit(call) for call in calls]]
+
+
 class Stack:
     def __init__(self, meter):
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-"))
         os.chmod(self.workdir, 0o755)
         self.meter = meter
-        self.postgres = PrivatePostgres(self.workdir / "postgres", database="postgres")
-        self.broker = MakeInfraBroker(self.workdir / "kafka")
+        self.postgres = self.broker = None
         self.redis = PrivateRedis(self.workdir / "redis")
 
     def start(self):
-        self.postgres.start()
-        self.broker.start()
-        self.redis.start()
+        """initdb, the broker's storage format and the starts of the three side by side."""
+
+        def postgres():
+            self.postgres = PrivatePostgres(self.workdir / "postgres", database="postgres")
+            self.postgres.start()
+
+        def broker():
+            self.broker = MakeInfraBroker(self.workdir / "kafka")
+            self.broker.start()
+
+        in_parallel(postgres, broker, self.redis.start)
         self.meter.add(self.postgres.process.pid, "postgresql")
         self.meter.add(self.broker.process.pid, "kafka")
         self.meter.add(self.redis.process.pid, "redis")
@@ -72,7 +86,8 @@ class Stack:
 
     def stop(self):
         for server in (self.redis, self.broker, self.postgres):
-            server.stop()
+            if server is not None:
+                server.stop()
 
     def environment(self, label):
         """The environment of a checkout's processes: this stack, and namespaces named ``label``."""

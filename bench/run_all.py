@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_write_path import system_section  # noqa: E402
 from figures import comparison, flatten, table  # noqa: E402
-from harness import REPO, Checkout, Stack  # noqa: E402
+from harness import REPO, Checkout, Stack, in_parallel  # noqa: E402
 from proc import Meter  # noqa: E402
 
 # The private broker's readiness probe reads the project's Kafka client settings (development ones).
@@ -234,8 +234,8 @@ def main(argv=None, sections=None):
                                     for c in checkouts]
             for checkout in checkouts:
                 print(f"== {checkout.label}: {checkout.path} at {checkout.commit}: migrating …", flush=True)
-                checkout.prepare()
                 results[checkout.label] = {}
+            in_parallel(*(checkout.prepare for checkout in checkouts))
             peaks = {checkout.label: {} for checkout in checkouts}
             if "system" in args.sections:
                 print(f"== [{time.monotonic() - began:.0f} s] the system as `make run` starts it: write path, freshness, "
