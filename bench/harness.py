@@ -10,7 +10,8 @@ starts them, the load generator beside them, and every process's CPU and memory.
   (scripts/supervise.py ``system_processes``: the Procfile's lines and one run_consumer per
   registered consumer), asked of that tree, started from that tree, each through ``/bin/sh -c
   "exec env <line>"`` as supervisord starts it; only the development mail catcher is left out.
-- ``System``: one checkout's processes running, in one mode (extra environment, e.g. OUTBOX_WRITER).
+- ``System``: one checkout's processes running, in one mode (extra environment, e.g. OUTBOX_WRITER);
+  started when the web serves and the whole system has gone quiet (its start-up CPU is not measured).
 - ``LoadGenerator``: bench/load.py in a process of its own, driven over its stdin/stdout.
 - ``settled``: every consumer group of the checkout has committed the end of every partition it
   is assigned, and no topic grew for a second: the work of the changes made is done.
@@ -23,11 +24,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection
 from pathlib import Path
 
+from proc import difference
 from testing.kafka_broker import PrivateKafkaBroker
 from testing.ports import free_port
 from testing.postgres import PrivatePostgres
@@ -39,6 +42,8 @@ REPO = HERE.parent
 VENV_BIN = Path(sys.executable).parent
 LEFT_OUT = {"mail"}  # the development e-mail catcher: not part of the system, and it binds fixed ports
 SETTLE_TIMEOUT = 90
+START_TIMEOUT = 180
+QUIET_WINDOW, QUIET_CORES = 1.0, 0.3
 
 
 class MakeInfraBroker(PrivateKafkaBroker):
@@ -180,12 +185,21 @@ class System:
                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             self.processes[name] = process
             self.meter.add(process.pid, *role(name))
-        wait_until(lambda: self._serves() or any(p.poll() is not None for p in self.processes.values()), 180,
+        wait_until(lambda: self._serves() or any(p.poll() is not None for p in self.processes.values()), START_TIMEOUT,
                    f"the web server of {self.checkout.label}")
         exited = [name for name, p in self.processes.items() if p.poll() is not None]
         if exited:
             raise RuntimeError(f"{self.checkout.label} ({self.mode}): {exited} exited at start; logs in {log_dir}")
+        if not wait_for(self._quiet, START_TIMEOUT, interval=0):
+            print(f"  [{self.checkout.label}] {self.mode}: the system never went quiet after its start", flush=True)
         return self
+
+    def _quiet(self):
+        """Whether the whole system used less than QUIET_CORES over the last QUIET_WINDOW s: every process
+        has finished starting (imports, group joins), whose CPU must not count in a measurement."""
+        before = self.meter.cpu()
+        time.sleep(QUIET_WINDOW)  # the window measured, not a wait for a condition
+        return sum(difference(self.meter.cpu(), before).values()) / QUIET_WINDOW < QUIET_CORES
 
     def _serves(self):
         try:
