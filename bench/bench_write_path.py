@@ -3,16 +3,17 @@ bench/run_all.py, which this runs alone (with its table, results.json and result
 
     python bench/bench_write_path.py [--seconds 10] [--clients 8] [--rates 50 200 1000] [--baseline 25d134f]
 
-First --warmup seconds of load on this checkout's system, not recorded (a new broker's JIT would
-otherwise be paid by whichever checkout comes first). Then, for each mode in turn, every checkout measured (with --baseline: the baseline's, then this one's,
-back to back) has its processes started on the private stack (bench/harness.py), a user
-registered, and bench/load.py, a process of its own, sends the load:
+Every checkout measured (with --baseline: the baseline's and this one) has its processes started on
+the private stack (bench/harness.py), side by side (the one not measured idles) and a user
+registered; first --warmup seconds of load on this checkout's, not recorded (a new broker's JIT
+would otherwise be paid by whichever checkout comes first). Then, for each mode in turn, each
+checkout (the baseline's just before this one's), bench/load.py, a process of its own, sends the load:
 
 1. write path: ``--clients`` keep-alive clients create tasks back to back for ``--seconds`` (after
-   2 s of warm-up), in three modes selected from outside by the OUTBOX_WRITER setting: events off
-   (bench.outbox_writers.discard), ours (the outbox row in the request's transaction, published by
-   the relay), and the seed's blocking produce + flush inside the request
-   (bench.outbox_writers.produce_and_flush);
+   2 s of warm-up), in three modes selected from outside by the web process's OUTBOX_WRITER
+   setting (the web alone is restarted between modes): ours (the outbox row in the request's
+   transaction, published by the relay), events off (bench.outbox_writers.discard), and the seed's
+   blocking produce + flush inside the request (bench.outbox_writers.produce_and_flush);
 2. freshness, in our mode: creates at each of ``--rates`` per second (open loop) for
    ``--fresh-seconds``; per create, send -> task.created at a Kafka consumer and send -> the change at
    a second WebSocket client of the user, and the same from the task's created_at (bench/load.py).
@@ -30,28 +31,30 @@ import sys
 import time
 
 from figures import per_change_ms
-from harness import LoadGenerator, System, settled
+from harness import LoadGenerator, System, in_parallel, settled
 from proc import difference
 
+# The first mode is the one the processes start in, the warm-up's and the freshness's: ours.
 MODES = {
-    "events off": {"OUTBOX_WRITER": "bench.outbox_writers.discard"},
     "outbox + relay": {},
+    "events off": {"OUTBOX_WRITER": "bench.outbox_writers.discard"},
     "sync produce+flush (seed)": {"OUTBOX_WRITER": "bench.outbox_writers.produce_and_flush"},
 }
 FRESHNESS_MODE = "outbox + relay"
 IDLE_SECONDS = 3
 
 
-def measured(meter, checkout, run):
+def measured(system, run):
     """``run(on_ready)`` (a LoadGenerator.measure) with the system's CPU from on_ready until settled."""
     before = {}
+    meter = system.meter
 
     def on_ready():
-        before["cpu"], before["at"] = meter.cpu(), time.monotonic()
+        before["cpu"], before["at"] = meter.cpu(system.label), time.monotonic()
 
     row = run(on_ready)
-    row["settled"] = settled(checkout)
-    spent = difference(meter.cpu(), before["cpu"])
+    row["settled"] = settled(system.checkout)
+    spent = difference(meter.cpu(system.label), before["cpu"])
     row["interval_s"] = round(time.monotonic() - before["at"], 1)
     row["system_cpu_s"] = round(sum(spent.values()), 2)
     row["cpu_by_role_s"] = dict(sorted(spent.items(), key=lambda item: -item[1]))
@@ -60,61 +63,66 @@ def measured(meter, checkout, run):
     return row
 
 
-def idle_cores(meter):
-    before = meter.cpu()
+def idle_cores(system):
+    before = system.meter.cpu(system.label)
     time.sleep(IDLE_SECONDS)  # a fixed measuring window, not a wait for a condition
-    return round(sum(difference(meter.cpu(), before).values()) / IDLE_SECONDS, 3)
+    return round(sum(difference(system.meter.cpu(system.label), before).values()) / IDLE_SECONDS, 3)
 
 
-def say(checkout, text):
-    print(f"  [{checkout.label}] {text}", flush=True)
+def say(system, text):
+    print(f"  [{system.label}] {text}", flush=True)
 
 
-def warm_up(checkout, meter, args):
-    """The freshly started servers (the broker's JIT above all) warmed by the load of a measurement,
-    not recorded: otherwise the first checkout measured would pay for it."""
-    meter.peaks_into({})
-    with System(checkout, meter, "warm-up", {}) as system:
-        load = LoadGenerator(system, system.register())
-        try:
-            load.measure(lambda: None, op="throughput", clients=args.clients, seconds=args.warmup)
-        finally:
-            load.close()
+def throughput_and_freshness(system, token, mode, args, results):
+    load = LoadGenerator(system, token)
+    try:
+        idle = idle_cores(system)
+        row = measured(system, lambda on_ready: load.measure(
+            on_ready, op="throughput", clients=args.clients, seconds=args.seconds))
+        row["idle_cores"] = idle
+        results[system.label].setdefault("write_path", {})[mode] = row
+        say(system, f"{mode:<26} {row['requests_per_s']:7.1f} creates/s  p50 {row['p50_ms']} ms  "
+            f"p99 {row['p99_ms']} ms  system CPU {row['system_cpu_per_change_ms']} ms/change "
+            f"(idle {idle} cores)  load CPU {row['load_cpu_per_change_ms']} ms/change  "
+            f"errors {row['errors'] or 0}{'' if row['settled'] else '  NOT SETTLED'}")
+        if mode != FRESHNESS_MODE:
+            return
+        for rate in args.rates:
+            row = measured(system, lambda on_ready: load.measure(
+                on_ready, op="freshness", rate=rate, seconds=args.fresh_seconds))
+            results[system.label].setdefault("freshness", {})[f"{rate:g}"] = row
+            k, w = row["kafka"], row["websocket"]
+            say(system, f"{rate:>5g}/s target {row['achieved_per_s']:7.1f}/s achieved: from send "
+                f"Kafka p50/p99 {k['from_sent']['p50_ms']}/{k['from_sent']['p99_ms']} ms, WebSocket "
+                f"{w['from_sent']['p50_ms']}/{w['from_sent']['p99_ms']} ms; from commit WebSocket "
+                f"{w['from_commit']['p50_ms']}/{w['from_commit']['p99_ms']} ms; missing "
+                f"{k['missing']}/{w['missing']}, not sent {row['not_sent']}, errors {row['errors'] or 0}; "
+                f"system CPU {row['system_cpu_per_change_ms']} ms/change{'' if row['settled'] else '  NOT SETTLED'}")
+    finally:
+        load.close()
 
 
-def system_section(checkouts, meter, args, results, peaks):
-    if args.warmup:
-        print(f"  warming the servers up with {args.warmup:g} s of load on {checkouts[-1].label} (not recorded)", flush=True)
-        warm_up(checkouts[-1], meter, args)
-    for mode, extra_env in MODES.items():
-        for checkout in checkouts:
-            meter.peaks_into(peaks[checkout.label])
-            with System(checkout, meter, mode, extra_env) as system:
-                load = LoadGenerator(system, system.register())
-                try:
-                    idle = idle_cores(meter)
-                    row = measured(meter, checkout, lambda on_ready: load.measure(
-                        on_ready, op="throughput", clients=args.clients, seconds=args.seconds))
-                    row["idle_cores"] = idle
-                    results[checkout.label].setdefault("write_path", {})[mode] = row
-                    say(checkout, f"{mode:<26} {row['requests_per_s']:7.1f} creates/s  p50 {row['p50_ms']} ms  "
-                        f"p99 {row['p99_ms']} ms  system CPU {row['system_cpu_per_change_ms']} ms/change "
-                        f"(idle {idle} cores)  load CPU {row['load_cpu_per_change_ms']} ms/change  "
-                        f"errors {row['errors'] or 0}{'' if row['settled'] else '  NOT SETTLED'}")
-                    if mode == FRESHNESS_MODE:
-                        for rate in args.rates:
-                            row = measured(meter, checkout, lambda on_ready: load.measure(
-                                on_ready, op="freshness", rate=rate, seconds=args.fresh_seconds))
-                            results[checkout.label].setdefault("freshness", {})[f"{rate:g}"] = row
-                            k, w = row["kafka"], row["websocket"]
-                            say(checkout, f"{rate:>5g}/s target {row['achieved_per_s']:7.1f}/s achieved: from send "
-                                f"Kafka p50/p99 {k['from_sent']['p50_ms']}/{k['from_sent']['p99_ms']} ms, WebSocket "
-                                f"{w['from_sent']['p50_ms']}/{w['from_sent']['p99_ms']} ms; from commit WebSocket "
-                                f"{w['from_commit']['p50_ms']}/{w['from_commit']['p99_ms']} ms; missing "
-                                f"{k['missing']}/{w['missing']}, not sent {row['not_sent']}, errors {row['errors'] or 0}; "
-                                f"system CPU {row['system_cpu_per_change_ms']} ms/change")
-                finally:
-                    load.close()
+def system_section(checkouts, meter, args, results):
+    """Every checkout's system started (side by side; the one not measured idles), warmed up, then
+    mode by mode each checkout in turn: the baseline's measurement just before this tree's."""
+    systems = [System(checkout, meter) for checkout in checkouts]
+    first_mode = next(iter(MODES))
+    try:
+        in_parallel(*(lambda system=system: system.start(first_mode, MODES[first_mode]) for system in systems))
+        tokens = {system.label: system.register() for system in systems}
+        if args.warmup:
+            say(systems[-1], f"warming the servers up: {args.warmup:g} s of load (not recorded)")
+            load = LoadGenerator(systems[-1], tokens[systems[-1].label])
+            try:
+                load.measure(lambda: None, op="throughput", clients=args.clients, seconds=args.warmup)
+            finally:
+                load.close()
+        for mode, extra_env in MODES.items():
+            for system in systems:
+                system.use(mode, extra_env)
+                throughput_and_freshness(system, tokens[system.label], mode, args, results)
+    finally:
+        in_parallel(*(system.stop for system in systems))
 
 
 if __name__ == "__main__":

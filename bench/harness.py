@@ -10,8 +10,9 @@ starts them, the load generator beside them, and every process's CPU and memory.
   (scripts/supervise.py ``system_processes``: the Procfile's lines and one run_consumer per
   registered consumer), asked of that tree, started from that tree, each through ``/bin/sh -c
   "exec env <line>"`` as supervisord starts it; only the development mail catcher is left out.
-- ``System``: one checkout's processes running, in one mode (extra environment, e.g. OUTBOX_WRITER);
-  started when the web serves and the whole system has gone quiet (its start-up CPU is not measured).
+- ``System``: one checkout's processes running; a mode is extra environment of its web process
+  (OUTBOX_WRITER), which alone is restarted to change modes. Ready when the web serves and the
+  checkout's processes and the servers have gone quiet (no start-up CPU in a measurement).
 - ``LoadGenerator``: bench/load.py in a process of its own, driven over its stdin/stdout.
 - ``settled``: every consumer group of the checkout has committed the end of every partition it
   is assigned, and no topic grew for a second: the work of the changes made is done.
@@ -168,38 +169,53 @@ def role(name):
 
 
 class System:
-    """A checkout's processes running in one mode (``extra_env``), each a root of the meter."""
+    """A checkout's `make run` processes, each a root of the meter in the checkout's group. A mode is
+    extra environment of the web process (OUTBOX_WRITER): ``use()`` restarts the web alone in it."""
 
-    def __init__(self, checkout, meter, mode, extra_env):
-        self.checkout, self.meter, self.mode = checkout, meter, mode
+    def __init__(self, checkout, meter):
+        self.checkout, self.meter, self.label = checkout, meter, checkout.label
         self.port = free_port()
-        self.env = {**checkout.env, **extra_env, "WEB_PORT": str(self.port)}
-        self.processes = {}
+        self.env = {**checkout.env, "WEB_PORT": str(self.port)}
+        self.log_dir = checkout.log_dir / checkout.label
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.processes, self.mode = {}, None
 
-    def start(self):
-        log_dir = self.checkout.log_dir / f"{self.checkout.label}-{self.mode}"
-        log_dir.mkdir(parents=True, exist_ok=True)
+    def start(self, mode, extra_env):
         for name, command in self.checkout.processes:
-            with open(log_dir / f"{name}.log", "ab") as log:
-                process = subprocess.Popen(["/bin/sh", "-c", f"exec env {command}"], cwd=self.checkout.path, env=self.env,
-                                           stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            self.processes[name] = process
-            self.meter.add(process.pid, *role(name))
-        wait_until(lambda: self._serves() or any(p.poll() is not None for p in self.processes.values()), START_TIMEOUT,
-                   f"the web server of {self.checkout.label}")
-        exited = [name for name, p in self.processes.items() if p.poll() is not None]
-        if exited:
-            raise RuntimeError(f"{self.checkout.label} ({self.mode}): {exited} exited at start; logs in {log_dir}")
-        if not wait_for(self._quiet, START_TIMEOUT, interval=0):
-            print(f"  [{self.checkout.label}] {self.mode}: the system never went quiet after its start", flush=True)
+            self._spawn(name, command, {**self.env, **extra_env} if name == "web" else self.env)
+        self.mode = mode
+        self._ready()
         return self
 
+    def use(self, mode, extra_env):
+        if mode != self.mode:
+            self._stop(["web"])
+            self._spawn("web", dict(self.checkout.processes)["web"], {**self.env, **extra_env})
+            self.mode = mode
+            self._ready()
+
+    def _spawn(self, name, command, env):
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(["/bin/sh", "-c", f"exec env {command}"], cwd=self.checkout.path, env=env,
+                                       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.processes[name] = process
+        self.meter.add(process.pid, *role(name), group=self.label)
+
+    def _ready(self):
+        """The web serves, nothing exited, and the system has gone quiet (no start-up CPU in a measurement)."""
+        wait_until(lambda: self._serves() or any(p.poll() is not None for p in self.processes.values()), START_TIMEOUT,
+                   f"the web server of {self.label}")
+        exited = [name for name, p in self.processes.items() if p.poll() is not None]
+        if exited:
+            raise RuntimeError(f"{self.label} ({self.mode}): {exited} exited; logs in {self.log_dir}")
+        if not wait_for(self._quiet, START_TIMEOUT, interval=0):
+            print(f"  [{self.label}] {self.mode}: the system never went quiet after its start", flush=True)
+
     def _quiet(self):
-        """Whether the whole system used less than QUIET_CORES over the last QUIET_WINDOW s: every process
-        has finished starting (imports, group joins), whose CPU must not count in a measurement."""
-        before = self.meter.cpu()
+        """Whether the checkout's processes and the servers used less than QUIET_CORES over QUIET_WINDOW s."""
+        before = self.meter.cpu(self.label)
         time.sleep(QUIET_WINDOW)  # the window measured, not a wait for a condition
-        return sum(difference(self.meter.cpu(), before).values()) / QUIET_WINDOW < QUIET_CORES
+        return sum(difference(self.meter.cpu(self.label), before).values()) / QUIET_WINDOW < QUIET_CORES
 
     def _serves(self):
         try:
@@ -220,24 +236,21 @@ class System:
             raise RuntimeError(f"register: {response.status} {payload[:300]!r}")
         return json.loads(payload)["token"]
 
-    def stop(self):
-        for process in self.processes.values():
+    def _stop(self, names):
+        stopping = {name: self.processes.pop(name) for name in names if name in self.processes}
+        for process in stopping.values():
             if process.poll() is None:
                 process.terminate()
-        for process in self.processes.values():
+        for process in stopping.values():
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(30)
-        for process in self.processes.values():
             self.meter.remove(process.pid)
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+    def stop(self):
+        self._stop(list(self.processes))
 
 
 class LoadGenerator:
@@ -245,11 +258,12 @@ class LoadGenerator:
 
     def __init__(self, system, token):
         checkout = system.checkout
+        self.log = open(checkout.log_dir / f"load-{checkout.label}-{system.mode}.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, str(HERE / "load.py"), "--port", str(system.port), "--token", token,
              "--topic", checkout.topic("task-events"), "--bootstrap", checkout.stack.broker.bootstrap_servers],
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            stderr=open(checkout.log_dir / f"load-{checkout.label}-{system.mode}.log", "ab"),
+            stderr=self.log,
         )
 
     def measure(self, on_ready, **command):
@@ -273,6 +287,7 @@ class LoadGenerator:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        self.log.close()
 
 
 def consumer_lag(admin, consumer, prefix):

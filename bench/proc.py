@@ -66,6 +66,7 @@ class Root:
 
     role: str
     descendants: str = ""
+    group: str = ""  # whose process it is (a checkout's label); "" for the servers every group shares
 
 
 def roles_of(table, roots):
@@ -108,7 +109,8 @@ def peak_rss_by_role(table, roots, peaks):
 
 
 class Meter:
-    """The processes of a run by role: CPU readings on demand, peak RSS sampled every ``interval`` s."""
+    """The processes of a run by group and role: CPU readings on demand, and the peak RSS per group
+    and role sampled every ``interval`` s (``peaks[group][role]``)."""
 
     def __init__(self, interval=0.5):
         self.roots, self.peaks = {}, {}
@@ -117,29 +119,27 @@ class Meter:
         self.interval = interval
         self.thread = threading.Thread(target=self._sample, daemon=True)
 
-    def add(self, pid, role, descendants=""):
+    def add(self, pid, role, descendants="", group=""):
         with self.lock:
-            self.roots[pid] = Root(role, descendants)
+            self.roots[pid] = Root(role, descendants, group)
 
     def remove(self, pid):
         with self.lock:
             self.roots.pop(pid, None)
 
-    def peaks_into(self, peaks):
-        """From now on, raise the peaks in ``peaks`` (one dict per system measured, e.g. per checkout)."""
-        with self.lock:
-            self.peaks = peaks
-
-    def cpu(self):
+    def cpu(self, group):
+        """``{role: CPU seconds so far}`` of ``group``'s processes and the shared servers."""
         table = read_table()
         with self.lock:
-            return cpu_by_role(table, dict(self.roots))
+            return cpu_by_role(table, {pid: root for pid, root in self.roots.items() if root.group in ("", group)})
 
     def _sample(self):
         while not self.stopped.wait(self.interval):
             table = read_table()
             with self.lock:
-                peak_rss_by_role(table, self.roots, self.peaks)
+                for group in {root.group for root in self.roots.values()}:
+                    roots = {pid: root for pid, root in self.roots.items() if root.group == group}
+                    peak_rss_by_role(table, roots, self.peaks.setdefault(group, {}))
 
     def __enter__(self):
         self.thread.start()

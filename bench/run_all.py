@@ -236,14 +236,14 @@ def main(argv=None, sections=None):
                 print(f"== {checkout.label}: {checkout.path} at {checkout.commit}: migrating …", flush=True)
                 results[checkout.label] = {}
             in_parallel(*(checkout.prepare for checkout in checkouts))
-            peaks = {checkout.label: {} for checkout in checkouts}
             if "system" in args.sections:
                 print(f"== [{time.monotonic() - began:.0f} s] the system as `make run` starts it: write path, freshness, "
                       "CPU per change", flush=True)
-                system_section(checkouts, meter, args, results, peaks)
-                for checkout in checkouts:
+                system_section(checkouts, meter, args, results)
+                for checkout in checkouts:  # its processes', and the servers' (the same for every checkout)
+                    peaks = {**meter.peaks.get(checkout.label, {}), **meter.peaks.get("", {})}
                     results[checkout.label]["peak_rss_mib"] = {
-                        role: round(peak / 2**20, 1) for role, peak in sorted(peaks[checkout.label].items())}
+                        role: round(peak / 2**20, 1) for role, peak in sorted(peaks.items())}
             for name, section in (("consumers", consumers), ("reminders", reminders), ("relay", relay),
                                   ("growth", growth)):
                 if name in args.sections:

@@ -72,8 +72,9 @@ def test_a_meter_reads_the_cpu_a_real_child_spent_after_it_exited_and_was_reaped
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         with Meter() as meter:
-            meter.add(shell.pid, "shell")
+            meter.add(shell.pid, "shell", group="a checkout")
             assert shell.stdout.readline() == "done\n"
-            assert wait_for(lambda: meter.cpu().get("shell", 0) >= 0.25, 10)  # 0.3 s, less tick rounding
+            assert wait_for(lambda: meter.cpu("a checkout").get("shell", 0) >= 0.25, 10)  # 0.3 s, less tick rounding
+            assert "shell" not in meter.cpu("another checkout")
     finally:
         shell.communicate("\n", timeout=10)
