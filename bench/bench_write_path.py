@@ -1,7 +1,7 @@
 """The write path and freshness, on the whole system as `make run` starts it: the "system" section of
 bench/run_all.py, which this runs alone (with its table, results.json and results.png):
 
-    python bench/bench_write_path.py [--seconds 10] [--clients 8] [--rates 50 200 1000] [--baseline 25d134f]
+    python bench/bench_write_path.py [--seconds 10] [--clients 8] [--rates 50 200 1000] [--rounds 1] [--baseline 25d134f]
 
 Every checkout measured (with --baseline: the baseline's and this one) has its processes started on
 the private stack (bench/harness.py), side by side (the one not measured idles) and a user
@@ -30,7 +30,7 @@ used while nobody sends anything, 3 s before the load) is printed beside it.
 import sys
 import time
 
-from figures import per_change_ms
+from figures import median_run, per_change_ms
 from harness import LoadGenerator, System, in_parallel, settled
 from proc import difference
 
@@ -73,6 +73,13 @@ def say(system, text):
     print(f"  [{system.label}] {text}", flush=True)
 
 
+def keep(results, label, section, key, row, figure):
+    """Store ``row`` under results[label][section][key]; with several rounds, the median run's."""
+    rows = results.setdefault("_runs", {}).setdefault((label, section, key), [])
+    rows.append(row)
+    results[label].setdefault(section, {})[key] = median_run(rows, figure)
+
+
 def throughput_and_freshness(system, token, mode, args, results):
     load = LoadGenerator(system, token)
     try:
@@ -80,7 +87,7 @@ def throughput_and_freshness(system, token, mode, args, results):
         row = measured(system, lambda on_ready: load.measure(
             on_ready, op="throughput", clients=args.clients, seconds=args.seconds))
         row["idle_cores"] = idle
-        results[system.label].setdefault("write_path", {})[mode] = row
+        keep(results, system.label, "write_path", mode, row, "requests_per_s")
         say(system, f"{mode:<26} {row['requests_per_s']:7.1f} creates/s  p50 {row['p50_ms']} ms  "
             f"p99 {row['p99_ms']} ms  system CPU {row['system_cpu_per_change_ms']} ms/change "
             f"(idle {idle} cores)  load CPU {row['load_cpu_per_change_ms']} ms/change  "
@@ -90,7 +97,7 @@ def throughput_and_freshness(system, token, mode, args, results):
         for rate in args.rates:
             row = measured(system, lambda on_ready: load.measure(
                 on_ready, op="freshness", rate=rate, seconds=args.fresh_seconds))
-            results[system.label].setdefault("freshness", {})[f"{rate:g}"] = row
+            keep(results, system.label, "freshness", f"{rate:g}", row, "achieved_per_s")
             k, w = row["kafka"], row["websocket"]
             say(system, f"{rate:>5g}/s target {row['achieved_per_s']:7.1f}/s achieved: from send "
                 f"Kafka p50/p99 {k['from_sent']['p50_ms']}/{k['from_sent']['p99_ms']} ms, WebSocket "
@@ -104,7 +111,8 @@ def throughput_and_freshness(system, token, mode, args, results):
 
 def system_section(checkouts, meter, args, results):
     """Every checkout's system started (side by side; the one not measured idles), warmed up, then
-    mode by mode each checkout in turn: the baseline's measurement just before this tree's."""
+    ``args.rounds`` times, mode by mode, each checkout in turn: the baseline's measurement just before
+    this tree's; with several rounds each figure is that of the median run (``keep``)."""
     systems = [System(checkout, meter) for checkout in checkouts]
     first_mode = next(iter(MODES))
     try:
@@ -117,12 +125,15 @@ def system_section(checkouts, meter, args, results):
                 load.measure(lambda: None, op="throughput", clients=args.clients, seconds=args.warmup)
             finally:
                 load.close()
-        for mode, extra_env in MODES.items():
-            for system in systems:
-                system.use(mode, extra_env)
-                throughput_and_freshness(system, tokens[system.label], mode, args, results)
+        for round_number in range(args.rounds):
+            # Every other round backwards: a round begins in the mode the last one ended in (one restart less).
+            for mode in list(MODES)[::-1 if round_number % 2 else 1]:
+                for system in systems:
+                    system.use(mode, MODES[mode])
+                    throughput_and_freshness(system, tokens[system.label], mode, args, results)
     finally:
         in_parallel(*(system.stop for system in systems))
+        results.pop("_runs", None)
 
 
 if __name__ == "__main__":

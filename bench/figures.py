@@ -9,6 +9,13 @@ def per_change_ms(cpu_seconds, changes):
     return round(cpu_seconds * 1000 / changes, 2) if changes else None
 
 
+def median_run(rows, figure):
+    """The row of the run with the median ``figure`` (the lower middle one of an even count): a whole
+    run's row, so that its figures belong together; ``runs`` lists every run's ``figure``."""
+    ordered = sorted(rows, key=lambda row: row[figure])
+    return {**ordered[(len(ordered) - 1) // 2], "runs": [row[figure] for row in rows]}
+
+
 def flatten(results):
     """``{figure: value}`` of one checkout's results (run_all's ``results[label]``), in table order."""
     flat = {}

@@ -3,7 +3,8 @@ Prints one table, writes bench/results.json and bench/results.png.
 
     python bench/run_all.py [--baseline COMMIT | --baseline-tree PATH] [--sections system consumers reminders relay]
         [--growth]
-        [--seconds 10] [--clients 8] [--rates 50 200 1000] [--fresh-seconds 6] [--events 3000] [--pending 100000]
+        [--seconds 10] [--clients 8] [--rates 50 200 1000] [--fresh-seconds 6] [--rounds 1] [--warmup 8]
+        [--events 3000] [--pending 100000] [--relay-rows 50000]
 
 Everything runs on a PRIVATE PostgreSQL, Kafka broker and Redis started for the run (bench/harness.py),
 so that every process of the system is a child of this one and its CPU can be summed from /proc
@@ -202,6 +203,8 @@ def parse_args(argv, sections):
     parser.add_argument("--seconds", type=float, default=10, help="write path: measured seconds per mode")
     parser.add_argument("--clients", type=int, default=8, help="write path: keep-alive clients")
     parser.add_argument("--warmup", type=float, default=8, help="system: seconds of unrecorded load first")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="system: measure every mode this many times, interleaved; print the median run")
     parser.add_argument("--rates", type=float, nargs="+", default=[50, 200, 1000], help="freshness: creates/s")
     parser.add_argument("--fresh-seconds", type=float, default=6, help="freshness: seconds per rate")
     parser.add_argument("--events", type=int, default=3000, help="consumers: events per consumer")

@@ -3,7 +3,7 @@ and no figure at all where it would be ill-defined (bench/figures.py)."""
 
 import math
 
-from bench.figures import comparison, flatten, leaves, per_change_ms, ratio, table
+from bench.figures import comparison, flatten, leaves, median_run, per_change_ms, ratio, table
 from testing.stats import percentile
 
 
@@ -51,3 +51,9 @@ def test_percentiles_are_nearest_rank():
 def test_the_figures_of_a_nested_result_are_its_numbers_named_by_their_path():
     result = {"reminders": {"burst": {"p99_ms": 310, "ok": True}}, "list": [{"query": "first page", "p50_ms": 1.5}]}
     assert leaves("growth", result) == {"growth: reminders burst p99_ms": 310, "growth: list first page p50_ms": 1.5}
+
+
+def test_of_several_rounds_the_run_with_the_median_figure_is_kept_whole():
+    runs = [{"requests_per_s": 90, "p99_ms": 9}, {"requests_per_s": 30, "p99_ms": 3}, {"requests_per_s": 60, "p99_ms": 6}]
+    assert median_run(runs, "requests_per_s") == {"requests_per_s": 60, "p99_ms": 6, "runs": [90, 30, 60]}
+    assert median_run(runs[:2], "requests_per_s")["requests_per_s"] == 30  # of two, the lower
