@@ -44,6 +44,8 @@ def flatten(results):
     for name, row in results.get("consumers", {}).items():
         flat[f"consumer [{name}]: events/s"] = row["consumer_per_s"]
         flat[f"consumer [{name}]: / bare consume loop"] = row["ratio"]
+        if "consumer_cpu_us_per_event" in row:  # a bench_consumers.py that measures CPU too
+            flat[f"consumer [{name}]: CPU µs/event"] = row["consumer_cpu_us_per_event"]
     for group, row in results.get("reminders", {}).get("groups", {}).items():
         flat[f"reminders [{group}]: lateness p99 ms"] = row["p99_ms"]
     relay = results.get("relay")
