@@ -120,10 +120,12 @@ drill: infra
 debezium-drill: infra connect-jars
 	@$(PY) -u bench/debezium_drain.py $(DEBEZIUM_DRILL_ARGS)
 
-# Every benchmark in one run (write path, freshness, consumers, reminders, memory) on a scratch
-# database and topic namespace: prints a table, writes bench/results.json and bench/results.png.
-bench: migrate
-	@$(PY) -u bench/run_all.py $(BENCH_ARGS)
+# Every benchmark in one run (write path, freshness, CPU per change, consumers, reminders, memory) on
+# PRIVATE PostgreSQL, Kafka and Redis (the jars from `make infra`): prints a table, writes
+# bench/results.json and bench/results.png. BASELINE=<commit>: that commit measured too, in the same
+# run (a temporary git worktree), each figure as after/before.
+bench: infra
+	@$(PY) -u bench/run_all.py $(if $(BASELINE),--baseline $(BASELINE)) $(BENCH_ARGS)
 
 # Stop the background infrastructure that `make infra` started (servers we merely reused stay up).
 stop:

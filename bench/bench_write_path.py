@@ -1,182 +1,142 @@
-"""Benchmark of the write path: create-task requests per second, and commit-to-Kafka latency.
+"""The write path and freshness, on the whole system as `make run` starts it: the "system" section of
+bench/run_all.py, which this runs alone (with its table, results.json and results.png):
 
-    python bench/bench_write_path.py [--seconds 20] [--clients 8] [--rate 50]
+    python bench/bench_write_path.py [--seconds 10] [--clients 8] [--rates 50 200 1000] [--rounds 1] [--baseline 25d134f]
 
-Needs the infrastructure up (`make infra`). It makes a scratch database and topic prefix, starts
-the web server (as in the Procfile) and one relay, and then:
+Every checkout measured (with --baseline: the baseline's and this one) has its processes started on
+the private stack (bench/harness.py), side by side (the one not measured idles) and a user
+registered; first --warmup seconds of load on this checkout's, not recorded (a new broker's JIT
+would otherwise be paid by whichever checkout comes first). Then, for each mode in turn, each
+checkout (the baseline's just before this one's), bench/load.py, a process of its own, sends the load:
 
-1. throughput: ``--clients`` keep-alive HTTP clients create tasks as fast as they can for
-   ``--seconds``; prints requests/s and the response-time percentiles;
-2. latency: one client creates ``--rate`` tasks per second for ``--seconds``; prints p50/p99/max
-   of the relay's commit-to-Kafka latency (from each outbox row's ``created_at``, written just
-   before the commit, to its ``sent_at``, when Kafka acknowledged it) and, end to end, of the
-   time from the HTTP response to a consumer receiving the task.created message.
+1. write path: ``--clients`` keep-alive clients create tasks back to back for ``--seconds`` (after
+   2 s of warm-up), in three modes selected from outside by the web process's OUTBOX_WRITER
+   setting (the web alone is restarted between modes): ours (the outbox row in the request's
+   transaction, published by the relay), events off (bench.outbox_writers.discard), and the seed's
+   blocking produce + flush inside the request (bench.outbox_writers.produce_and_flush);
+2. freshness, in our mode: creates at each of ``--rates`` per second (open loop) for
+   ``--fresh-seconds``; per create, send -> task.created at a Kafka consumer and send -> the change at
+   a second WebSocket client of the user, and the same from the task's created_at (bench/load.py).
 
-Everything it made is dropped at the end.
+Next to each figure: the whole system's CPU time per committed change, the CPU of every process
+of the system (web arbiter and workers, relay, each consumer, scheduler, connect, celery worker
+and beat, Kafka, PostgreSQL and its backends, Redis; bench/proc.py) from the moment the load
+starts until the system has settled (every consumer group committed the end of its partitions:
+the work the changes caused is included), divided by the changes committed (201 answers); and
+the load generator's CPU per change, which is not the system's. The system's idle CPU (cores
+used while nobody sends anything, 3 s before the load) is printed beside it.
 """
 
-import argparse
-import json
-import os
-import socket
-import statistics
-import subprocess
 import sys
-import threading
 import time
-import uuid
-from http.client import HTTPConnection
-from pathlib import Path
 
-from scratch import REPO, scratch_environment, stop_all
+from figures import median_run, per_change_ms
+from harness import LoadGenerator, System, in_parallel, settled
+from proc import difference
 
-from testing.ports import free_port
-from testing.stats import percentile
-from testing.waits import wait_until
-
-
-class Api:
-    def __init__(self, port, token=None):
-        self.connection = HTTPConnection("127.0.0.1", port, timeout=30)
-        self.headers = {"Content-Type": "application/json"}
-        if token:
-            self.headers["Authorization"] = f"Token {token}"
-
-    def post(self, path, body):
-        self.connection.request("POST", path, json.dumps(body), self.headers)
-        response = self.connection.getresponse()
-        payload = response.read()
-        if response.status >= 300:
-            raise RuntimeError(f"POST {path}: {response.status} {payload[:200]!r}")
-        return json.loads(payload)
+# The first mode is the one the processes start in, the warm-up's and the freshness's: ours.
+MODES = {
+    "outbox + relay": {},
+    "events off": {"OUTBOX_WRITER": "bench.outbox_writers.discard"},
+    "sync produce+flush (seed)": {"OUTBOX_WRITER": "bench.outbox_writers.produce_and_flush"},
+}
+FRESHNESS_MODE = "outbox + relay"
+IDLE_SECONDS = 3
 
 
-def answers(port):
+def measured(system, run):
+    """``run(on_ready)`` (a LoadGenerator.measure) with the system's CPU from on_ready until settled."""
+    before = {}
+    meter = system.meter
+
+    def on_ready():
+        before["cpu"], before["at"] = meter.cpu(system.label), time.monotonic()
+
+    row = run(on_ready)
+    row["settled"] = settled(system.checkout)
+    spent = difference(meter.cpu(system.label), before["cpu"])
+    row["interval_s"] = round(time.monotonic() - before["at"], 1)
+    row["system_cpu_s"] = round(sum(spent.values()), 2)
+    row["cpu_by_role_s"] = dict(sorted(spent.items(), key=lambda item: -item[1]))
+    row["system_cpu_per_change_ms"] = per_change_ms(row["system_cpu_s"], row["changes"])
+    row["load_cpu_per_change_ms"] = per_change_ms(row["load_cpu_s"], row["changes"])
+    return row
+
+
+def idle_cores(system):
+    before = system.meter.cpu(system.label)
+    time.sleep(IDLE_SECONDS)  # a fixed measuring window, not a wait for a condition
+    return round(sum(difference(system.meter.cpu(system.label), before).values()) / IDLE_SECONDS, 3)
+
+
+def say(system, text):
+    print(f"  [{system.label}] {text}", flush=True)
+
+
+def keep(results, label, section, key, row, figure):
+    """Store ``row`` under results[label][section][key]; with several rounds, the median run's."""
+    rows = results.setdefault("_runs", {}).setdefault((label, section, key), [])
+    rows.append(row)
+    results[label].setdefault(section, {})[key] = median_run(rows, figure)
+
+
+def throughput_and_freshness(system, token, mode, args, results):
+    load = LoadGenerator(system, token)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
+        idle = idle_cores(system)
+        row = measured(system, lambda on_ready: load.measure(
+            on_ready, op="throughput", clients=args.clients, seconds=args.seconds))
+        row["idle_cores"] = idle
+        keep(results, system.label, "write_path", mode, row, "requests_per_s")
+        say(system, f"{mode:<26} {row['requests_per_s']:7.1f} creates/s  p50 {row['p50_ms']} ms  "
+            f"p99 {row['p99_ms']} ms  system CPU {row['system_cpu_per_change_ms']} ms/change "
+            f"(idle {idle} cores)  load CPU {row['load_cpu_per_change_ms']} ms/change  "
+            f"errors {row['errors'] or 0}{'' if row['settled'] else '  NOT SETTLED'}")
+        if mode != FRESHNESS_MODE:
+            return
+        for rate in args.rates:
+            row = measured(system, lambda on_ready: load.measure(
+                on_ready, op="freshness", rate=rate, seconds=args.fresh_seconds))
+            keep(results, system.label, "freshness", f"{rate:g}", row, "achieved_per_s")
+            k, w = row["kafka"], row["websocket"]
+            say(system, f"{rate:>5g}/s target {row['achieved_per_s']:7.1f}/s achieved: from send "
+                f"Kafka p50/p99 {k['from_sent']['p50_ms']}/{k['from_sent']['p99_ms']} ms, WebSocket "
+                f"{w['from_sent']['p50_ms']}/{w['from_sent']['p99_ms']} ms; from commit WebSocket "
+                f"{w['from_commit']['p50_ms']}/{w['from_commit']['p99_ms']} ms; missing "
+                f"{k['missing']}/{w['missing']}, not sent {row['not_sent']}, errors {row['errors'] or 0}; "
+                f"system CPU {row['system_cpu_per_change_ms']} ms/change{'' if row['settled'] else '  NOT SETTLED'}")
+    finally:
+        load.close()
 
 
-def throughput(port, token, seconds, clients):
-    counts, latencies, errors = [0] * clients, [], []
-    deadline = time.monotonic() + seconds
-
-    def client(index):
-        api = Api(port, token)
-        while time.monotonic() < deadline:
-            started = time.monotonic()
+def system_section(checkouts, meter, args, results):
+    """Every checkout's system started (side by side; the one not measured idles), warmed up, then
+    ``args.rounds`` times, mode by mode, each checkout in turn: the baseline's measurement just before
+    this tree's; with several rounds each figure is that of the median run (``keep``)."""
+    systems = [System(checkout, meter) for checkout in checkouts]
+    first_mode = next(iter(MODES))
+    try:
+        in_parallel(*(lambda system=system: system.start(first_mode, MODES[first_mode]) for system in systems))
+        tokens = {system.label: system.register() for system in systems}
+        if args.warmup:
+            say(systems[-1], f"warming the servers up: {args.warmup:g} s of load (not recorded)")
+            load = LoadGenerator(systems[-1], tokens[systems[-1].label])
             try:
-                api.post("/api/tasks/", {"title": f"bench {index}", "priority": 2, "tags": ["bench"]})
-            except Exception as exc:  # noqa: BLE001 - counted and reported
-                errors.append(exc)
-                api = Api(port, token)
-                continue
-            latencies.append(time.monotonic() - started)
-            counts[index] += 1
+                load.measure(lambda: None, op="throughput", clients=args.clients, seconds=args.warmup)
+            finally:
+                load.close()
+        for round_number in range(args.rounds):
+            # Every other round backwards: a round begins in the mode the last one ended in (one restart less).
+            for mode in list(MODES)[::-1 if round_number % 2 else 1]:
+                for system in systems:
+                    system.use(mode, MODES[mode])
+                    throughput_and_freshness(system, tokens[system.label], mode, args, results)
+    finally:
+        in_parallel(*(system.stop for system in systems))
+        results.pop("_runs", None)
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    return sum(counts) / elapsed, latencies, errors
-
-
-def relay_latency(port, token, seconds, rate):
-    from confluent_kafka import OFFSET_END, Consumer, TopicPartition
-
-    from events.transports.kafka.config import client_config
-    from events.topics import topic_name
-
-    consumer = Consumer(client_config(**{"group.id": "bench", "enable.auto.commit": False}))
-    name = topic_name("task-events")
-    partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-    consumer.assign([TopicPartition(name, p, OFFSET_END) for p in partitions])
-    consumer.poll(1.0)  # join the partitions before the first create
-    arrived = {}
-    stop = threading.Event()
-
-    def consume():
-        while not stop.is_set():
-            message = consumer.poll(0.1)
-            if message is None or message.error():
-                continue
-            now = time.time()
-            if message.headers() and dict(message.headers()).get("event_type") == b"task.created":
-                arrived[message.key().decode()] = now
-
-    reader = threading.Thread(target=consume)
-    reader.start()
-    api = Api(port, token)
-    committed = {}
-    interval = 1.0 / rate
-    next_at = time.monotonic()
-    deadline = next_at + seconds
-    while next_at < deadline:
-        time.sleep(max(0.0, next_at - time.monotonic()))
-        task = api.post("/api/tasks/", {"title": "steady", "priority": 3})
-        committed[task["id"]] = time.time()
-        next_at += interval
-    wait_until(lambda: set(committed) <= set(arrived), 60, "every task.created on Kafka")
-    stop.set()
-    reader.join()
-    consumer.close()
-    end_to_end = [arrived[task_id] - committed[task_id] for task_id in committed]
-
-    from events.models import OutboxEvent
-
-    # The relay's own view, on one clock: the row's insert (inside the request's transaction,
-    # just before its commit) to the moment Kafka acknowledged it (sent_at).
-    rows = OutboxEvent.objects.filter(key__in=list(committed), event_type="task.created")
-    relay = [(sent_at - created_at).total_seconds() for created_at, sent_at in rows.values_list("created_at", "sent_at")]
-    return relay, end_to_end
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--rate", type=float, default=50, help="creates per second in the latency phase")
-    args = parser.parse_args()
-
-    # As the Procfile's web process: a connection pool.
-    pool = os.environ.get("DATABASE_POOL_MAX_SIZE", "10")
-    with scratch_environment("bench", DATABASE_POOL_MAX_SIZE=pool) as env:
-        python = sys.executable
-        port = free_port()
-        uvicorn = str(Path(python).with_name("uvicorn"))
-        processes = [
-            subprocess.Popen(
-                [uvicorn, "todo_project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-                 "--no-access-log", "--log-level", "warning"], cwd=REPO, env=env),
-            subprocess.Popen([python, "manage.py", "relay_outbox"], cwd=REPO, env=env),
-        ]
-        try:
-            wait_until(lambda: answers(port), 60, "the web server")
-            registered = Api(port).post(
-                "/api/auth/register/", {"username": f"bench-{uuid.uuid4().hex[:8]}", "password": "bench-passphrase-1"}
-            )
-            token = registered["token"]
-
-            print(f"throughput: {args.clients} clients for {args.seconds:.0f} s …", flush=True)
-            rate, latencies, errors = throughput(port, token, args.seconds, args.clients)
-            print(f"  create-task: {rate:.0f} requests/s; response time p50 {percentile(latencies, .5) * 1000:.1f} ms, "
-                  f"p99 {percentile(latencies, .99) * 1000:.1f} ms; {len(errors)} errors")
-
-            print(f"relay latency: {args.rate:.0f} creates/s for {args.seconds:.0f} s …", flush=True)
-            relay, end_to_end = relay_latency(port, token, args.seconds, args.rate)
-            for label, delays in [
-                ("commit-to-Kafka (outbox row written -> Kafka acknowledged, relay clock)", relay),
-                ("HTTP response received -> event consumed from Kafka", end_to_end),
-            ]:
-                print(f"  {label}, {len(delays)} events: p50 {statistics.median(delays) * 1000:.1f} ms, "
-                      f"p99 {percentile(delays, .99) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
-        finally:
-            stop_all(processes)
 
 if __name__ == "__main__":
-    main()
+    from run_all import main
+
+    sys.exit(main(sections=["system"]))
