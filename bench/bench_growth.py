@@ -37,9 +37,10 @@ PARTS = ("reminders", "list", "sockets")
 
 def seed_tasks(owner_id, others, total, user_tasks):
     """``user_tasks`` tasks of ``owner_id`` and the rest of ``total`` spread over ``others`` (user
-    ids), as PostgreSQL writes them itself. Each task: a third completed, four priorities, one or
-    two of 20 tags, a due date for four in five (two months either side of now), created over
-    the past year."""
+    ids), as PostgreSQL writes them itself, the owner's interleaved with the others' (every
+    ``total // user_tasks``-th row, as tasks written over time are), then vacuumed. Each task:
+    a third completed, four priorities, one or two of 20 tags, a due date for four in five (two
+    months either side of now), created over the past year, "milk" in one title in 50."""
     from django.db import connection
 
     from tasks.models import Task
@@ -50,19 +51,24 @@ def seed_tasks(owner_id, others, total, user_tasks):
                     (id, user_id, title, description, completed, completed_at, due_date, remind_at, priority,
                      recurrence_rule, tags, parent_task_id, series_start, version, created_at, updated_at)
                 SELECT gen_random_uuid(),
-                       CASE WHEN i <= %(user_tasks)s THEN %(owner)s ELSE (%(others)s::bigint[])[1 + i %% %(n_others)s] END,
-                       'Task ' || i || CASE WHEN i %% 50 = 0 THEN ' buy milk' ELSE '' END, '',
-                       i %% 3 = 0, CASE WHEN i %% 3 = 0 THEN now() END,
-                       CASE WHEN i %% 5 <> 0 THEN now() + ((i * 7919) %% 120 - 60) * interval '1 day'
-                                                       + (i %% 86400) * interval '1 second' END,
-                       NULL, 1 + i %% 4, NULL,
-                       CASE WHEN i %% 2 = 0 THEN ARRAY['tag' || i %% 20] ELSE ARRAY['tag' || i %% 20, 'tag' || (i + 7) %% 20] END,
+                       CASE WHEN i %% %(step)s = 0 AND i / %(step)s <= %(user_tasks)s THEN %(owner)s
+                            ELSE (%(others)s::bigint[])[1 + i %% %(n_others)s] END,
+                       'Task ' || i || CASE WHEN h %% 50 = 0 THEN ' buy milk' ELSE '' END, '',
+                       h %% 3 = 0, CASE WHEN h %% 3 = 0 THEN now() END,
+                       CASE WHEN h %% 5 <> 0 THEN now() + (h %% 120 - 60) * interval '1 day'
+                                                       + (h %% 86400) * interval '1 second' END,
+                       NULL, 1 + h %% 4, NULL,
+                       CASE WHEN h %% 2 = 0 THEN ARRAY['tag' || h %% 20] ELSE ARRAY['tag' || h %% 20, 'tag' || (h + 7) %% 20] END,
                        NULL, NULL, 1, created, created
-                FROM generate_series(1, %(total)s) AS i,
-                     LATERAL (SELECT now() - (i * 7877 %% 31536000) * interval '1 second' AS created) AS c""",
-            {"owner": owner_id, "others": list(others), "n_others": len(others), "total": total, "user_tasks": user_tasks},
+                FROM generate_series(1, %(total)s::bigint) AS i,
+                     -- h: a hash of the row's number, so that the owner's rows (every step-th)
+                     -- get every mix of attributes.
+                     LATERAL (SELECT hashint8(i)::bigint & 2147483647 AS h) AS r,
+                     LATERAL (SELECT now() - (h %% 31536000) * interval '1 second' AS created) AS c""",
+            {"owner": owner_id, "others": list(others), "n_others": len(others), "total": total, "user_tasks": user_tasks,
+             "step": total // user_tasks},
         )
-        cursor.execute(f"ANALYZE {Task._meta.db_table}")
+        cursor.execute(f"VACUUM (ANALYZE) {Task._meta.db_table}")
 
 
 LAST = "last"  # a page parameter: the last page of what the query matches (the deepest OFFSET)
