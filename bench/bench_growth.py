@@ -383,6 +383,9 @@ def measure_sockets(users, sockets_per_user, changes_per_user, grace=30):
                 clients.kill()
             for process in processes.values():
                 process.stop()
+        # An exception in the web tier (a socket's consumer failing to join or leave its group, say)
+        # counts against the run even when every message arrived.
+        web_errors = processes["web"].log().count("Exception in ASGI application")
 
     first = {}
     for socket_index, _, task_id, received in arrivals:
@@ -398,7 +401,7 @@ def measure_sockets(users, sockets_per_user, changes_per_user, grace=30):
         "p99_ms": percentile(latencies, 0.99) if latencies else None, "max_ms": max(latencies, default=None),
         "web_rss_idle_mib": idle_rss / 2**20, "web_rss_loaded_mib": loaded_rss / 2**20,
         "rss_per_socket_kib": (loaded_rss - idle_rss) / max(connected, 1) / 1024,
-        "client_cpu_seconds": sum(client_cpu),
+        "client_cpu_seconds": sum(client_cpu), "web_errors": web_errors,
     }
     print(f"  {sockets:,} sockets of {users} users ({result['connected']:,} connected); {len(committed):,} changes "
           f"committed in {burst_seconds:.1f} s from 8 threads; {len(wanted):,} deliveries expected")
@@ -409,6 +412,7 @@ def measure_sockets(users, sockets_per_user, changes_per_user, grace=30):
         print(f"  fan-out: nothing arrived; missing {missing:,}")
     print(f"  web tier RSS {result['web_rss_idle_mib']:.0f} MiB idle, {result['web_rss_loaded_mib']:.0f} MiB with the "
           f"sockets: {result['rss_per_socket_kib']:.0f} KiB per socket; socket clients' CPU {result['client_cpu_seconds']:.1f} s")
+    print(f"  exceptions in the web tier's log (the sockets' closing included): {web_errors:,}")
     return result
 
 
