@@ -327,6 +327,7 @@ def measure_sockets(users, sockets_per_user, changes_per_user, grace=30):
     from testing.system import event_commands, system_process
 
     with scratch_environment("growthws", CHANNEL_LAYER_PREFIX=f"growthws-{uuid.uuid4().hex[:8]}-") as env:
+        from events.models import OutboxEvent
         from tasks.accounts.tokens import issue
         from tasks.events import EventContext
         from tasks.models import User
@@ -368,6 +369,7 @@ def measure_sockets(users, sockets_per_user, changes_per_user, grace=30):
             if not any(task_id == str(warm_up.id) for _, _, task_id, _ in arrivals):
                 raise SystemExit(f"the warm-up change never reached a socket; logs in {log_dir}")
             burst = [task for user_tasks in tasks for task in user_tasks]
+            burst_after = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first()
             task_ids = {str(task.id): user for user, user_tasks in enumerate(tasks) for task in user_tasks}
             started = time.time()
             committed = change_all(burst, context)
@@ -376,6 +378,11 @@ def measure_sockets(users, sockets_per_user, changes_per_user, grace=30):
                       for n in range(sockets_per_user)}
             pipe.send(("wait", wanted, grace))
             _, arrivals, client_cpu = pipe.recv()
+            # Where the time goes: when the relay marked each change's sync event sent (after Kafka
+            # acknowledged it), against its commit; the rest is the realtime bridge and the web tier.
+            sent = dict(OutboxEvent.objects.filter(event_type="sync.task_changed", key__in=list(committed),
+                                                   sent_at__isnull=False, id__gt=burst_after)
+                        .values_list("key", "sent_at"))
             pipe.send(("stop",))
             clients.join(60)
         finally:
@@ -393,6 +400,7 @@ def measure_sockets(users, sockets_per_user, changes_per_user, grace=30):
             first.setdefault((socket_index, task_id), received)
     latencies = [(first[pair] - committed[pair[1]]) * 1000 for pair in wanted if pair in first]
     missing = sum(1 for pair in wanted if pair not in first)
+    to_kafka = [(sent[task_id].timestamp() - committed[task_id]) * 1000 for task_id in committed if task_id in sent]
     sockets = users * sockets_per_user
     result = {
         "users": users, "sockets": sockets, "connected": connected, "connect_failures": failures,
@@ -402,6 +410,8 @@ def measure_sockets(users, sockets_per_user, changes_per_user, grace=30):
         "web_rss_idle_mib": idle_rss / 2**20, "web_rss_loaded_mib": loaded_rss / 2**20,
         "rss_per_socket_kib": (loaded_rss - idle_rss) / max(connected, 1) / 1024,
         "client_cpu_seconds": sum(client_cpu), "web_errors": web_errors,
+        "relay_p50_ms": statistics.median(to_kafka) if to_kafka else None,
+        "relay_p99_ms": percentile(to_kafka, 0.99) if to_kafka else None,
     }
     print(f"  {sockets:,} sockets of {users} users ({result['connected']:,} connected); {len(committed):,} changes "
           f"committed in {burst_seconds:.1f} s from 8 threads; {len(wanted):,} deliveries expected")
@@ -410,6 +420,9 @@ def measure_sockets(users, sockets_per_user, changes_per_user, grace=30):
               f"max {result['max_ms']:.0f} ms; missing {missing:,}")
     else:
         print(f"  fan-out: nothing arrived; missing {missing:,}")
+    if to_kafka:
+        print(f"  of which commit -> marked sent by the relay (after Kafka's ack): p50 {result['relay_p50_ms']:.0f} ms, "
+              f"p99 {result['relay_p99_ms']:.0f} ms ({len(to_kafka):,} changes)")
     print(f"  web tier RSS {result['web_rss_idle_mib']:.0f} MiB idle, {result['web_rss_loaded_mib']:.0f} MiB with the "
           f"sockets: {result['rss_per_socket_kib']:.0f} KiB per socket; socket clients' CPU {result['client_cpu_seconds']:.1f} s")
     print(f"  exceptions in the web tier's log (the sockets' closing included): {web_errors:,}")
