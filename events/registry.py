@@ -124,6 +124,7 @@ register(
         topic=REMINDERS,
         group="reminder-scheduler",
         handler="notifications.scheduler.on_schedule_change",
+        batch_handler="notifications.scheduler.on_schedule_changes",
         event_types={"reminder.scheduled", "reminder.cancelled"},
         via_dapr=False,  # the clock beside it needs its own Kafka consumer, in both transports
     )

@@ -9,7 +9,7 @@ so the log holds exactly the committed changes, deletions included.
 Because it does, the log is also what the consumers check an event against: every version of
 every task our services wrote is in it, with its owner, for as long as the log keeps it
 (``logged_events`` for the realtime bridge, ``task_at_version`` for the recurring-task service,
-``logged_versions`` for the audit trail, ``task_states`` for the reminder scheduler). An event the
+``logged_versions`` for the audit trail, ``task_states``/``task_states_of`` for the reminder scheduler). An event the
 log contradicts is a ForgedEvent, dead-lettered at once.
 
 A consumer lagging beyond the retention below cannot have its oldest events vouched for: their
@@ -167,12 +167,21 @@ def task_states(task_id, fields):
     """Every state of task ``task_id`` that the log holds, oldest first, as ``(change_type, {field: value})``
     with only the named ``fields`` of its task object (not the whole of it: descriptions are long).
     One query on the task_id index."""
+    return task_states_of([task_id], fields).get(task_id, [])
+
+
+def task_states_of(task_ids, fields):
+    """``task_states`` of many tasks in one query: ``{task_id: [(change_type, {field: value}), ...]}``,
+    a task the log has no state of left out."""
     rows = (
-        TaskChange.objects.filter(task_id=task_id)
+        TaskChange.objects.filter(task_id__in=list(task_ids))
         .order_by("id")
-        .values_list("event__data__change_type", *(f"event__data__task__{name}" for name in fields))
+        .values_list("task_id", "event__data__change_type", *(f"event__data__task__{name}" for name in fields))
     )
-    return [(change_type, dict(zip(fields, values))) for change_type, *values in rows]
+    states = {}
+    for task_id, change_type, *values in rows:
+        states.setdefault(task_id, []).append((change_type, dict(zip(fields, values))))
+    return states
 
 
 def unvouched(message, event):

@@ -28,6 +28,10 @@ class TaskPagination(PageNumberPagination):
     max_page_size = 200
 
 
+class TaskListPagination(TaskPagination):
+    django_paginator_class = selectors.IdsFirstPaginator  # deep pages of a long list (see there)
+
+
 def event_context(request):
     return EventContext(source=SOURCE, correlation_id=request.correlation_id)
 
@@ -97,7 +101,7 @@ class TaskListApi(APIView):
             params["tag"] = request.query_params.getlist("tag")
         filters = validated(TaskFilterSerializer, request, params)
         tasks = selectors.task_list(user=request.user, tags=filters.pop("tag", ()), **filters)
-        paginator = TaskPagination()
+        paginator = TaskListPagination()
         page = paginator.paginate_queryset(tasks, request, view=self)
         return paginator.get_paginated_response([task_object(task) for task in page])
 

@@ -176,7 +176,12 @@ CHANNEL_LAYERS = {
             # redis-py's default 5 s read timeout equals channels-redis's 5 s blocking pop, so a
             # busy event loop turns an idle wait into a TimeoutError that kills the socket's
             # consumer; reads get a margin well beyond the pop instead.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+            # Each web worker's pool: redis-py's default cap of 100 connections, reached when hundreds
+            # of sockets join or leave their groups at once (a worker restarting), fails the rest
+            # at once with MaxConnectionsError; a socket left in its group is sent to until expiry
+            # (bench/bench_growth.py --part sockets counts such exceptions).
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30,
+                       "max_connections": env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 2000)}],
             "prefix": env("CHANNEL_LAYER_PREFIX", "asgi"),
             # Messages waiting per socket before channels-redis drops new ones (default 100): room
             # for a burst while the socket's consumer is busy; clients still catch up after a loss.

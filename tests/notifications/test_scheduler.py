@@ -2,8 +2,9 @@
 only reminders that the sync log shows a task of their user to have had pending.
 
 The reminder events are the real ones: the task services emit them (through the outbox, beside
-the sync-log row of the change), and the tests hand them to the scheduler's handler as its
-consumer would.
+the sync-log row of the change), and the tests hand them to the scheduler's handlers as its
+consumer would: every test runs twice, once with the events handed over one by one
+(on_schedule_change) and once as one batch (on_schedule_changes), since the consumer uses both.
 """
 
 import json
@@ -18,7 +19,7 @@ from django.utils import timezone
 from events.models import OutboxEvent
 from events.schemas import ForgedEvent, InvalidEvent, make_event
 from notifications.models import ScheduledReminder
-from notifications.scheduler import ReminderClock, fire_due_reminders, on_schedule_change
+from notifications.scheduler import ReminderClock, fire_due_reminders, on_schedule_change, on_schedule_changes
 from notifications.tasks import fire_stuck_reminders
 from tasks.events import EventContext, reminder_id
 from tasks.models import Task, User
@@ -35,20 +36,34 @@ def many_reminders_allowed(settings):
     settings.REMINDERS_PER_USER_PER_HOUR = 10_000  # some tests schedule hundreds for one user
 
 
+def one_by_one(events):
+    for event in events:
+        on_schedule_change(event)
+
+
+HANDLERS = {"one by one": one_by_one, "as a batch": on_schedule_changes}
+handle_all = one_by_one  # the handler of the test running, set by the fixture below
+
+
+@pytest.fixture(autouse=True, params=list(HANDLERS))
+def schedule_handler(request, monkeypatch):
+    monkeypatch.setitem(globals(), "handle_all", HANDLERS[request.param])
+
+
 def owner(username="owner"):
     return User.objects.get_or_create(username=username)[0]
 
 
-def through_scheduler(change):
-    """Run ``change`` (a task service call) and hand the reminder events it emitted to the
-    scheduler's handler, in order, in one transaction as its consumer would; returns them."""
-    last = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+def through_scheduler(change, since_id=None):
+    """Run ``change`` (a task service call) and hand the reminder events it emitted (or, with
+    ``since_id``, every one emitted after that outbox row) to the scheduler's handler, in order, in
+    one transaction as its consumer would; returns them."""
+    last = since_id if since_id is not None else OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
     change()
     rows = OutboxEvent.objects.filter(id__gt=last, event_type__startswith="reminder.").order_by("id")
     events = [json.loads(payload) for payload in rows.values_list("payload", flat=True)]
     with transaction.atomic():
-        for event in events:
-            on_schedule_change(event)
+        handle_all(events)
     return events
 
 
@@ -73,7 +88,7 @@ def cancel(scheduled):
 
 def handle(event):
     with transaction.atomic():
-        on_schedule_change(event)
+        handle_all([event])
 
 
 def status(event):
@@ -273,3 +288,29 @@ def test_a_cancellation_of_a_reminder_that_every_logged_state_has_pending_is_for
 def test_a_cancellation_for_another_user_is_forged():
     real = real_reminder()
     assert_forged(forged(cancellation_of(real), "reminder.cancelled", user_id=str(owner("intruder").id)))
+
+
+# -- a batch: the events' effects in order, in a few statements -----------------------------------
+
+
+def test_a_reminder_scheduled_then_cancelled_in_one_batch_ends_cancelled_and_never_fires():
+    remind_at = timezone.now() - timedelta(seconds=1)
+    task = task_create(user=owner(), context=API, title="Call back", due_date=remind_at + timedelta(hours=1),
+                       remind_at=remind_at)
+    events = through_scheduler(lambda: task_complete(task=task, context=API), since_id=0)
+    assert [e["event_type"] for e in events] == ["reminder.scheduled", "reminder.cancelled"]
+    assert status(events[0]) == "cancelled"
+    assert fire_due_reminders() == 0
+
+
+def test_a_batch_of_many_reminders_is_recorded_in_a_handful_of_statements(django_assert_max_num_queries):
+    remind_at = timezone.now() + timedelta(hours=1)
+    user = owner()
+    last = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    for n in range(100):
+        task_create(user=user, context=API, title=f"Task {n}", due_date=remind_at + timedelta(hours=1), remind_at=remind_at)
+    rows = OutboxEvent.objects.filter(id__gt=last, event_type="reminder.scheduled").order_by("id")
+    events = [json.loads(payload) for payload in rows.values_list("payload", flat=True)]
+    with django_assert_max_num_queries(6), transaction.atomic():  # BEGIN, the log, the rows, INSERT, COMMIT
+        on_schedule_changes(events)
+    assert ScheduledReminder.objects.filter(status="pending").count() == 100
