@@ -1,5 +1,5 @@
 """Sending to many channel-layer groups at once (``group_send_many``) on the real Redis layer:
-what each channel receives must be what one ``group_send`` per pair would have given it.
+what each channel receives, in which order, and a full channel dropping as ``group_send`` does.
 
 Each test makes a layer of its own (the settings' configuration, this run's prefix): the
 process's shared layer keeps receive state bound to the event loop of whoever used it last.
