@@ -42,7 +42,7 @@ def requests_of(op, task_id, count):
 
 
 def make_user():
-    from tasks import tokens
+    from tasks.accounts import tokens
     from tasks.models import User
 
     user = User.objects.create_user(username=f"profile-{uuid.uuid4().hex[:12]}", password=None)

@@ -33,12 +33,14 @@ old, because nothing above the watermark was ever purged; ``latest_cursor`` neve
 below it, so a user whose own changes were all purged does not get a stale cursor with the page.
 """
 
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
 from django.db.models.fields.json import KT
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from events.retention import purge_in_batches
 from events.schemas import ForgedEvent, parse_timestamp
@@ -56,11 +58,18 @@ class StaleCursor(Exception):
 
 
 def record_change(event):
-    """Log a ``sync.task_changed`` event; call inside the transaction of the change."""
+    """Log a ``sync.task_changed`` event; call inside the transaction of the change.
+
+    One statement, one round trip: the row comes out of the CTE that takes the user's advisory
+    lock, so its id (the column default, drawn per inserted row) is drawn with the lock held."""
     user_id = int(event["data"]["user_id"])
+    table = TaskChange._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended('task-sync:' || %s::text, 0))", [user_id])
-    return TaskChange.objects.create(user_id=user_id, task_id=event["data"]["task_id"], event=event)
+        cursor.execute(
+            f"WITH locked AS (SELECT pg_advisory_xact_lock(hashtextextended('task-sync:' || %s::text, 0))) "
+            f"INSERT INTO {table} (user_id, task_id, event, created_at) SELECT %s, %s, %s, %s FROM locked",
+            [user_id, user_id, uuid.UUID(str(event["data"]["task_id"])), Jsonb(event), timezone.now()],
+        )
 
 
 def purged_through():
