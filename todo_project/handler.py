@@ -10,14 +10,22 @@ what a WSGI server does, once per request: in one thread, request_started, the m
 in sync mode, the view, the rendered body and request_finished. Only the body's bytes go back
 to the event loop, which sends them.
 
-What stays Django's: reading the body (in the loop, before the hop), the per-request thread
-(ThreadSensitiveContext: concurrent requests run in threads of their own, so one waiting on
-PostgreSQL never holds up another; the database connection is that thread's), the race with a
-client disconnect, and streaming responses (static files): their chunks are sent from the loop
-as Django does and the response is closed afterwards in the request's thread.
+The threads are a pool of the process (``REQUEST_THREADS``), as a threaded WSGI server's: Django's
+handler starts a thread for every request and joins it after (ThreadSensitiveContext), which
+was, after the hops, the largest cost left in the event loop. Concurrent requests still run in
+threads of their own, so one waiting on PostgreSQL never holds up another, and a request's
+database connection is its thread's for the request (request_started and request_finished run
+in that thread, and the connection goes back to the psycopg pool at the end). Beyond
+``REQUEST_THREADS`` concurrent requests (a worker has ``DATABASE_POOL_MAX_SIZE`` connections
+anyway) the next ones wait for a thread.
+
+What stays Django's: reading the body (in the loop, before the hop), the race with a client
+disconnect, and streaming responses (static files, which WhiteNoise answers before any database
+work): their chunks are sent from the loop as Django does, and the response is closed afterwards.
 """
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
 from django.core import signals
@@ -28,10 +36,26 @@ from django.http import FileResponse
 from django.urls import set_script_prefix
 
 
+# Threads for the requests of one web worker: well above its database connections, so that requests
+# waiting on something else (the assistant's model, Redis) do not queue behind each other.
+REQUEST_THREADS = 32
+_request_threads = ThreadPoolExecutor(max_workers=REQUEST_THREADS, thread_name_prefix="request")
+
+
+def in_request_thread(function):
+    """``function`` as a coroutine function that runs it in one of the request threads."""
+    return sync_to_async(function, thread_sensitive=False, executor=_request_threads)
+
+
 class OneHopASGIHandler(ASGIHandler):
     def __init__(self):
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)  # the WSGI-style chain: sync middleware, sync view
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)  # no ThreadSensitiveContext: the pool is the threads
 
     def respond(self, scope, body_file):
         """The request's sync work, in its thread; a non-streaming response comes back closed."""
@@ -54,7 +78,7 @@ class OneHopASGIHandler(ASGIHandler):
         set_script_prefix(get_script_prefix(scope))
         # The hop cannot be stopped once its thread runs, so a disconnect never loses its response:
         # it is awaited below in any case, and closed exactly once.
-        responding = asyncio.ensure_future(sync_to_async(self.respond, thread_sensitive=True)(scope, body_file))
+        responding = asyncio.ensure_future(in_request_thread(self.respond)(scope, body_file))
 
         async def process_request():
             await self.send_response(await asyncio.shield(responding), send)
@@ -79,5 +103,5 @@ class OneHopASGIHandler(ASGIHandler):
                     pass
         response = await responding
         if response.streaming:
-            await sync_to_async(response.close, thread_sensitive=True)()
+            await in_request_thread(response.close)()
         body_file.close()
