@@ -61,8 +61,9 @@ class WebWorker(UvicornWorker):
 wsgi_app = "todo_project.asgi:application"  # gunicorn's name for the application, ASGI here
 worker_class = WebWorker
 # One worker per usable core: a worker is bound by its GIL to one core, and it already overlaps
-# requests that wait on PostgreSQL (Django runs each request's sync code in a thread of its own),
-# so workers beyond the cores add only memory (about 145 MiB each) and contention.
+# requests that wait on PostgreSQL (each request's Django work runs in a thread of the worker's
+# request pool, todo_project/handler.py), so workers beyond the cores add only memory (about
+# 145 MiB each) and contention.
 workers = env_int("WEB_WORKERS", 0) or usable_cores()
 # The heartbeat: a worker whose event loop has not ticked for this long is killed and replaced.
 timeout = env_int("WEB_WORKER_TIMEOUT", 30)

@@ -8,7 +8,7 @@ Runs against the database of DATABASE_URL (migrated) with the settings of the en
 token are made first; then ``--requests`` requests go to the application without a network:
 
 - ``asgi``: through todo_project.asgi.application (the ASGI app uvicorn serves, body limit,
-  Django's ASGI handler and its sync_to_async hops included), ``--concurrency`` at a time;
+  the HTTP handler and its thread hop included), ``--concurrency`` at a time;
 - ``sync``: through Django's test client (the same middleware, views and SQL, no ASGI), so that
   cProfile, which sees one thread, sees every call of the request.
 
@@ -42,7 +42,7 @@ def requests_of(op, task_id, count):
 
 
 def make_user():
-    from tasks import tokens
+    from tasks.accounts import tokens
     from tasks.models import User
 
     user = User.objects.create_user(username=f"profile-{uuid.uuid4().hex[:12]}", password=None)

@@ -15,11 +15,15 @@ from datetime import date, datetime
 from django.db import connection
 
 
-def bulk_insert(objs, *, ignore_conflicts=False):
+def bulk_insert(objs, *, ignore_conflicts=False, first=None):
     """Insert the unsaved model instances ``objs`` (of one model) as ``bulk_create`` does: fields'
     ``pre_save`` applied (auto_now), an auto-incremented primary key set on each object from the
     database (in their order, as with bulk_create), conflicts an error unless ``ignore_conflicts``
-    (then, as with bulk_create, no key is set on objects that were not inserted). Returns ``objs``."""
+    (then, as with bulk_create, no key is set on objects that were not inserted). Returns ``objs``.
+
+    ``first``: ``(sql, params)`` of a SELECT that runs once, in the same statement, before the first
+    row is inserted (it is the InitPlan of the rows' filter): e.g. taking locks that the rows' ids
+    must be drawn under."""
     if not objs:
         return objs
     meta = type(objs[0])._meta
@@ -29,13 +33,16 @@ def bulk_insert(objs, *, ignore_conflicts=False):
     columns = ", ".join(quote(field.column) for field in fields)
     types = ", ".join(f"{quote(field.column)} {field.db_type(connection)}" for field in fields)
     rows = [{field.column: field.pre_save(obj, add=True) for field in fields} for obj in objs]
+    first_sql, first_params = first or (None, [])
     sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {columns} FROM jsonb_to_recordset(%s::jsonb) AS row({types})"
+        (f"WITH prelude AS MATERIALIZED ({first_sql}) " if first_sql else "")
+        + f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {columns} FROM jsonb_to_recordset(%s::jsonb) AS row({types})"
+        + (" WHERE (SELECT count(*) FROM prelude) >= 0" if first_sql else "")
         + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
         + (f" RETURNING {quote(auto.column)}" if auto is not None and not ignore_conflicts else "")
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(rows, default=_json_value)])
+        cursor.execute(sql, [*first_params, json.dumps(rows, default=_json_value)])
         if auto is not None and not ignore_conflicts:
             for obj, (key,) in zip(objs, cursor.fetchall()):
                 setattr(obj, auto.attname, key)

@@ -59,30 +59,27 @@ class StaleCursor(Exception):
 
 def record_change(event):
     """Log a ``sync.task_changed`` event; call inside the transaction of the change."""
-    user_id = int(event["data"]["user_id"])
-    _lock_logs_of([user_id])
-    return TaskChange.objects.create(user_id=user_id, task_id=event["data"]["task_id"], event=event)
+    return record_changes([event])[0]
 
 
 def record_changes(events):
-    """``record_change`` for many events in two statements: one takes every user's lock, one inserts
-    (events.bulk: the events' JSON in one parameter)."""
+    """Log ``sync.task_changed`` events, in their order, inside the transaction of their changes.
+
+    One statement, one round trip: it takes every user's advisory lock (in user id order, so that
+    two writers never wait on each other crosswise) before the first row is inserted, so each
+    row's id (the column default) is drawn with its user's lock held, and ids of one user are
+    in commit order (what the cursors of GET /api/sync/ rely on)."""
     if not events:
         return []
-    _lock_logs_of({int(event["data"]["user_id"]) for event in events})
+    user_ids = sorted({int(event["data"]["user_id"]) for event in events})
     return bulk_insert(
-        [TaskChange(user_id=int(event["data"]["user_id"]), task_id=event["data"]["task_id"], event=event) for event in events]
-    )
-
-
-def _lock_logs_of(user_ids):
-    """The users' sync-log locks, until commit; in id order, so that two writers never wait on each other crosswise."""
-    with connection.cursor() as cursor:
-        cursor.execute(
+        [TaskChange(user_id=int(event["data"]["user_id"]), task_id=event["data"]["task_id"], event=event) for event in events],
+        first=(
             "SELECT pg_advisory_xact_lock(hashtextextended('task-sync:' || user_id::text, 0)) "
             "FROM unnest(%s::bigint[]) AS user_id ORDER BY user_id",
-            ["{" + ",".join(str(user_id) for user_id in sorted(user_ids)) + "}"],
-        )
+            ["{" + ",".join(map(str, user_ids)) + "}"],
+        ),
+    )
 
 
 def purged_through():

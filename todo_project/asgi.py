@@ -2,11 +2,16 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "todo_project.settings")
 # Django must be set up before anything imports models (the websocket routes do).
-django_http = get_asgi_application()
+django.setup(set_prefix=False)
+
+from todo_project.handler import OneHopASGIHandler  # noqa: E402
+
+# Django's requests, each in one thread hop (todo_project/handler.py).
+django_http = OneHopASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

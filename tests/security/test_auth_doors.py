@@ -36,12 +36,10 @@ from websockets.asyncio.client import connect
 
 from events.models import OutboxEvent
 from tasks.accounts.services import user_register
-from tasks.accounts.tokens import issue
+from tasks.accounts.tokens import issue, purge_expired_tokens, token_with_user
 from tasks.models import Task, User
 from tasks.realtime.consumers import CLOSE_UNAUTHENTICATED
 from tasks.realtime.groups import push_message, user_group_name
-from tasks.accounts.services import user_register
-from tasks.accounts.tokens import issue, purge_expired_tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -208,6 +206,22 @@ def test_an_expired_token_is_deleted_when_presented_and_the_others_by_the_purge(
         assert api(live).get("/api/auth/me/").status_code == 200
     assert purge_expired_tokens() == 1
     assert list(AuthToken.objects.values_list("token_key", flat=True)) == [live[:key]]
+
+
+def test_a_token_is_found_by_its_digest_as_the_orm_reads_it_with_its_user(ada):
+    token = sign_in("ada")
+    found = token_with_user(hashlib.sha512(token.encode()).hexdigest())
+    stored = AuthToken.objects.select_related("user").get()
+    fields = [field.attname for field in AuthToken._meta.concrete_fields]
+    user_fields = [field.attname for field in User._meta.concrete_fields]
+    assert [getattr(found, name) for name in fields] == [getattr(stored, name) for name in fields]
+    assert [getattr(found.user, name) for name in user_fields] == [getattr(stored.user, name) for name in user_fields]
+    assert token_with_user(hashlib.sha512(b"0" * len(token)).hexdigest()) is None
+
+
+@pytest.mark.parametrize("presented", ["not-hex", "é" * 64, ""])
+def test_a_malformed_token_is_a_401(ada, presented):
+    assert api(presented).get("/api/auth/me/").status_code == 401
 
 
 def test_delete_revokes_the_presented_token_only(ada):
