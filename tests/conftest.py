@@ -19,6 +19,7 @@ import uuid
 
 import pytest
 
+from testing.db import create_test_database, destroy_test_database
 from testing.ports import free_port as any_free_port
 from todo_project.celery import app as celery_app
 
@@ -42,6 +43,17 @@ def pytest_collection_modifyitems(items):
         folder = item.path.relative_to(item.config.rootpath).as_posix()
         if E2E_FIXTURES.intersection(item.fixturenames) or folder.startswith(E2E_FOLDERS):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_test_environment, django_db_blocker, django_db_modify_db_settings, django_db_createdb):
+    """pytest-django's test database, copied from a template migrated once per set of migration files
+    (testing/db.py) instead of migrated afresh by every xdist worker; ``--create-db`` rebuilds it."""
+    with django_db_blocker.unblock():
+        original_name = create_test_database(rebuild=django_db_createdb)
+    yield
+    with django_db_blocker.unblock():
+        destroy_test_database(original_name)
 
 
 @pytest.fixture(scope="session", autouse=True)
