@@ -4,6 +4,9 @@ Every operation of /api/schema/ gets FUZZ_EXAMPLES generated requests, valid and
 ones, sent as a signed-in user to the Django app in-process (WSGI) on the test database.
 The checks: never a 5xx, and every documented response conforms to the schema (body and
 content type). A failure prints the reproducing request (curl command).
+
+A search of the whole surface takes a minute or more: it is marked ``fuzz``, which `make test` runs
+and `make test-fast` leaves out.
 """
 
 import os
@@ -21,6 +24,8 @@ from tasks.accounts.tokens import issue
 from tasks.models import User
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
+
+pytestmark = pytest.mark.fuzz
 
 # Served by the app itself (drf-spectacular); fetching it needs no database.
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
