@@ -8,11 +8,11 @@ celery queue and, for the tests that use Kafka, its topics and consumer groups a
 Tiers. A test is ``e2e`` when it uses a fixture that needs the Kafka broker or starts processes,
 servers or a browser (``E2E_FIXTURES``, directly or through another fixture): the mark is set at
 collection from the fixtures, nobody writes it by hand except on a test that starts a process in
-its body. The whole-surface API fuzz is marked ``fuzz``: broker-free, but a minute long. Every other
-test is in the fast tier (`make test-fast`: ``-m "not e2e and not fuzz"``, PostgreSQL and Redis
-only) and cannot reach a broker: KAFKA_BOOTSTRAP_SERVERS points where nobody listens, so a
-test that uses Kafka without asking for ``kafka_namespace`` (or a fixture built on it) fails in
-both tiers alike instead of touching the shared broker outside its namespace.
+its body. Every other test is in the fast tier (`make test-fast`: ``-m "not e2e"``, PostgreSQL and
+Redis only, without the minute-long API fuzz: Makefile FAST_TIER_LEAVES_OUT) and cannot reach a
+broker: KAFKA_BOOTSTRAP_SERVERS points where nobody listens, so a test that uses Kafka without
+asking for ``kafka_namespace`` (or a fixture built on it) fails in both tiers alike instead of
+touching the shared broker outside its namespace.
 """
 
 import os

@@ -5,8 +5,8 @@ ones, sent as a signed-in user to the Django app in-process (WSGI) on the test d
 The checks: never a 5xx, and every documented response conforms to the schema (body and
 content type). A failure prints the reproducing request (curl command).
 
-A search of the whole surface takes a minute or more: it is marked ``fuzz``, which `make test` runs
-and `make test-fast` leaves out.
+A search of the whole surface takes a minute or more, and building the schema at import seconds:
+`make test` runs it, `make test-fast` leaves the module out (Makefile FAST_TIER_LEAVES_OUT).
 """
 
 import os
@@ -24,8 +24,6 @@ from tasks.accounts.tokens import issue
 from tasks.models import User
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
-
-pytestmark = pytest.mark.fuzz
 
 # Served by the app itself (drf-spectacular); fetching it needs no database.
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
