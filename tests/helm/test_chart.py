@@ -388,6 +388,7 @@ def test_configmap_and_secret_carry_every_variable_of_env_example(rendered):
     assert not set(config) & SECRET_VARIABLES
 
 
+@pytest.mark.e2e  # starts a Django process in its body
 @pytest.mark.parametrize("profile", ["default", "redpanda-cloud+dapr+keda"])
 def test_django_settings_accept_the_rendered_configuration(rendered, profile):
     documents = rendered[profile]
