@@ -9,11 +9,12 @@ process that exits, backs off when it keeps failing to start, logs each exit and
 terminal, and stops everything, process groups included, on Ctrl-C or SIGTERM. circus does the
 same but brings ZeroMQ and Tornado along.
 
-The processes are the Procfile's lines plus one ``python manage.py run_consumer <name>`` for each
-consumer of the registry (events/registry.py) that no Procfile line names: a consumer's process
-is derived from its registry entry, so adding a consumer touches its handler and its entry only;
-a Procfile line of the same name replaces the derived one (``scheduler`` runs ``run_scheduler``,
-its clock beside its consumer). ``system_processes`` is that list, for the drills too; this
+The processes are the Procfile's lines plus one for each consumer of the registry
+(events/consumers.yaml) that no Procfile line names: its entry's command, ``python manage.py
+run_consumer <name>`` unless it gives one (``scheduler`` runs ``run_scheduler``, its clock beside its
+consumer). A consumer's process is derived from its registry entry, so adding a consumer touches its
+handler and its entry only; a Procfile line of the same name would replace the derived one (for a
+local variant). ``system_processes`` is that list, for the drills too; this
 script turns each into a ``[program:<name>]`` section, so there is no second copy to keep in
 step. Each command runs through ``/bin/sh`` as honcho ran it (``${VAR:-default}`` and
 ``VAR=value`` prefixes keep working), with ``exec env`` so that the supervised pid is the worker
@@ -32,6 +33,7 @@ talks to a running ``make run``.
 
 import os
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -63,23 +65,21 @@ def read_procfile(path):
 
 
 def registered_consumers():
-    """The names of the registry's consumers (importing the registry needs no database or broker)."""
+    """``{name: command}`` of the registry's consumers (importing the registry needs no database or broker)."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "todo_project.settings")
     from events.registry import CONSUMERS
 
-    return list(CONSUMERS)
+    return {name: shlex.join(spec.command) for name, spec in CONSUMERS.items()}
 
 
 def system_processes(procfile=REPO / "Procfile"):
-    """The ``(name, command)`` pairs of `make run`: the Procfile's, then ``run_consumer <name>`` for
-    each registered consumer that no Procfile line names."""
+    """The ``(name, command)`` pairs of `make run`: the Procfile's, then the command of each
+    registered consumer that no Procfile line names."""
     processes = read_procfile(procfile)
     named = {name for name, _ in processes}
-    return processes + [
-        (name, f"python manage.py run_consumer {name}") for name in registered_consumers() if name not in named
-    ]
+    return processes + [(name, command) for name, command in registered_consumers().items() if name not in named]
 
 
 def shell_command(command):

@@ -9,16 +9,19 @@ Tiers. A test is ``e2e`` when it uses a fixture that needs the Kafka broker or s
 servers or a browser (``E2E_FIXTURES``, directly or through another fixture): the mark is set at
 collection from the fixtures, nobody writes it by hand except on a test that starts a process in
 its body. Every other test is in the fast tier (`make test-fast`: ``-m "not e2e"``, PostgreSQL and
-Redis only) and cannot reach a broker: KAFKA_BOOTSTRAP_SERVERS points where nobody listens, so a
-test that uses Kafka without asking for ``kafka_namespace`` (or a fixture built on it) fails in
-both tiers alike instead of touching the shared broker outside its namespace.
+Redis only, without the minute-long API fuzz: Makefile FAST_TIER_LEAVES_OUT) and cannot reach a
+broker: KAFKA_BOOTSTRAP_SERVERS points where nobody listens, so a test that uses Kafka without
+asking for ``kafka_namespace`` (or a fixture built on it) fails in both tiers alike instead of
+touching the shared broker outside its namespace.
 """
 
 import os
 import uuid
 
 import pytest
+from django.test import TransactionTestCase
 
+from testing.db import create_test_database, destroy_test_database, flush_written_tables
 from testing.ports import free_port as any_free_port
 from todo_project.celery import app as celery_app
 
@@ -42,6 +45,35 @@ def pytest_collection_modifyitems(items):
         folder = item.path.relative_to(item.config.rootpath).as_posix()
         if E2E_FIXTURES.intersection(item.fixturenames) or folder.startswith(E2E_FOLDERS):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_test_environment, django_db_blocker, django_db_modify_db_settings, django_db_createdb):
+    """pytest-django's test database, copied from a template migrated once per set of migration files
+    (testing/db.py) instead of migrated afresh by every xdist worker; ``--create-db`` rebuilds it."""
+    with django_db_blocker.unblock():
+        original_name = create_test_database(rebuild=django_db_createdb)
+    yield
+    with django_db_blocker.unblock():
+        destroy_test_database(original_name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def transactional_teardown_empties_only_the_written_tables():
+    """After a ``transaction=True`` test, the database is emptied as Django's flush does, but only the
+    tables the test wrote are truncated (testing/db.py flush_written_tables): a flush of every table
+    and the rewrite of content types and permissions cost a few hundred milliseconds per test."""
+    flush_every_table = TransactionTestCase._fixture_teardown
+
+    def fixture_teardown(test_case):
+        if (test_case.available_apps is not None or test_case.serialized_rollback
+                or test_case._databases_names(include_mirrors=False) != ["default"]):
+            return flush_every_table(test_case)  # what only Django's own flush knows to do
+        flush_written_tables()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TransactionTestCase, "_fixture_teardown", fixture_teardown)
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

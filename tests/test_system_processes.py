@@ -1,7 +1,7 @@
-"""One source for the list of processes: the consumer registry (events/registry.py) names the
-consumers, and `make run` (scripts/supervise.py), the drills and the browser tests (testing.system)
-derive their process lists from it and the Procfile, so that adding a consumer touches its handler
-and its registry entry only."""
+"""One source for the list of processes: the consumer registry (events/consumers.yaml) names the
+consumers and their commands, and `make run` (scripts/supervise.py), the drills and the browser tests
+(testing.system) derive their process lists from it and the Procfile, so that adding a consumer
+touches its handler and its registry entry only."""
 
 import re
 
@@ -22,12 +22,23 @@ def test_every_registered_consumer_is_a_process_of_make_run_and_no_process_is_na
     assert len(names) == len(set(names))
 
 
-def test_a_consumer_without_a_procfile_line_runs_through_run_consumer_and_a_line_of_its_name_replaces_that():
+def test_a_consumer_runs_its_entrys_command_run_consumer_unless_it_names_another():
     commands = dict(system_processes())
-    procfile = dict(read_procfile(REPO / "Procfile"))
-    for name in CONSUMERS:
-        assert commands[name] == procfile.get(name, f"python manage.py run_consumer {name}")
+    for name in CONSUMERS.keys() - {"scheduler"}:
+        assert commands[name] == f"python manage.py run_consumer {name}"
     assert commands["scheduler"] == "python manage.py run_scheduler"  # its clock beside its consumer
+
+
+def test_a_procfile_line_of_a_consumers_name_replaces_its_derived_process(tmp_path):
+    procfile = tmp_path / "Procfile"
+    procfile.write_text("web: gunicorn\naudit: python manage.py run_consumer audit --verbose\n")
+    commands = dict(system_processes(procfile))
+    assert commands["audit"] == "python manage.py run_consumer audit --verbose"
+    assert commands["scheduler"] == "python manage.py run_scheduler"
+
+
+def test_the_procfile_names_no_consumer_whose_process_the_registry_gives():
+    assert not set(dict(read_procfile(REPO / "Procfile"))) & set(CONSUMERS)
 
 
 def test_the_procfile_runs_only_registered_consumers():

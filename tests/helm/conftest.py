@@ -1,8 +1,11 @@
-"""Fixtures of the chart's tests: a real Kubernetes API server (helm is shared: tests/fixtures.py)."""
+"""Fixtures of the chart's tests: a real Kubernetes API server (helm is shared: tests/fixtures.py), and
+the Kubernetes schemas read once per run."""
 
 import subprocess
+from functools import cache
 from pathlib import Path
 
+import kubernetes_validate.utils
 import pytest
 
 from infra.kube.lifecycle import ApiServer
@@ -24,3 +27,13 @@ def kube_apiserver(tmp_path_factory, helm):
         yield api
     finally:
         subprocess.run(["bash", script, "down", str(folder)], timeout=60)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kubernetes_schemas_read_once():
+    """kubernetes_validate reads and parses its schema files on every validate() call (the shared
+    definitions are 1.8 MB of JSON: ~15 ms a document, seconds for the documents of every profile).
+    They do not change during a run and validating does not modify them: each is parsed once."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kubernetes_validate.utils, "schema_contents", cache(kubernetes_validate.utils.schema_contents))
+        yield

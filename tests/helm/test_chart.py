@@ -9,8 +9,10 @@ Validation is offline and strict (unknown fields are errors, as with `kubectl ap
   infra/kube/crds/ (see ORIGIN.md there), the same that the real API server of test_kube.py is given.
 Any other kind without a schema fails.
 
-The chart's consumers are checked against the registry (events.registry.CONSUMERS): a consumer
-registered without its Deployment, or with another topic or group, fails here.
+The chart's consumers are the registry's own file, events/consumers.yaml, read through the link
+files/consumers.yaml (Helm follows it in lint, template and package); the rendered workers are
+checked against the loaded registry (events.registry.CONSUMERS): a consumer without its Deployment,
+or with another topic, group or command, fails here.
 
 helm itself is built from the Go module proxy by scripts/tools.sh (`make tools`, a step of `make
 test`); the fixture (conftest.py) runs the same script, which is a no-op once helm is built.
@@ -20,6 +22,7 @@ import copy
 import re
 import subprocess
 import sys
+import tarfile
 from functools import cache
 from pathlib import Path
 
@@ -28,7 +31,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from events.registry import CONSUMERS
+from events.registry import CONSUMERS, CONSUMERS_FILE
 from events.transports.dapr import dapr_consumers
 from events.topics import TOPICS, dead_letter_topic
 from infra.kube.lifecycle import CRD_DIR
@@ -279,13 +282,16 @@ def test_workers_are_probed_on_the_metrics_port_and_get_time_to_commit_on_shutdo
     assert config["METRICS_PORT"] == "9100"
 
 
-def consumer_command(name):
-    """What runs a registered consumer: its own management command run_<name> if there is one (the
-    scheduler, whose clock runs beside its consumer), else run_consumer <name>; the Procfile likewise."""
-    from django.core.management import get_commands
-
-    own = f"run_{name}"
-    return ["python", "manage.py", own] if own in get_commands() else ["python", "manage.py", "run_consumer", name]
+def test_the_chart_reads_the_registrys_own_file_and_its_package_carries_the_content(helm, tmp_path):
+    link = CHART / "files" / "consumers.yaml"
+    assert link.is_symlink() and link.resolve() == CONSUMERS_FILE.resolve()
+    result = subprocess.run([helm, "package", str(CHART), "--destination", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    [package] = tmp_path.glob("*.tgz")
+    with tarfile.open(package) as archive:
+        packaged = archive.extractfile(f"{CHART.name}/files/consumers.yaml").read()
+    assert packaged == CONSUMERS_FILE.read_bytes()
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -298,7 +304,7 @@ def test_the_chart_runs_each_consumer_of_the_registry_and_no_other(rendered, pro
     for name in CONSUMERS:
         (container,) = workers[name]["spec"]["template"]["spec"]["containers"]
         if name not in delivered:  # a Dapr delivery pod runs the delivery app instead
-            assert container["command"] == consumer_command(name), name
+            assert container["command"] == list(CONSUMERS[name].command), name
     if "dapr" in profile:
         assert delivered == DELIVERED_CONSUMERS
     if "keda" in profile:
@@ -382,6 +388,7 @@ def test_configmap_and_secret_carry_every_variable_of_env_example(rendered):
     assert not set(config) & SECRET_VARIABLES
 
 
+@pytest.mark.e2e  # starts a Django process in its body
 @pytest.mark.parametrize("profile", ["default", "redpanda-cloud+dapr+keda"])
 def test_django_settings_accept_the_rendered_configuration(rendered, profile):
     documents = rendered[profile]

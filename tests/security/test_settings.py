@@ -63,12 +63,14 @@ def warnings_of(check):
 
 # --- the secret key -------------------------------------------------------------------------------
 
+@pytest.mark.e2e  # starts a manage.py process in its body
 def test_without_a_secret_key_and_debug_off_the_process_refuses_to_start():
     result = manage(["check"], {"DEBUG": "false"})  # nor KUBERNETES_SERVICE_HOST: outside Kubernetes
     assert result.returncode != 0
     assert "SECRET_KEY is empty and DEBUG is off" in result.stderr
 
 
+@pytest.mark.e2e  # starts a manage.py process in its body
 def test_local_development_needs_no_configuration():
     result = manage(["check"], {"DEBUG": "true"})
     assert result.returncode == 0, result.stderr
@@ -76,6 +78,7 @@ def test_local_development_needs_no_configuration():
 
 # --- check --deploy with the chart's environment ----------------------------------------------------
 
+@pytest.mark.e2e  # starts a manage.py process in its body
 def test_check_deploy_reports_nothing_with_the_environment_the_chart_gives_the_web_pods(helm):  # noqa: F811
     env = web_environment(render(helm, "default", *TLS))
     assert env["DEBUG"] == "false" and len(env["SECRET_KEY"]) >= 50
@@ -84,6 +87,7 @@ def test_check_deploy_reports_nothing_with_the_environment_the_chart_gives_the_w
     assert "System check identified no issues (0 silenced)." in result.stdout
 
 
+@pytest.mark.e2e  # starts a manage.py process in its body
 def test_an_ingress_without_tls_turns_off_exactly_the_https_only_settings(helm):  # noqa: F811
     # Secure cookies over plain http would never come back: without TLS nobody could sign in.
     env = web_environment(render(helm, "default"))

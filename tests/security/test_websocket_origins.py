@@ -7,19 +7,25 @@ unless the whole origin (scheme, host, port) is the handshake's own or one of CS
 A token is never sent implicitly, so a token handshake needs no Origin.
 """
 
+import json
+
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 from rest_framework.test import APIClient
 
 from tasks.models import User
 from tasks.realtime.consumers import CLOSE_UNAUTHENTICATED
+from tasks.realtime.groups import user_group_name
 from todo_project.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TRUSTED = "http://127.0.0.1:8000"  # the default CSRF_TRUSTED_ORIGINS
+PROBE = {"probe": "is this socket open?"}
 
 
 @pytest.fixture
@@ -38,11 +44,17 @@ def handshake(headers, scheme="ws"):
         connected, code = await communicator.connect(timeout=10)
         if not connected:
             return code
-        if await communicator.receive_nothing(timeout=1):  # not closed within the second: open
-            await communicator.disconnect()
+        # A refused socket is closed right after its accept and joins no group; an accepted one joined
+        # its user's group before the accept. A push to every user's group tells the two apart as soon
+        # as the answer comes, instead of waiting for a close that may never come.
+        for user_id in await database_sync_to_async(list)(User.objects.values_list("id", flat=True)):
+            await get_channel_layer().group_send(user_group_name(user_id), {"type": "push", "message": PROBE})
+        output = await communicator.receive_output(timeout=10)
+        # Hanging up ends the consumer at once (a browser answers a close too); waiting for it to end
+        # by itself took the whole of the communicator's 1 s timeout.
+        await communicator.disconnect()
+        if output == {"type": "websocket.send", "text": json.dumps(PROBE)}:
             return "accepted"
-        output = await communicator.receive_output()
-        await communicator.wait()
         return output.get("code") if output["type"] == "websocket.close" else output
 
     return async_to_sync(attempt)()

@@ -4,6 +4,9 @@ Every operation of /api/schema/ gets FUZZ_EXAMPLES generated requests, valid and
 ones, sent as a signed-in user to the Django app in-process (WSGI) on the test database.
 The checks: never a 5xx, and every documented response conforms to the schema (body and
 content type). A failure prints the reproducing request (curl command).
+
+A search of the whole surface takes a minute or more, and building the schema at import seconds:
+`make test` runs it, `make test-fast` leaves the module out (Makefile FAST_TIER_LEAVES_OUT).
 """
 
 import os

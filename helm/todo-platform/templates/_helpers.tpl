@@ -102,19 +102,14 @@ SCRAM-SHA-512
 {{- if has (include "todo.kafka.securityProtocol" .) (list "SSL" "SASL_SSL") -}}true{{- end -}}
 {{- end -}}
 
-{{/* The consumers of events/registry.py (CONSUMERS; CONTRACT.md section 4): process name -> topic and
-     consumer group (one group per service, so that each service receives every event of its topic).
-     Each runs `run_consumer <name>` unless a command is given, and Dapr can deliver to it (and KEDA
-     scale it) unless viaDapr is false, as in the registry. tests/helm/test_chart.py checks this list
-     against the registry; its replicas and resources are workers.consumers of values.yaml, per process
-     workers.<name>. */}}
+{{/* The consumers (CONTRACT.md section 4): process name -> topic, consumer group, command, via_dapr.
+     The list is events/consumers.yaml, the registry's own file (events/registry.py loads and checks
+     it), read through the link files/consumers.yaml: one list for the code and the chart. Each runs
+     `run_consumer <name>` unless a command is given, and Dapr can deliver to it (and KEDA scale it)
+     unless via_dapr is false. Its replicas and resources are workers.consumers of values.yaml, per
+     process workers.<name>. */}}
 {{- define "todo.consumers" -}}
-audit: {topic: task-events, group: audit-service}
-recurrence: {topic: task-events, group: recurring-task-service}
-notifications: {topic: reminders, group: notification-service}
-realtime: {topic: task-updates, group: websocket-service}
-# The reminder scheduler's consumer half, beside the clock that fires: it needs its own Kafka consumer.
-scheduler: {topic: reminders, group: reminder-scheduler, viaDapr: false, command: [python, manage.py, run_scheduler]}
+{{ .Files.Get "files/consumers.yaml" }}
 {{- end -}}
 
 {{/* Who talks to Kafka and what each process may do there: process -> topics it reads (with its
@@ -192,11 +187,11 @@ celery-beat: [REDIS_URL]
 {{- toYaml $clients -}}
 {{- end -}}
 
-{{/* The consumers that Dapr can deliver to over HTTP and KEDA can scale (viaDapr, default true). */}}
+{{/* The consumers that Dapr can deliver to over HTTP and KEDA can scale (via_dapr, default true). */}}
 {{- define "todo.eventConsumers" -}}
 {{- $delivered := dict -}}
 {{- range $name, $consumer := include "todo.consumers" . | fromYaml -}}
-{{- if ne $consumer.viaDapr false -}}{{- $_ := set $delivered $name $consumer -}}{{- end -}}
+{{- if ne $consumer.via_dapr false -}}{{- $_ := set $delivered $name $consumer -}}{{- end -}}
 {{- end -}}
 {{- toYaml $delivered -}}
 {{- end -}}
