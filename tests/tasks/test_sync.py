@@ -34,7 +34,10 @@ def in_thread(work):
 
 def waiting_on_advisory_lock():
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+        )
         return cursor.fetchone()[0] > 0
 
 
