@@ -7,7 +7,6 @@
 """
 
 import json
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
@@ -15,6 +14,7 @@ import httpx
 import pytest
 from asgiref.sync import async_to_sync
 
+from testing.http_servers import serve_in_background, stop
 from todo_project.delivery import TOKEN_HEADER, delivery_application
 
 APP_API_TOKEN = "test-app-api-token"
@@ -52,11 +52,10 @@ class FakeDaprSidecar:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.thread = serve_in_background(self.server)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop(self.server, self.thread)
 
 
 @pytest.fixture

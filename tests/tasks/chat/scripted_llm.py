@@ -9,6 +9,8 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from testing.http_servers import serve_in_background, stop
+
 MODEL = "scripted-model"
 
 
@@ -48,17 +50,14 @@ class ScriptedChatServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self):
-        self.thread.start()
+        self.thread = serve_in_background(self.httpd)
         return self
 
     def __exit__(self, *exc):
         self.released.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
+        stop(self.httpd, self.thread)
 
 
 def completion(content=None, tool_calls=None):
