@@ -120,7 +120,7 @@ def running_clock():
 
 def test_a_reminder_fires_once_within_a_second_of_its_time(running_clock):
     clock = running_clock()
-    remind_at = timezone.now() + timedelta(seconds=1.5)
+    remind_at = timezone.now() + timedelta(seconds=0.5)
     event = schedule(remind_at)
     clock.reminder_scheduled(remind_at)
 
@@ -160,12 +160,14 @@ def test_what_came_due_while_no_scheduler_ran_fires_at_start(running_clock):
 
 
 def test_two_schedulers_side_by_side_fire_every_reminder_once(running_clock):
+    # As many as are scheduled well within the second: both clocks then wake at remind_at together and
+    # race for every row (without the row locks of fire_due_reminders, nine runs in ten fire some twice).
     remind_at = timezone.now() + timedelta(seconds=1)
-    events = [schedule(remind_at) for _ in range(300)]
+    events = [schedule(remind_at) for _ in range(100)]
     for clock in (running_clock(), running_clock()):
         clock.reminder_scheduled(remind_at)
 
-    wait_for(lambda: len(due_events()) >= 300, timeout=20)
+    wait_for(lambda: len(due_events()) >= len(events), timeout=20)
     fired_ids = [due.key for due in due_events()]
     assert sorted(fired_ids) == sorted(event["data"]["task_id"] for event in events)
 
