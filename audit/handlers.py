@@ -42,14 +42,18 @@ def check_against_sync_log(events):
     logged = logged_versions(versions)
     for event, (task_id, version) in zip(events, versions):
         sync = logged.get((str(task_id), version))
-        name = f"{event['event_type']} of task {task_id} version {version}"
         if sync is None:
-            raise unvouched(f"{name}: the sync log has no such version", event)
+            raise unvouched(f"{_named(event, task_id, version)}: the sync log has no such version", event)
         if sync["data"]["change_type"] != SYNC_CHANGE_OF[event["event_type"]]:
-            raise ForgedEvent(f"{name}: that version was a change of type {sync['data']['change_type']!r}")
+            raise ForgedEvent(f"{_named(event, task_id, version)}: that version was a change of type {sync['data']['change_type']!r}")
         differing = contradicted_fields(event["data"], sync["data"]["task"])
         if differing:
-            raise ForgedEvent(f"{name} contradicts the sync log on {', '.join(differing)}")
+            raise ForgedEvent(f"{_named(event, task_id, version)} contradicts the sync log on {', '.join(differing)}")
+
+
+def _named(event, task_id, version):
+    """How a dead letter names the event (built only for one: formatting it for every event showed in the profile)."""
+    return f"{event['event_type']} of task {task_id} version {version}"
 
 
 def store_entries(events):
