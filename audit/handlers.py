@@ -61,7 +61,9 @@ def store_entries(events):
     AuditEntry instance per event cost the consumer more than the statement). The runtime already
     skips redelivered events; the unique event_id is the second line of defence (ON CONFLICT DO
     NOTHING), e.g. for a rebuild of the trail under another group."""
-    recorded_at = timezone.now()  # what auto_now_add would say: the whole batch is stored at once
+    # What auto_now_add would say: the whole batch is stored at once. Timestamps go in as ISO text,
+    # so that json.dumps does not call back into Python for each (a share of the profile).
+    recorded_at = timezone.now().isoformat()
     insert_rows(AuditEntry, [_entry(event, recorded_at) for event in events], ignore_conflicts=True)
 
 
@@ -75,7 +77,7 @@ def _entry(event, recorded_at):
         "task_id": data["task_id"],
         "user_id": data["user_id"],
         "title": data["title"],
-        "occurred_at": parse_timestamp(event["timestamp"]),
+        "occurred_at": parse_timestamp(event["timestamp"]).isoformat(),
         "recorded_at": recorded_at,
         "data": data,
         "metadata": event["metadata"],
