@@ -15,7 +15,9 @@ def record_processed(group, event_ids):
     return the ids not recorded before.
 
     ONE statement for the batch, with the ids in one array parameter: a parameter per id would
-    be quoted one at a time on the client, which cost more than the insert itself.
+    be quoted one at a time on the client, which cost more than the insert itself. The ids come
+    back as text: the caller compares them with its own text, and a UUID object per id, only to
+    be turned back into text, was a visible share of the audit consumer's profile.
     """
     if not event_ids:
         return set()
@@ -24,7 +26,7 @@ def record_processed(group, event_ids):
         cursor.execute(
             f"INSERT INTO {table} (consumer_group, event_id, processed_at) "
             "SELECT %s, event_id, now() FROM unnest(%s::uuid[]) AS event_id "
-            "ON CONFLICT DO NOTHING RETURNING event_id",
+            "ON CONFLICT DO NOTHING RETURNING event_id::text",
             [group, "{" + ",".join(event_ids) + "}"],
         )
-        return {str(row[0]) for row in cursor.fetchall()}
+        return {event_id for (event_id,) in cursor.fetchall()}

@@ -17,9 +17,9 @@ DEAD_LETTERED = Counter(
 )
 
 
-def count_handled(consumer, outcome):
-    """Count an event the handler took (``processed``) or that was processed before (``duplicate``)."""
+def count_handled(consumer, outcome, events=1):
+    """Count ``events`` events the handler took (``processed``) or that were processed before (``duplicate``)."""
     if outcome == DUPLICATE:
-        SKIPPED.labels(consumer, "duplicate").inc()
+        SKIPPED.labels(consumer, "duplicate").inc(events)
     else:
-        PROCESSED.labels(consumer).inc()
+        PROCESSED.labels(consumer).inc(events)

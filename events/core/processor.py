@@ -25,6 +25,7 @@ effectively-once effects. It needs no broker: messages are plain ``Message`` val
 import logging
 import threading
 import time
+from collections import Counter
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -156,9 +157,12 @@ class EventProcessor:
             first_failure = exc
         else:
             for (message, _), outcome in zip(pending, outcomes):
-                if outcome != SKIP:
-                    count_handled(self.name, outcome)
                 self._finish(message, outcome, done)
+            # Counted once per outcome, not per event: a labelled counter's lookup and lock per event
+            # showed in the profile.
+            for outcome, events in Counter(outcomes).items():
+                if outcome != SKIP:
+                    count_handled(self.name, outcome, events)
             return True
         for position, (message, event) in enumerate(pending):
             if event is None:
