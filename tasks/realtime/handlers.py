@@ -10,8 +10,8 @@ asyncio loop that lives as long as the process: the channel layer keeps its Redi
 per loop, so a batch costs a few Redis round trips rather than a new loop and new connections
 (which is what ``async_to_sync`` per message would cost). A user's events of a batch travel as
 one channel-layer message (``push_batch_message``), which the socket sends on one by one, and
-the messages of all users go out concurrently (``group_send_many``): the batch waits for one
-round of Redis answers, whatever the number of users. Pushes need no idempotency of their
+the messages of all users go out together (``group_send_many``): two Redis round trips per
+batch, whatever the number of users. Pushes need no idempotency of their
 own: a redelivered event reaches clients again and they drop it, its version being no newer
 than what they have.
 
@@ -66,7 +66,7 @@ def check_against_sync_log(events):
 
 async def send_to_owners(events):
     """Send each owner's events to the owner's group as ONE channel-layer message, all owners' in one
-    ``group_send_many``: one owner's events cost one group send, all owners' are sent concurrently."""
+    ``group_send_many``."""
     by_user = defaultdict(list)
     for event in events:
         by_user[event["data"]["user_id"]].append(event)  # in Kafka's order: the socket sends them in it
