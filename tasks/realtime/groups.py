@@ -37,6 +37,18 @@ def push_batch_message(messages):
     return {"type": "push.batch", "messages": messages}
 
 
+# The members of each group of KEYS (group keys), those that joined before ARGV[1] dropped first
+# (their membership expired), as channels-redis's own group_send reads one group: one command for
+# every group of a call, not two each.
+_GROUP_MEMBERS = """
+local members = {}
+for i = 1, #KEYS do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, ARGV[1])
+    members[i] = redis.call('ZRANGE', KEYS[i], 0, -1)
+end
+return members
+"""
+
 # Stores one message on each of KEYS (channel keys): ARGV holds the messages, then each key's
 # capacity, then the time the messages are stored at (their score: receivers pop the lowest
 # first), the score below which a stored message has expired, and the keys' expiry. Each step is
@@ -60,8 +72,8 @@ return full
 
 async def group_send_many(layer, group_messages):
     """``layer.group_send(group, message)`` for every (group, message) pair, in two Redis round
-    trips per host whatever the number of groups: one pipeline reads every group's members, one
-    script stores each message on its members' channels (``group_send`` costs four round trips
+    trips per host whatever the number of groups: one script reads every group's members, one
+    stores each message on its members' channels (``group_send`` costs four round trips
     per group, and the realtime bridge sends to every owner of a batch).
 
     What is stored is what ``group_send`` stores: the layer's own key names, hashing, capacities
@@ -92,18 +104,11 @@ async def group_send_many(layer, group_messages):
 
 
 async def _members(layer, index, group_messages):
-    """[(message, the group's channel names)] for the groups on host ``index``, expired members
-    dropped first as ``group_send`` does: one pipelined round trip."""
-    pipe = layer.connection(index).pipeline(transaction=False)
-    joined_after = int(time.time()) - layer.group_expiry
-    for group, _ in group_messages:
-        key = layer._group_key(group)
-        pipe.zremrangebyscore(key, min=0, max=joined_after)
-        pipe.zrange(key, 0, -1)
-    replies = await pipe.execute()
-    return [
-        (message, [name.decode() for name in names]) for (_, message), names in zip(group_messages, replies[1::2])
-    ]
+    """[(message, the group's channel names)] for the groups on host ``index``."""
+    members = await layer.connection(index).register_script(_GROUP_MEMBERS)(
+        keys=[layer._group_key(group) for group, _ in group_messages], args=[int(time.time()) - layer.group_expiry]
+    )
+    return [(message, [name.decode() for name in names]) for (_, message), names in zip(group_messages, members)]
 
 
 async def _store(layer, index, keys, messages, capacities):
