@@ -185,7 +185,7 @@ class TaskChange(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["user", "id"], name="taskchange_user_cursor"),
-            # The consumers check events against the log (tasks.sync.logged_events, task_version):
+            # The consumers check events against the log (tasks.sync.logged_data, task_version):
             # by the event's id (the realtime bridge, a batch at a time) and by task (recurrence).
             models.Index(KT("event__event_id"), name="taskchange_event_id"),
             models.Index(fields=["task_id"], name="taskchange_task"),

@@ -11,6 +11,7 @@ the user on a password change) sends the group ``credential.revoked``: the socke
 close with 4401, as an unauthenticated handshake does (see tasks/accounts/tokens.py).
 """
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from tasks.realtime.groups import credential_of, user_group_name
@@ -22,6 +23,18 @@ CLOSE_UNAUTHENTICATED = 4401
 class SyncConsumer(AsyncJsonWebsocketConsumer):
     group = None
     credential = None
+
+    async def dispatch(self, message):
+        """Run the message's handler without channels' ``aclose_old_connections`` first.
+
+        Channels closes stale database connections before every handler, a hop through the
+        worker's one thread for sync code; a burst to hundreds of sockets then queues every push
+        behind that thread. This consumer's handlers use no database (the handshake's
+        authentication ran in the middleware, with its own connection handling)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self):
         user = self.scope.get("user")

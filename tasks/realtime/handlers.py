@@ -10,13 +10,13 @@ asyncio loop that lives as long as the process: the channel layer keeps its Redi
 per loop, so a batch costs a few Redis round trips rather than a new loop and new connections
 (which is what ``async_to_sync`` per message would cost). A user's events of a batch travel as
 one channel-layer message (``push_batch_message``), which the socket sends on one by one, and
-the messages of all users go out concurrently (``group_send_many``): the batch waits for one
-round of Redis answers, whatever the number of users. Pushes need no idempotency of their
+the messages of all users go out together (``group_send_many``): two Redis round trips per
+batch, whatever the number of users. Pushes need no idempotency of their
 own: a redelivered event reaches clients again and they drop it, its version being no newer
 than what they have.
 
 Nothing reaches a socket that the sync log does not vouch for. Anyone who can write to
-task-updates could name any user, so before anything is sent, ONE query (``logged_events``)
+task-updates could name any user, so before anything is sent, ONE query (``logged_data``)
 looks up the batch's events in the sync log, which the services write in the same transaction
 as the change and its outbox row: a real event is always there, with its owner, by the time the
 relay has published it. An event that is not, or whose data differs from the logged one (another
@@ -32,7 +32,7 @@ from channels.layers import get_channel_layer
 
 from events.schemas import ForgedEvent
 from tasks.realtime.groups import group_send_many, push_batch_message, user_group_name
-from tasks.sync import logged_events
+from tasks.sync import logged_data
 
 _loop = None
 
@@ -55,18 +55,18 @@ def forward_task_change(event):
 
 def check_against_sync_log(events):
     """Raise ForgedEvent unless every event is in the sync log exactly as it arrived."""
-    logged = logged_events(event["event_id"] for event in events)
+    logged = logged_data(event["event_id"] for event in events)
     for event in events:
         recorded = logged.get(event["event_id"])
         if recorded is None:
             raise ForgedEvent(f"sync.task_changed {event['event_id']} is not in the sync log")
-        if recorded["data"] != event["data"]:
+        if recorded != event["data"]:
             raise ForgedEvent(f"sync.task_changed {event['event_id']} differs from the sync log's record")
 
 
 async def send_to_owners(events):
     """Send each owner's events to the owner's group as ONE channel-layer message, all owners' in one
-    ``group_send_many``: one owner's events cost one group send, all owners' are sent concurrently."""
+    ``group_send_many``."""
     by_user = defaultdict(list)
     for event in events:
         by_user[event["data"]["user_id"]].append(event)  # in Kafka's order: the socket sends them in it

@@ -1,9 +1,10 @@
 """The sync WebSocket /ws/sync/: who may connect, and that a push reaches its user's sockets only."""
 
 import asyncio
+import threading
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
@@ -92,6 +93,33 @@ def test_a_session_connection_receives_its_users_pushes(ada):
         return received
 
     assert run(scenario) == {"event_type": "notification.created", "data": {"id": 7}}
+
+
+def test_a_push_reaches_the_socket_while_the_workers_sync_thread_is_busy(ada):
+    """A push waits for no sync code: in a burst, hundreds of sockets' pushes would queue behind
+    the one thread that runs it (a request's ORM work, say)."""
+    headers = token_headers(ada)
+
+    async def scenario():
+        socket = await connect(headers)
+        busy, release = threading.Event(), threading.Event()
+
+        def hold_the_sync_thread():
+            busy.set()
+            release.wait(30)
+
+        holder = asyncio.ensure_future(sync_to_async(hold_the_sync_thread)())
+        try:
+            assert await asyncio.to_thread(busy.wait, 10)
+            await push(ada, {"n": 1})
+            received = await socket.receive_json_from(timeout=5)
+        finally:
+            release.set()
+            await holder
+        await socket.disconnect()
+        return received
+
+    assert run(scenario) == {"n": 1}
 
 
 def test_every_connection_of_a_user_receives_a_push_and_no_other_users_connection_does(ada, grace):

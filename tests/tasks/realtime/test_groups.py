@@ -58,3 +58,41 @@ def test_a_full_channel_drops_the_new_message_as_group_send_does(new_layer):
             await layer.close_pools()
 
     assert async_to_sync(scenario)() == [0, 1, 3]
+
+
+def test_group_send_and_group_send_many_to_one_channel_arrive_in_the_order_of_the_calls(new_layer):
+    """The notification service pushes with ``group_send``, the bridge with ``group_send_many``:
+    one socket receives both in the order they were sent."""
+    async def scenario():
+        layer = new_layer()
+        try:
+            channel = await layer.new_channel()
+            await layer.group_add("user.mixed", channel)
+            await layer.group_send("user.mixed", {"type": "push", "n": 1})
+            await group_send_many(layer, [("user.mixed", {"type": "push", "n": 2})])
+            await layer.group_send("user.mixed", {"type": "push", "n": 3})
+            return [(await layer.receive(channel))["n"] for _ in range(3)]
+        finally:
+            await layer.close_pools()
+
+    assert async_to_sync(scenario)() == [1, 2, 3]
+
+
+def test_a_member_whose_membership_expired_is_dropped_from_its_group_and_the_others_receive(new_layer):
+    async def scenario():
+        layer = new_layer(group_expiry=60)
+        group = "user.expiring"
+        try:
+            stale, fresh = await layer.new_channel(), await layer.new_channel()
+            connection = layer.connection(layer.consistent_hash(group))
+            # channels-redis scores a membership with its join time: this one joined long ago.
+            await connection.zadd(layer._group_key(group), {stale: 0})
+            await layer.group_add(group, fresh)
+            await group_send_many(layer, [(group, {"type": "push", "n": 1})])
+            received = (await layer.receive(fresh))["n"]
+            return received, [name.decode() for name in await connection.zrange(layer._group_key(group), 0, -1)], fresh
+        finally:
+            await layer.close_pools()
+
+    received, members, fresh = async_to_sync(scenario)()
+    assert (received, members) == (1, [fresh])

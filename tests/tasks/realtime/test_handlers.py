@@ -19,7 +19,6 @@ from events.schemas import make_event, utc_timestamp
 from events.topics import TASK_UPDATES, dead_letter_topic, group_name
 from tasks.accounts.tokens import issue
 from tasks.sync import record_change
-from tasks.accounts.tokens import issue
 from testing.kafka import TestProducer, committed_offsets, end_offsets, read_topic, running
 from testing.waits import wait_for
 from todo_project.asgi import application
