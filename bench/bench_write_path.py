@@ -7,7 +7,8 @@ Every checkout measured (with --baseline: the baseline's and this one) has its p
 the private stack (bench/harness.py), side by side (the one not measured idles) and a user
 registered; first --warmup seconds of load on this checkout's, not recorded (a new broker's JIT
 would otherwise be paid by whichever checkout comes first). Then each checkout in turn (the
-baseline's just before this one's), bench/load.py, a process of its own, sends the load:
+baseline's just before this one's), bench/load.py, a process of its own, sends the load, the whole
+system's (2) first, so that its consumers never start on a backlog the write path left them:
 
 1. write path, issue #14's definition: ``--clients`` keep-alive clients create tasks back to back
    for ``--seconds`` (after 2 s of warm-up) with ONLY the processes of the write path running, in
@@ -17,7 +18,10 @@ baseline's just before this one's), bench/load.py, a process of its own, sends t
    blocking produce + flush inside the request (bench.outbox_writers.produce_and_flush: web
    alone, it publishes itself). No consumer runs, so the ratios between the modes compare the
    cost of publishing a change and nothing else: with consumers running, events off would also
-   spare every consumer its work and the ratio would measure the consumers;
+   spare every consumer its work and the ratio would measure the consumers. All the clients are
+   one user, as in the issue; each mode is then measured again with one user per client
+   (``write_path_users``): a user's changes commit one at a time (the sync log's per-user lock,
+   tasks/sync.py), so with one user the figure is that lock's turnover, not what the web can do;
 2. the whole system, as `make run` starts it (every process; ours): the same closed-loop load,
    for the whole system's CPU per change (consumers' work included) next to its throughput, then
    freshness: creates at each of ``--rates`` per second (open loop) for ``--fresh-seconds``; per
@@ -41,8 +45,7 @@ from figures import median_run, per_change_ms
 from harness import LoadGenerator, System, in_parallel, settled
 from proc import difference
 
-# A mode: the web process's extra environment and the processes running (None: all of `make run`'s).
-# The first is the one the processes start in and the warm-up's.
+# A write-path mode: the web process's extra environment and the processes running.
 WRITE_PATH = ("web", "relay")
 MODES = {
     "outbox + relay": ({}, WRITE_PATH),
@@ -91,13 +94,14 @@ def keep(results, label, section, key, row, figure):
     results[label].setdefault(section, {})[key] = median_run(rows, figure)
 
 
-def throughput(system, load, section, mode, args, results):
+def throughput(system, load, section, mode, args, results, tokens=None):
     idle = idle_cores(system)
     row = measured(system, lambda on_ready: load.measure(
-        on_ready, op="throughput", clients=args.clients, seconds=args.seconds))
+        on_ready, op="throughput", clients=args.clients, seconds=args.seconds, **({"tokens": tokens} if tokens else {})))
     row["idle_cores"] = idle
     keep(results, system.label, section, mode, row, "requests_per_s")
-    say(system, f"{section} [{mode}] ({' + '.join(row['processes']) if len(row['processes']) < 4 else 'all processes'}): "
+    running = " + ".join(row["processes"]) if len(row["processes"]) < 4 else "all processes"
+    say(system, f"{section} [{mode}] ({row['users']} user(s), {running}): "
         f"{row['requests_per_s']:7.1f} creates/s  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  system CPU "
         f"{row['system_cpu_per_change_ms']} ms/change, web {row['web_cpu_per_change_ms']} (idle {idle} cores)  load CPU "
         f"{row['load_cpu_per_change_ms']} ms/change  errors {row['errors'] or 0}{'' if row['settled'] else '  NOT SETTLED'}")
@@ -128,33 +132,35 @@ def measuring(system, token, *runs):
 
 
 def system_section(checkouts, meter, args, results):
-    """Every checkout's write-path processes started (side by side; the one not measured idles),
-    warmed up, then ``args.rounds`` times, mode by mode, each checkout in turn: the baseline's
-    measurement just before this tree's (with several rounds each figure is that of the median run,
-    ``keep``); then every checkout's whole system, one after the other, its throughput and freshness."""
+    """Every checkout's whole system started (side by side; the one not measured idles) and warmed
+    up; each checkout's whole system measured in turn (throughput, freshness) while nothing is left
+    to consume; then each stopped to its write path (web + relay) and ``args.rounds`` times, mode
+    by mode, each checkout in turn: the baseline's measurement just before this tree's (with several
+    rounds each figure is that of the median run, ``keep``)."""
     systems = [System(checkout, meter) for checkout in checkouts]
-    first_mode = next(iter(MODES))
+    whole_env = MODES[WHOLE_SYSTEM][0]
     try:
-        in_parallel(*(lambda system=system: system.start(first_mode, *MODES[first_mode]) for system in systems))
-        tokens = {system.label: system.register() for system in systems}
+        in_parallel(*(lambda system=system: system.start(f"whole system, {WHOLE_SYSTEM}", whole_env) for system in systems))
+        # The first user's token is the one user's of the write path and of the freshness's WebSocket.
+        tokens = {system.label: [system.register() for _ in range(args.clients)] for system in systems}
         if args.warmup:
             say(systems[-1], f"warming the servers up: {args.warmup:g} s of load (not recorded)")
-            measuring(systems[-1], tokens[systems[-1].label], lambda load: load.measure(
+            measuring(systems[-1], tokens[systems[-1].label][0], lambda load: load.measure(
                 lambda: None, op="throughput", clients=args.clients, seconds=args.warmup))
+            settled(systems[-1].checkout)  # the warm-up's work done before anything is measured
+        for system in systems:
+            measuring(system, tokens[system.label][0],
+                      lambda load: throughput(system, load, "whole_system", WHOLE_SYSTEM, args, results),
+                      lambda load: freshness(system, load, args, results))
         for round_number in range(args.rounds):
             # Every other round backwards: a round begins in the mode the last one ended in (one restart less).
             for mode in list(MODES)[::-1 if round_number % 2 else 1]:
                 for system in systems:
                     system.use(mode, *MODES[mode])
-                    measuring(system, tokens[system.label],
-                              lambda load: throughput(system, load, "write_path", mode, args, results))
-        for system in systems:
-            system.use(f"whole system, {WHOLE_SYSTEM}", MODES[WHOLE_SYSTEM][0], None)
-            measuring(system, tokens[system.label],
-                      lambda load: throughput(system, load, "whole_system", WHOLE_SYSTEM, args, results),
-                      lambda load: freshness(system, load, args, results))
-            if system is not systems[-1]:  # the next checkout's whole system runs beside this one's write path, idle
-                system.use(first_mode, *MODES[first_mode])
+                    measuring(system, tokens[system.label][0],
+                              lambda load: throughput(system, load, "write_path", mode, args, results),
+                              lambda load: throughput(system, load, "write_path_users", mode, args, results,
+                                                      tokens[system.label]))
     finally:
         in_parallel(*(system.stop for system in systems))
         results.pop("_runs", None)

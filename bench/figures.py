@@ -19,15 +19,17 @@ def median_run(rows, figure):
 def flatten(results):
     """``{figure: value}`` of one checkout's results (run_all's ``results[label]``), in table order."""
     flat = {}
-    write_path = results.get("write_path", {})
-    for mode, row in write_path.items():
-        _throughput(flat, f"write path, {running(row)} [{mode}]", row)
-    modes = {mode: row["requests_per_s"] for mode, row in write_path.items()}
-    if {"outbox + relay", "events off"} <= modes.keys() and modes["events off"]:
-        flat["write path (no consumer running): outbox / events off"] = round(modes["outbox + relay"] / modes["events off"], 3)
-    if {"outbox + relay", "sync produce+flush (seed)"} <= modes.keys() and modes["sync produce+flush (seed)"]:
-        flat["write path (no consumer running): outbox / seed's produce+flush"] = round(
-            modes["outbox + relay"] / modes["sync produce+flush (seed)"], 3)
+    for section, users in (("write_path", "one user"), ("write_path_users", "one user per client")):
+        write_path = results.get(section, {})
+        for mode, row in write_path.items():
+            _throughput(flat, f"write path, {running(row)}, {users} [{mode}]", row)
+        modes = {mode: row["requests_per_s"] for mode, row in write_path.items()}
+        if {"outbox + relay", "events off"} <= modes.keys() and modes["events off"]:
+            flat[f"write path (no consumer running), {users}: outbox / events off"] = round(
+                modes["outbox + relay"] / modes["events off"], 3)
+        if {"outbox + relay", "sync produce+flush (seed)"} <= modes.keys() and modes["sync produce+flush (seed)"]:
+            flat[f"write path (no consumer running), {users}: outbox / seed's produce+flush"] = round(
+                modes["outbox + relay"] / modes["sync produce+flush (seed)"], 3)
     for mode, row in results.get("whole_system", {}).items():
         _throughput(flat, f"whole system, {running(row)} [{mode}]", row)
     for rate, row in results.get("freshness", {}).items():
