@@ -4,9 +4,9 @@ which this runs alone (with its table, results.json and results.png):
     python bench/bench_write_path.py [--seconds 10] [--clients 8] [--rates 50 200 1000] [--rounds 1] [--baseline 25d134f]
 
 Every checkout measured (with --baseline: the baseline's and this one) has its processes started on
-the private stack (bench/harness.py), side by side (the one not measured idles) and a user
-registered; first --warmup seconds of load on this checkout's, not recorded (a new broker's JIT
-would otherwise be paid by whichever checkout comes first). Then each checkout in turn (the
+the private stack (bench/harness.py), side by side (the one not measured idles) and its users
+registered; first --warmup seconds of load on each checkout's, not recorded (a new broker's JIT and
+a cold web worker would otherwise be paid by whichever checkout comes first). Then each checkout in turn (the
 baseline's just before this one's), bench/load.py, a process of its own, sends the load, the whole
 system's (2) first, so that its consumers never start on a backlog the write path left them:
 
@@ -143,11 +143,13 @@ def system_section(checkouts, meter, args, results):
         in_parallel(*(lambda system=system: system.start(f"whole system, {WHOLE_SYSTEM}", whole_env) for system in systems))
         # The first user's token is the one user's of the write path and of the freshness's WebSocket.
         tokens = {system.label: [system.register() for _ in range(args.clients)] for system in systems}
-        if args.warmup:
-            say(systems[-1], f"warming the servers up: {args.warmup:g} s of load (not recorded)")
-            measuring(systems[-1], tokens[systems[-1].label][0], lambda load: load.measure(
+        for system in systems if args.warmup else ():
+            # Every checkout's: the first measured is the whole system's, and a cold web worker's
+            # first requests (lazy imports, first queries) would be charged to whichever came first.
+            say(system, f"warming the servers up: {args.warmup:g} s of load (not recorded)")
+            measuring(system, tokens[system.label][0], lambda load: load.measure(
                 lambda: None, op="throughput", clients=args.clients, seconds=args.warmup))
-            settled(systems[-1].checkout)  # the warm-up's work done before anything is measured
+            settled(system.checkout)  # the warm-up's work done before anything is measured
         for system in systems:
             measuring(system, tokens[system.label][0],
                       lambda load: throughput(system, load, "whole_system", WHOLE_SYSTEM, args, results),
