@@ -19,21 +19,21 @@ def median_run(rows, figure):
 def flatten(results):
     """``{figure: value}`` of one checkout's results (run_all's ``results[label]``), in table order."""
     flat = {}
-    write_path = results.get("write_path", {})
-    for mode, row in write_path.items():
-        flat[f"write path [{mode}]: creates/s"] = row["requests_per_s"]
-        flat[f"write path [{mode}]: response p50 ms"] = row["p50_ms"]
-        flat[f"write path [{mode}]: response p99 ms"] = row["p99_ms"]
-        flat[f"write path [{mode}]: system CPU ms/change"] = row["system_cpu_per_change_ms"]
-        flat[f"write path [{mode}]: load generator CPU ms/change"] = row["load_cpu_per_change_ms"]
-    modes = {mode: row["requests_per_s"] for mode, row in write_path.items()}
-    if {"outbox + relay", "events off"} <= modes.keys() and modes["events off"]:
-        flat["write path: outbox / events off"] = round(modes["outbox + relay"] / modes["events off"], 3)
-    if {"outbox + relay", "sync produce+flush (seed)"} <= modes.keys() and modes["sync produce+flush (seed)"]:
-        flat["write path: outbox / seed's produce+flush"] = round(
-            modes["outbox + relay"] / modes["sync produce+flush (seed)"], 3)
+    for section, users in (("write_path", "one user"), ("write_path_users", "one user per client")):
+        write_path = results.get(section, {})
+        for mode, row in write_path.items():
+            _throughput(flat, f"write path, {running(row)}, {users} [{mode}]", row)
+        modes = {mode: row["requests_per_s"] for mode, row in write_path.items()}
+        if {"outbox + relay", "events off"} <= modes.keys() and modes["events off"]:
+            flat[f"write path (no consumer running), {users}: outbox / events off"] = round(
+                modes["outbox + relay"] / modes["events off"], 3)
+        if {"outbox + relay", "sync produce+flush (seed)"} <= modes.keys() and modes["sync produce+flush (seed)"]:
+            flat[f"write path (no consumer running), {users}: outbox / seed's produce+flush"] = round(
+                modes["outbox + relay"] / modes["sync produce+flush (seed)"], 3)
+    for mode, row in results.get("whole_system", {}).items():
+        _throughput(flat, f"whole system, {running(row)} [{mode}]", row)
     for rate, row in results.get("freshness", {}).items():
-        name = f"freshness [{rate}/s]"
+        name = f"freshness, all `make run` processes [{rate}/s]"
         flat[f"{name}: achieved/s"] = row["achieved_per_s"]
         for target, label in (("kafka", "API->Kafka"), ("websocket", "API->2nd WebSocket")):
             for origin in ("from_sent", "from_commit"):
@@ -56,6 +56,23 @@ def flatten(results):
     for role, mib in results.get("peak_rss_mib", {}).items():
         flat[f"peak RSS [{role}] MiB"] = mib
     return flat
+
+
+def running(row):
+    """The processes a measurement ran, as its label says them: a few by name, or all of `make run`'s."""
+    processes = row.get("processes")
+    if not processes:  # a row of a run that did not record them
+        return "processes not recorded"
+    return f"{' + '.join(processes)} only" if set(processes) <= {"web", "relay"} else "all `make run` processes"
+
+
+def _throughput(flat, name, row):
+    flat[f"{name}: creates/s"] = row["requests_per_s"]
+    flat[f"{name}: response p50 ms"] = row["p50_ms"]
+    flat[f"{name}: response p99 ms"] = row["p99_ms"]
+    flat[f"{name}: system CPU ms/change"] = row["system_cpu_per_change_ms"]
+    flat[f"{name}: web CPU ms/change"] = row.get("web_cpu_per_change_ms")
+    flat[f"{name}: load generator CPU ms/change"] = row["load_cpu_per_change_ms"]
 
 
 def leaves(name, tree):

@@ -10,12 +10,16 @@ starts them, the load generator beside them, and every process's CPU and memory.
   (scripts/supervise.py ``system_processes``: the Procfile's lines and one run_consumer per
   registered consumer), asked of that tree, started from that tree, each through ``/bin/sh -c
   "exec env <line>"`` as supervisord starts it; only the development mail catcher is left out.
-- ``System``: one checkout's processes running; a mode is extra environment of its web process
-  (OUTBOX_WRITER), which alone is restarted to change modes. Ready when the web serves and the
-  checkout's processes and the servers have gone quiet (no start-up CPU in a measurement).
+- ``System``: some or all of one checkout's processes running; a mode is extra environment of its
+  web process (OUTBOX_WRITER) and the names of the processes that run in it (the write path: web
+  and relay only; the whole system: all of them). Changing modes restarts the web alone when its
+  environment changes, and stops or starts the others as the mode's list says. Ready when the web
+  serves and the checkout's processes and the servers have gone quiet (no start-up CPU in a
+  measurement).
 - ``LoadGenerator``: bench/load.py in a process of its own, driven over its stdin/stdout.
-- ``settled``: every consumer group of the checkout has committed the end of every partition it
-  is assigned, and no topic grew for a second: the work of the changes made is done.
+- ``settled``: the outbox has no row left to publish, every consumer group of the checkout has
+  committed the end of every partition it is assigned, and no topic grew for a second: the work
+  of the changes made is done (with no consumer running, the relay's publishing is that work).
 """
 
 import functools
@@ -170,7 +174,9 @@ def role(name):
 
 class System:
     """A checkout's `make run` processes, each a root of the meter in the checkout's group. A mode is
-    extra environment of the web process (OUTBOX_WRITER): ``use()`` restarts the web alone in it."""
+    extra environment of the web process (OUTBOX_WRITER) and the processes that run in it (``names``,
+    None for all of `make run`'s): ``use()`` restarts the web when its environment changes and stops
+    or starts the others to match."""
 
     def __init__(self, checkout, meter):
         self.checkout, self.meter, self.label = checkout, meter, checkout.label
@@ -178,21 +184,24 @@ class System:
         self.env = {**checkout.env, "WEB_PORT": str(self.port)}
         self.log_dir = checkout.log_dir / checkout.label
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.processes, self.mode = {}, None
+        self.processes, self.mode, self.web_env = {}, None, None
 
-    def start(self, mode, extra_env):
+    def start(self, mode, extra_env, names=None):
+        return self.use(mode, extra_env, names)
+
+    def use(self, mode, extra_env, names=None):
+        commands = dict(self.checkout.processes)
+        wanted = set(commands) if names is None else set(names)
+        if "web" not in wanted or not wanted <= commands.keys():
+            raise ValueError(f"{self.label}: a mode runs the web and processes of {sorted(commands)}, not {sorted(wanted)}")
+        web_env = {**self.env, **extra_env}
+        self._stop([name for name in self.processes if name not in wanted or (name == "web" and web_env != self.web_env)])
         for name, command in self.checkout.processes:
-            self._spawn(name, command, {**self.env, **extra_env} if name == "web" else self.env)
-        self.mode = mode
+            if name in wanted and name not in self.processes:
+                self._spawn(name, command, web_env if name == "web" else self.env)
+        self.mode, self.web_env = mode, web_env
         self._ready()
         return self
-
-    def use(self, mode, extra_env):
-        if mode != self.mode:
-            self._stop(["web"])
-            self._spawn("web", dict(self.checkout.processes)["web"], {**self.env, **extra_env})
-            self.mode = mode
-            self._ready()
 
     def _spawn(self, name, command, env):
         with open(self.log_dir / f"{name}.log", "ab") as log:
@@ -313,18 +322,27 @@ def consumer_lag(admin, consumer, prefix):
     return lag, ends
 
 
+# Rows the relay has still to publish (neither sent nor parked): the same table and columns in every
+# checkout measured, the baseline's (25d134f) included.
+UNPUBLISHED = "SELECT EXISTS (SELECT 1 FROM events_outboxevent WHERE sent_at IS NULL AND parked_at IS NULL)"
+
+
 def settled(checkout, timeout=SETTLE_TIMEOUT):
-    """Wait until the checkout's consumers have done all the work on the topics (module docstring);
-    returns whether they did within ``timeout`` s."""
+    """Wait until the checkout's relay and consumers have done all the work of the changes made
+    (module docstring); returns whether they did within ``timeout`` s."""
+    import psycopg
     from confluent_kafka import Consumer
     from confluent_kafka.admin import AdminClient
 
     servers = checkout.stack.broker.bootstrap_servers
     admin = AdminClient({"bootstrap.servers": servers})
     consumer = Consumer({"bootstrap.servers": servers, "group.id": "bench-watermarks"})
+    database = psycopg.connect(checkout.env["DATABASE_URL"], autocommit=True)
     previous = [None]
 
     def done():
+        if database.execute(UNPUBLISHED).fetchone()[0]:
+            return False
         lag, ends = consumer_lag(admin, consumer, checkout.env["KAFKA_GROUP_PREFIX"])
         quiet, previous[0] = lag == 0 and ends == previous[0], ends
         return quiet
@@ -332,4 +350,5 @@ def settled(checkout, timeout=SETTLE_TIMEOUT):
     try:
         return bool(wait_for(done, timeout, interval=1.0))
     finally:
+        database.close()
         consumer.close()

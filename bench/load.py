@@ -7,8 +7,10 @@ first warms up, then prints ``{"ready": ...}`` and waits for a ``go`` line (the 
 system's CPU in between), measures, and prints ``{"result": ...}`` with the CPU time this process
 spent on the measured part (``load_cpu_s``):
 
-- ``{"op": "throughput", "clients": 8, "seconds": 10}``: closed loop, ``clients`` keep-alive
-  connections each creating tasks back to back; creates/s and response time from the send.
+- ``{"op": "throughput", "clients": 8, "seconds": 10[, "tokens": [...]]}``: closed loop, ``clients``
+  keep-alive connections each creating tasks back to back, as the user of ``--token`` or, with
+  ``tokens``, client i as the user of ``tokens[i % len(tokens)]``; creates/s and response time
+  from the send.
 - ``{"op": "freshness", "rate": 200, "seconds": 6}``: open loop, one create due every 1/rate s on
   up to ``CONNECTIONS`` keep-alive connections; a create that finds no free connection before the
   window ends is not sent (counted as ``not_sent``). For each answered create: when its
@@ -158,8 +160,9 @@ class Load:
         if line.strip() != "go":
             raise SystemExit(f"expected 'go', got {line!r}")
 
-    async def throughput(self, clients, seconds, warmup=2.0):
-        connections = [await Connection(self.args.port, self.args.token).open() for _ in range(clients)]
+    async def throughput(self, clients, seconds, warmup=2.0, tokens=None):
+        tokens = tokens or [self.args.token]
+        connections = [await Connection(self.args.port, tokens[i % len(tokens)]).open() for i in range(clients)]
 
         async def client(connection, until, latencies, statuses):
             while time.monotonic() < until:
@@ -176,7 +179,7 @@ class Load:
         for connection in connections:
             connection.close()
         created = statuses.get(201, 0)
-        return {"clients": clients, "seconds": round(elapsed, 2), "changes": created,
+        return {"clients": clients, "users": min(clients, len(tokens)), "seconds": round(elapsed, 2), "changes": created,
                 "requests_per_s": round(created / elapsed, 1), **figures(latencies),
                 "errors": {str(k): v for k, v in statuses.items() if k != 201},
                 "load_cpu_s": round(time.process_time() - cpu, 2)}

@@ -11,10 +11,11 @@ so that every process of the system is a child of this one and its CPU can be su
 (bench/proc.py); the shared servers of other work are not touched.
 
 Sections:
-- system (bench/bench_write_path.py): the checkout's `make run` processes; create-task throughput
-  with --clients keep-alive clients in three modes (events off / outbox + relay / the seed's
-  synchronous produce+flush), freshness at each of --rates, and the whole system's CPU time per
-  committed change next to each, the load generator (bench/load.py, a process of its own) apart;
+- system (bench/bench_write_path.py): create-task throughput with --clients keep-alive clients on
+  the write path alone (web + relay, no consumer) in three modes (outbox + relay / events off /
+  the seed's synchronous produce+flush, web alone), then on the checkout's whole `make run` system,
+  freshness at each of --rates there, and the CPU time per committed change of the processes
+  running next to each, the load generator (bench/load.py, a process of its own) apart;
 - consumers: the checkout's bench/bench_consumers.py (each consumer next to a bare consume loop);
 - reminders: the checkout's bench/bench_scheduler.py (lateness with --pending reminders pending);
 - relay: the checkout's bench/bench_relay.py (a --relay-rows backlog drained, next to a bare produce);
@@ -145,8 +146,10 @@ def print_table(results):
         print(table(comparison(flat["after"], flat["before"]), ["figure", "after", "before", "after/before"]))
     else:
         print(table([(name, value) for name, value in flat["after"].items()], ["figure", "value"]))
-    print("(CPU ms/change: the CPU time of every process of the system from the start of the load until it settled, "
-          "per committed change; the load generator's apart. Freshness from send: from the moment the request was "
+    print("(Write path: only the web and the relay run (the seed's mode: the web alone), as in issue #14; whole system: "
+          "every process of `make run`. CPU ms/change: the CPU time of every process running, and the servers', from the "
+          "start of the load until the work it caused was done, per committed change; the load generator's apart. "
+          "Freshness (whole system) from send: from the moment the request was "
           "written; from commit: from the task's created_at, set inside the request's transaction just before its commit.)")
 
 
@@ -173,10 +176,14 @@ def chart(results):
         ax.legend(fontsize=8)
 
     wp = {label: results[label].get("write_path", {}) for label in labels}
-    bars(axes[0][0], "create-task, 8 keep-alive clients: creates/s",
-         {label: {m: r["requests_per_s"] for m, r in rows.items()} for label, rows in wp.items()})
-    bars(axes[0][1], "whole-system CPU ms per committed change",
+    whole = {label: results[label].get("whole_system", {}) for label in labels}
+    bars(axes[0][0], "create-task, 8 keep-alive clients: creates/s (write path: web + relay only)",
+         {label: {**{m: r["requests_per_s"] for m, r in rows.items()},
+                  **{f"whole system: {m}": r["requests_per_s"] for m, r in whole[label].items()}}
+          for label, rows in wp.items()})
+    bars(axes[0][1], "CPU ms per committed change, every process running",
          {label: {**{f"write: {m}": r["system_cpu_per_change_ms"] for m, r in rows.items()},
+                  **{f"whole: {m}": r["system_cpu_per_change_ms"] for m, r in whole[label].items()},
                   **{f"fresh {rate}/s": r["system_cpu_per_change_ms"]
                      for rate, r in results[label].get("freshness", {}).items()}} for label, rows in wp.items()})
     bars(axes[1][0], "freshness from send, p99 ms (log), by target rate: API->Kafka, API->2nd WebSocket",

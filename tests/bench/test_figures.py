@@ -31,8 +31,31 @@ def test_the_write_path_ratios_are_computed_within_one_checkout():
     flat = flatten({"write_path": {"events off": {**row, "requests_per_s": 200.0},
                                    "outbox + relay": {**row, "requests_per_s": 180.0},
                                    "sync produce+flush (seed)": {**row, "requests_per_s": 0}}})
-    assert flat["write path: outbox / events off"] == 0.9
-    assert "write path: outbox / seed's produce+flush" not in flat  # nothing to divide by
+    assert flat["write path (no consumer running), one user: outbox / events off"] == 0.9
+    assert "write path (no consumer running), one user: outbox / seed's produce+flush" not in flat  # nothing to divide by
+
+
+def test_a_throughput_figure_says_which_processes_ran():
+    row = {"requests_per_s": 180.0, "p50_ms": 1.0, "p99_ms": 2.0, "system_cpu_per_change_ms": 5.0,
+           "web_cpu_per_change_ms": 3.0, "load_cpu_per_change_ms": 1.0}
+    flat = flatten({"write_path": {"outbox + relay": {**row, "processes": ["web", "relay"]},
+                                   "sync produce+flush (seed)": {**row, "processes": ["web"]}},
+                    "whole_system": {"outbox + relay": {**row, "processes": ["web", "relay", "worker", "audit"]}}})
+    assert flat["write path, web + relay only, one user [outbox + relay]: web CPU ms/change"] == 3.0
+    assert flat["write path, web only, one user [sync produce+flush (seed)]: creates/s"] == 180.0
+    assert flat["whole system, all `make run` processes [outbox + relay]: system CPU ms/change"] == 5.0
+
+
+def test_the_write_path_with_one_user_per_client_has_figures_and_ratios_of_its_own():
+    row = {"p50_ms": 1.0, "p99_ms": 2.0, "system_cpu_per_change_ms": 5.0, "load_cpu_per_change_ms": 1.0,
+           "processes": ["web", "relay"]}
+    flat = flatten({"write_path": {"outbox + relay": {**row, "requests_per_s": 100.0},
+                                   "events off": {**row, "requests_per_s": 400.0}},
+                    "write_path_users": {"outbox + relay": {**row, "requests_per_s": 300.0},
+                                         "events off": {**row, "requests_per_s": 400.0}}})
+    assert flat["write path (no consumer running), one user: outbox / events off"] == 0.25
+    assert flat["write path (no consumer running), one user per client: outbox / events off"] == 0.75
+    assert flat["write path, web + relay only, one user per client [outbox + relay]: creates/s"] == 300.0
 
 
 def test_the_table_aligns_figures_and_shows_a_missing_one_as_a_dash():
