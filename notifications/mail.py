@@ -19,9 +19,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
+from events.bulk import bulk_insert
 from events.core.retry import RetryPolicy
 from notifications.models import OutgoingEmail
 
@@ -59,16 +60,16 @@ def header_safe(text):
     return " ".join(cleaned.split())[:MAX_SUBJECT_LENGTH]
 
 
-def over_cap(user):
-    """Has ``user`` had their e-mails of the last hour (EMAIL_MAX_PER_USER_PER_HOUR)?
+def recent_email_counts(user_ids):
+    """{user id: their e-mails of the last hour that the cap counts} for ``user_ids`` (one query).
 
     Counted, not locked: two consumers delivering to one user at the same instant may each pass
     with the last slot, so the cap can be overshot by the number of parallel consumers, never more.
     """
     recent = OutgoingEmail.objects.filter(
-        user=user, created_at__gte=timezone.now() - CAP_WINDOW, status__in=COUNTED_BY_CAP
+        user__in=user_ids, created_at__gte=timezone.now() - CAP_WINDOW, status__in=COUNTED_BY_CAP
     )
-    return recent.count() >= settings.EMAIL_MAX_PER_USER_PER_HOUR
+    return dict(recent.values_list("user").annotate(count=Count("pk")).order_by())
 
 
 def queue_email(*, user, kind, subject, body, notification=None, status=Status.PENDING):
@@ -77,22 +78,36 @@ def queue_email(*, user, kind, subject, body, notification=None, status=Status.P
     ``status`` other than pending records why it is not sent (unconfirmed). A pending e-mail over
     the user's hourly cap is recorded ``suppressed`` instead.
     """
-    if status == Status.PENDING and over_cap(user):
-        status = Status.SUPPRESSED
-    email = OutgoingEmail.objects.create(
-        user=user,
-        notification=notification,
-        kind=kind,
-        to=user.email,
-        subject=header_safe(subject),
-        body=body,
-        status=status,
-        next_attempt_at=timezone.now() if status == Status.PENDING else None,
-    )
-    if status == Status.PENDING:
-        # robust: a broker outage must not fail the committed transaction; the sweep sends it then.
-        transaction.on_commit(lambda: enqueue(email.pk), robust=True)
-    return email
+    email = OutgoingEmail(user=user, notification=notification, kind=kind, to=user.email, subject=subject, body=body,
+                          status=status)
+    return queue_emails([email])[0]
+
+
+def queue_emails(emails):
+    """``queue_email`` for the unsaved e-mails ``emails``: one count for the cap and one insert for
+    all, their pending ones enqueued after commit. The cap counts as if they were queued one by one,
+    in their order: each pending one takes a slot of its user's hour, until none is left."""
+    counts = recent_email_counts({email.user_id for email in emails if email.status == Status.PENDING})
+    now = timezone.now()
+    for email in emails:
+        email.subject = header_safe(email.subject)
+        if email.status == Status.PENDING:
+            if counts.get(email.user_id, 0) >= settings.EMAIL_MAX_PER_USER_PER_HOUR:
+                email.status = Status.SUPPRESSED
+            else:
+                counts[email.user_id] = counts.get(email.user_id, 0) + 1
+                email.next_attempt_at = now
+    bulk_insert(emails)
+    pending = [email.pk for email in emails if email.status == Status.PENDING]
+    if pending:
+        # robust: a broker outage must not fail the committed transaction; the sweep sends them then.
+        transaction.on_commit(lambda: enqueue_all(pending), robust=True)
+    return emails
+
+
+def enqueue_all(email_ids):
+    for email_id in email_ids:
+        enqueue(email_id)
 
 
 def enqueue(email_id, countdown=None):
