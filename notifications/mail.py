@@ -2,7 +2,7 @@
 
 ``queue_email`` writes an ``OutgoingEmail`` row inside the transaction of what it is about (the
 notification of a due reminder, a registration) and enqueues ``send_email`` on the celery worker
-once that transaction commits; the in-app notification never waits for, or rolls back with, SMTP.
+once that transaction commits (``queue_emails``: the e-mails of a batch, in one celery message); the in-app notification never waits for, or rolls back with, SMTP.
 
 ``send_email`` claims the row (``pending`` -> ``sending``, committed) before it talks SMTP and
 records the outcome afterwards. A second sender finds nothing to claim, so no e-mail goes out
@@ -101,19 +101,16 @@ def queue_emails(emails):
     pending = [email.pk for email in emails if email.status == Status.PENDING]
     if pending:
         # robust: a broker outage must not fail the committed transaction; the sweep sends them then.
-        transaction.on_commit(lambda: enqueue_all(pending), robust=True)
+        transaction.on_commit(lambda: enqueue(pending), robust=True)
     return emails
 
 
-def enqueue_all(email_ids):
-    for email_id in email_ids:
-        enqueue(email_id)
+def enqueue(email_ids, countdown=None):
+    """Have the celery worker send ``email_ids`` (after ``countdown`` seconds): one message for all,
+    so that a batch of reminders costs one round trip to the broker, not one per e-mail."""
+    from notifications.tasks import send_emails_task
 
-
-def enqueue(email_id, countdown=None):
-    from notifications.tasks import send_email_task
-
-    send_email_task.apply_async((email_id,), countdown=countdown)
+    send_emails_task.apply_async((list(email_ids),), countdown=countdown)
 
 
 def claim(email_id):
@@ -162,7 +159,7 @@ def _record_failure(email, exc):
         logger.info("e-mail %s: attempt %d failed (%s), retrying in %.1f s", email.pk, email.attempts, error, backoff)
         mine.update(status=Status.PENDING, last_error=error, next_attempt_at=timezone.now() + timedelta(seconds=backoff))
         try:
-            enqueue(email.pk, countdown=backoff)
+            enqueue([email.pk], countdown=backoff)
         except Exception:  # the broker is down: the sweep retries it when its time comes
             logger.exception("e-mail %s: could not enqueue its retry, leaving it to the sweep", email.pk)
     email.refresh_from_db()

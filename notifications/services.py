@@ -4,15 +4,13 @@ import uuid
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 
 from events.bulk import bulk_insert
 from events.schemas import utc_timestamp
 from notifications.mail import queue_emails
 from notifications.models import Notification, OutgoingEmail
-from tasks.realtime.groups import group_send_many, push_batch_message, user_group_name
+from tasks.realtime.groups import push_to_users
 
 
 def notification_payload(notification):
@@ -103,15 +101,6 @@ def email_of(notification):
         user=user, notification=notification, kind=OutgoingEmail.Kind.REMINDER, to=user.email,
         subject=f"Reminder: {notification.title}", body=notification.body,
         status=OutgoingEmail.Status.PENDING if user.email_confirmed_at else OutgoingEmail.Status.UNCONFIRMED,
-    )
-
-
-def push_to_users(messages_by_user):
-    """Send each user's messages to their open connections, in order: one group send per user
-    (``push_batch_message``), all users' concurrently."""
-    async_to_sync(group_send_many)(
-        get_channel_layer(),
-        [(user_group_name(user_id), push_batch_message(messages)) for user_id, messages in messages_by_user.items()],
     )
 
 
