@@ -34,6 +34,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from prometheus_client import Counter, Histogram
 
+from events.bulk import bulk_insert
 from events.outbox import emit_all
 from events.schemas import ForgedEvent, InvalidEvent, event_uuid, make_event, parse_timestamp
 from notifications.models import ScheduledReminder
@@ -331,7 +332,7 @@ def on_schedule_changes(events):
             elif row.status == Status.PENDING:
                 row.status = Status.CANCELLED
                 changed[reminder_id] = row
-    ScheduledReminder.objects.bulk_create(created.values())
+    bulk_insert(list(created.values()))
     updated_at = timezone.now()
     changed = [row for reminder_id, row in changed.items() if reminder_id not in created]
     for row in changed:
