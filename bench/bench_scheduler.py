@@ -1,6 +1,6 @@
 """Benchmark of the reminder scheduler: lateness with many reminders pending and bursts.
 
-    python bench/bench_scheduler.py [--pending 1000000] [--burst 2000] [--spread 500]
+    python bench/bench_scheduler.py [--pending 1000000] [--burst 2000] [--spread 500] [--deliver]
 
 Needs the infrastructure up (`make infra`). On a scratch database it loads ``--pending``
 reminders due over the next 30 days straight into the schedule with one INSERT ... SELECT (the
@@ -11,7 +11,11 @@ seconds the way the API does (reminder.scheduled events through the outbox and K
 the lateness (fired_at - remind_at, on the scheduler's clock) p50/p99/max of each group, and how
 fast the scheduler recorded the schedule. A reminder recorded after its time is counted apart:
 its lateness is the recording's, not the clock's (the lead must cover the recording of the
-whole schedule for the lateness to measure the clock).
+whole schedule for the lateness to measure the clock). With ``--deliver`` the notification service
+(`run_consumer notifications`) runs too, and each group's delivery lateness (the in-app
+notification's created_at - remind_at) is printed as well: what the owner sees, the scheduler's
+firing and the notification consumer's batches together (the owner has no e-mail address: no
+e-mail is queued).
 """
 
 import argparse
@@ -121,6 +125,30 @@ def wait_until_fired(group, scheduler, timeout=120):
         raise SystemExit(f"the scheduler exited before it fired {len(ids):,} reminders")
 
 
+def wait_until_delivered(group, processes, timeout=120):
+    from notifications.models import Notification
+
+    ids = [reminder.pk for reminder in group]
+    wait_until(
+        lambda: any(process.poll() is not None for process in processes)
+        or Notification.objects.filter(reminder_id__in=ids).count() == len(ids),
+        timeout, f"the notification service delivering {len(ids):,} reminders",
+    )
+    if any(process.poll() is not None for process in processes):
+        raise SystemExit(f"a process exited before {len(ids):,} reminders were delivered")
+
+
+def delivery_lateness_of(group):
+    """p50/p99/max in ms of ``group``'s in-app notifications' created_at - remind_at."""
+    from notifications.models import Notification
+
+    remind_at = {str(reminder.pk): reminder.remind_at for reminder in group}
+    created = Notification.objects.filter(reminder_id__in=list(remind_at)).values_list("reminder_id", "created_at")
+    lateness = [(at - remind_at[str(reminder_id)]).total_seconds() * 1000 for reminder_id, at in created]
+    return {"count": len(lateness), "p50_ms": statistics.median(lateness), "p99_ms": percentile(lateness, .99),
+            "max_ms": max(lateness)}
+
+
 def lateness_of(group):
     """p50/p99/max lateness in ms of ``group``'s fired rows (fired_at - remind_at, the scheduler's clock)."""
     from notifications.models import ScheduledReminder
@@ -145,8 +173,9 @@ def recording_rate(group, emitted_at):
     return len(group) / max((last - emitted_at).total_seconds(), 1e-3)
 
 
-def measure(pending, burst_size, spread_size, lead_seconds=LEAD_SECONDS):
-    """One run on a scratch database; returns the seeding time and the lateness of each group."""
+def measure(pending, burst_size, spread_size, lead_seconds=LEAD_SECONDS, deliver=False):
+    """One run on a scratch database; returns the seeding time and the lateness of each group (and
+    with ``deliver`` each group's delivery lateness)."""
     with scratch_environment("benchsched") as env:
         from django.utils import timezone
 
@@ -161,6 +190,9 @@ def measure(pending, burst_size, spread_size, lead_seconds=LEAD_SECONDS):
 
         scheduler = subprocess.Popen([sys.executable, "manage.py", "run_scheduler"], cwd=REPO, env=env)
         relay = subprocess.Popen([sys.executable, "manage.py", "relay_outbox"], cwd=REPO, env=env)
+        processes = [scheduler, relay]
+        if deliver:
+            processes.append(subprocess.Popen([sys.executable, "manage.py", "run_consumer", "notifications"], cwd=REPO, env=env))
         try:
             # Its start-up is not what is measured: wait until it fires a reminder due already.
             warm_up = reminders(1, lambda i: timezone.now(), owner)
@@ -173,8 +205,10 @@ def measure(pending, burst_size, spread_size, lead_seconds=LEAD_SECONDS):
             emitted_at = timezone.now()
             print(f"{burst_size:,} reminders due together and {spread_size:,} over 10 s, from {start:%H:%M:%S} …", flush=True)
             wait_until_fired(burst + spread, scheduler)
+            if deliver:
+                wait_until_delivered(burst + spread, processes)
         finally:
-            for process in (scheduler, relay):
+            for process in processes:
                 process.terminate()
                 process.wait(60)
 
@@ -182,6 +216,8 @@ def measure(pending, burst_size, spread_size, lead_seconds=LEAD_SECONDS):
                   "recorded_per_s": recording_rate(burst + spread, emitted_at), "burst": lateness_of(burst)}
         if spread:
             result["spread"] = lateness_of(spread)
+        if deliver:
+            result["delivered"] = {"burst": delivery_lateness_of(burst), **({"spread": delivery_lateness_of(spread)} if spread else {})}
         result["pending_after"] = ScheduledReminder.objects.filter(status="pending").count()
     return result
 
@@ -192,9 +228,10 @@ def main(argv=None):
     parser.add_argument("--burst", type=int, default=2_000)
     parser.add_argument("--spread", type=int, default=500)
     parser.add_argument("--lead", type=float, default=LEAD_SECONDS, help="seconds from scheduling to the burst")
+    parser.add_argument("--deliver", action="store_true", help="run the notification service too; print delivery lateness")
     args = parser.parse_args(argv)
 
-    result = measure(args.pending, args.burst, args.spread, args.lead)
+    result = measure(args.pending, args.burst, args.spread, args.lead, args.deliver)
     print(f"  {result['pending']:,} pending loaded in {result['seed_seconds']:.1f} s; the schedule recorded at "
           f"{result['recorded_per_s']:,.0f} reminders/s, the burst due {args.lead:g} s after it was emitted")
     for label in ("burst", "spread"):
@@ -203,6 +240,9 @@ def main(argv=None):
             print(f"  {label:6} ({group['count']:,}): lateness p50 {group['p50_ms']:.0f} ms, "
                   f"p99 {group['p99_ms']:.0f} ms, max {group['max_ms']:.0f} ms, fired early {group['early']}; "
                   f"recorded after their time {group['recorded_late']:,} (the last {group['last_recorded_ms']:+.0f} ms)")
+    for label, group in result.get("delivered", {}).items():
+        print(f"  {label:6} ({group['count']:,}) delivered: in-app notification p50 {group['p50_ms']:.0f} ms, "
+              f"p99 {group['p99_ms']:.0f} ms, max {group['max_ms']:.0f} ms after remind_at")
     print(f"  pending after the run: {result['pending_after']:,} (the backlog, none fired early)")
     return result
 

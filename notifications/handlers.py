@@ -1,8 +1,9 @@
 """Handlers of the notification service (consumer ``notifications``, group notification-service).
 
 ``on_reminders_due`` takes the reminders fetched together: their scheduler rows and owners are
-read in one query each for the whole batch; ``on_reminder_due`` one, when the runtime re-runs the
-events of a failed batch one by one.
+read in one query each for the whole batch, and ``deliver_reminders`` writes their notifications
+and e-mails in a few statements; ``on_reminder_due`` one, when the runtime re-runs the events of a
+failed batch one by one.
 """
 
 import logging
@@ -11,7 +12,7 @@ from django.contrib.auth import get_user_model
 
 from events.schemas import ForgedEvent, event_uuid
 from notifications.models import ScheduledReminder
-from notifications.services import deliver_reminder
+from notifications.services import ReminderDelivery, deliver_reminders
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +39,14 @@ def fired_reminders(datas):
 def on_reminders_due(events):
     reminders = fired_reminders([event["data"] for event in events])
     users = get_user_model().objects.in_bulk({int(reminder.user_id) for reminder in reminders})
+    deliveries = []
     for reminder in reminders:
         user = users.get(int(reminder.user_id))
         if user is None:
             logger.info("reminder %s: user %s no longer exists, nothing to deliver", reminder.reminder_id, reminder.user_id)
             continue
-        deliver_reminder(
-            user=user,
-            reminder_id=reminder.reminder_id,
-            task_id=reminder.task_id,
-            title=reminder.title,
-            due_at=reminder.due_at,
-        )
+        deliveries.append(ReminderDelivery(user, reminder.reminder_id, reminder.task_id, reminder.title, reminder.due_at))
+    deliver_reminders(deliveries)
 
 
 def on_reminder_due(event):

@@ -2,7 +2,7 @@
 
 ``queue_email`` writes an ``OutgoingEmail`` row inside the transaction of what it is about (the
 notification of a due reminder, a registration) and enqueues ``send_email`` on the celery worker
-once that transaction commits; the in-app notification never waits for, or rolls back with, SMTP.
+once that transaction commits (``queue_emails``: the e-mails of a batch, in one celery message); the in-app notification never waits for, or rolls back with, SMTP.
 
 ``send_email`` claims the row (``pending`` -> ``sending``, committed) before it talks SMTP and
 records the outcome afterwards. A second sender finds nothing to claim, so no e-mail goes out
@@ -19,9 +19,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
+from events.bulk import bulk_insert
 from events.core.retry import RetryPolicy
 from notifications.models import OutgoingEmail
 
@@ -59,16 +60,16 @@ def header_safe(text):
     return " ".join(cleaned.split())[:MAX_SUBJECT_LENGTH]
 
 
-def over_cap(user):
-    """Has ``user`` had their e-mails of the last hour (EMAIL_MAX_PER_USER_PER_HOUR)?
+def recent_email_counts(user_ids):
+    """{user id: their e-mails of the last hour that the cap counts} for ``user_ids`` (one query).
 
     Counted, not locked: two consumers delivering to one user at the same instant may each pass
     with the last slot, so the cap can be overshot by the number of parallel consumers, never more.
     """
     recent = OutgoingEmail.objects.filter(
-        user=user, created_at__gte=timezone.now() - CAP_WINDOW, status__in=COUNTED_BY_CAP
+        user__in=user_ids, created_at__gte=timezone.now() - CAP_WINDOW, status__in=COUNTED_BY_CAP
     )
-    return recent.count() >= settings.EMAIL_MAX_PER_USER_PER_HOUR
+    return dict(recent.values_list("user").annotate(count=Count("pk")).order_by())
 
 
 def queue_email(*, user, kind, subject, body, notification=None, status=Status.PENDING):
@@ -77,28 +78,39 @@ def queue_email(*, user, kind, subject, body, notification=None, status=Status.P
     ``status`` other than pending records why it is not sent (unconfirmed). A pending e-mail over
     the user's hourly cap is recorded ``suppressed`` instead.
     """
-    if status == Status.PENDING and over_cap(user):
-        status = Status.SUPPRESSED
-    email = OutgoingEmail.objects.create(
-        user=user,
-        notification=notification,
-        kind=kind,
-        to=user.email,
-        subject=header_safe(subject),
-        body=body,
-        status=status,
-        next_attempt_at=timezone.now() if status == Status.PENDING else None,
-    )
-    if status == Status.PENDING:
-        # robust: a broker outage must not fail the committed transaction; the sweep sends it then.
-        transaction.on_commit(lambda: enqueue(email.pk), robust=True)
-    return email
+    email = OutgoingEmail(user=user, notification=notification, kind=kind, to=user.email, subject=subject, body=body,
+                          status=status)
+    return queue_emails([email])[0]
 
 
-def enqueue(email_id, countdown=None):
-    from notifications.tasks import send_email_task
+def queue_emails(emails):
+    """``queue_email`` for the unsaved e-mails ``emails``: one count for the cap and one insert for
+    all, their pending ones enqueued after commit. The cap counts as if they were queued one by one,
+    in their order: each pending one takes a slot of its user's hour, until none is left."""
+    counts = recent_email_counts({email.user_id for email in emails if email.status == Status.PENDING})
+    now = timezone.now()
+    for email in emails:
+        email.subject = header_safe(email.subject)
+        if email.status == Status.PENDING:
+            if counts.get(email.user_id, 0) >= settings.EMAIL_MAX_PER_USER_PER_HOUR:
+                email.status = Status.SUPPRESSED
+            else:
+                counts[email.user_id] = counts.get(email.user_id, 0) + 1
+                email.next_attempt_at = now
+    bulk_insert(emails)
+    pending = [email.pk for email in emails if email.status == Status.PENDING]
+    if pending:
+        # robust: a broker outage must not fail the committed transaction; the sweep sends them then.
+        transaction.on_commit(lambda: enqueue(pending), robust=True)
+    return emails
 
-    send_email_task.apply_async((email_id,), countdown=countdown)
+
+def enqueue(email_ids, countdown=None):
+    """Have the celery worker send ``email_ids`` (after ``countdown`` seconds): one message for all,
+    so that a batch of reminders costs one round trip to the broker, not one per e-mail."""
+    from notifications.tasks import send_emails_task
+
+    send_emails_task.apply_async((list(email_ids),), countdown=countdown)
 
 
 def claim(email_id):
@@ -147,7 +159,7 @@ def _record_failure(email, exc):
         logger.info("e-mail %s: attempt %d failed (%s), retrying in %.1f s", email.pk, email.attempts, error, backoff)
         mine.update(status=Status.PENDING, last_error=error, next_attempt_at=timezone.now() + timedelta(seconds=backoff))
         try:
-            enqueue(email.pk, countdown=backoff)
+            enqueue([email.pk], countdown=backoff)
         except Exception:  # the broker is down: the sweep retries it when its time comes
             logger.exception("e-mail %s: could not enqueue its retry, leaving it to the sweep", email.pk)
     email.refresh_from_db()

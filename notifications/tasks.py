@@ -19,11 +19,12 @@ def fire_stuck_reminders():
     return fire_due_reminders(overdue_by=STUCK_AFTER)
 
 
-@shared_task(name="notifications.send_email")
-def send_email_task(email_id):
-    """Send one queued e-mail (enqueued after the commit that queued it, and for each retry)."""
-    email = mail.send_email(email_id)
-    return email.status if email is not None else None
+@shared_task(name="notifications.send_emails")
+def send_emails_task(email_ids):
+    """Send queued e-mails one after another (enqueued after the commit that queued them, and for
+    each retry); each is claimed on its own, so a duplicate message sends nothing twice, and what a
+    dying worker leaves unsent the sweep sends."""
+    return [email.status if email is not None else None for email in map(mail.send_email, email_ids)]
 
 
 @shared_task(name="notifications.send_pending_emails")

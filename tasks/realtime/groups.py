@@ -9,6 +9,7 @@ credential closes exactly the sockets it opened (``close_sockets``, tasks/accoun
 import asyncio
 import hashlib
 import logging
+import threading
 import time
 from collections import defaultdict
 
@@ -124,6 +125,22 @@ async def _store(layer, index, keys, messages, capacities):
 def push_to_user(user_id, message):
     """Send ``message`` (a JSON-able dict) to every open connection of the user (from sync code)."""
     async_to_sync(get_channel_layer().group_send)(user_group_name(user_id), push_message(message))
+
+
+def push_to_users(messages_by_user):
+    """``push_to_user`` for many users at once, from sync code: each user's messages, in order, in
+    ONE group send (``push_batch_message``), all users' concurrently (``group_send_many``), on an
+    asyncio loop that lives as long as the calling thread. The channel layer keeps its Redis
+    connections per loop, so a call waits for one round of Redis answers, instead of opening new
+    connections on a new loop as ``async_to_sync`` does."""
+    loop = getattr(_thread_loop, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _thread_loop.loop = asyncio.new_event_loop()
+    group_messages = [(user_group_name(user_id), push_batch_message(messages)) for user_id, messages in messages_by_user.items()]
+    loop.run_until_complete(group_send_many(get_channel_layer(), group_messages))
+
+
+_thread_loop = threading.local()
 
 
 def revocation_message(credential):

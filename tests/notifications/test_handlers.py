@@ -21,7 +21,7 @@ from notifications import mail
 from notifications.handlers import on_reminders_due
 from notifications.models import Notification, OutgoingEmail, ScheduledReminder
 from notifications.services import deliver_reminder
-from notifications.tasks import send_email_task
+from notifications.tasks import send_emails_task
 from testing.kafka import TestProducer, end_offsets, read_topic, running
 from testing.waits import wait_for
 from tests.notifications.conftest import confirmed_user, fired_reminder, forged_reminder_due
@@ -141,7 +141,7 @@ def test_a_sender_that_dies_between_claim_and_answer_never_sends_twice(free_port
 
     with SMTPServer(free_port) as received:
         celery_worker(EMAIL_PORT=free_port)
-        send_email_task.apply_async((email.pk,))  # a redelivered or duplicate enqueue
+        send_emails_task.apply_async(([email.pk],))  # a redelivered or duplicate enqueue
         assert mail.sweep() == (0, 0)  # within the timeout: not sent again, not yet given up
         # Past the timeout the sweep declares it failed, outcome unknown, and still sends nothing.
         OutgoingEmail.objects.filter(pk=email.pk).update(claimed_at=timezone.now() - mail.SENDING_TIMEOUT - timedelta(seconds=1))

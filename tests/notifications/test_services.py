@@ -12,7 +12,7 @@ from django_celery_beat.models import PeriodicTask
 
 from notifications import mail
 from notifications.models import Notification, OutgoingEmail
-from notifications.services import deliver_reminder
+from notifications.services import ReminderDelivery, deliver_reminder, deliver_reminders
 from tasks.models import User
 from tasks.realtime.groups import user_group_name
 from testing.waits import wait_for
@@ -92,6 +92,17 @@ def test_beyond_the_hourly_cap_emails_are_suppressed_and_notifications_are_not(s
     assert deliver(other).email.status == Status.PENDING
 
 
+def test_in_one_batch_the_cap_counts_each_email_in_order_after_those_of_the_hour(settings):
+    settings.EMAIL_MAX_PER_USER_PER_HOUR = 2
+    user, other = confirmed_user("busy"), confirmed_user("calm")
+    deliver(user, title="earlier this hour")
+    with transaction.atomic():
+        notifications = deliver_reminders(
+            [ReminderDelivery(owner, uuid.uuid4(), uuid.uuid4(), f"reminder {n}", None) for n, owner in enumerate((user, user, other, user))]
+        )
+    assert [n.email.status for n in notifications] == [Status.PENDING, Status.SUPPRESSED, Status.PENDING, Status.SUPPRESSED]
+
+
 def test_an_unconfirmed_address_is_not_mailed_and_the_state_says_why(smtp):
     user = User.objects.create_user("grace", email="grace@example.org", password="pw-123456")
     notification = deliver(user)
@@ -107,8 +118,8 @@ def test_a_user_without_an_address_gets_the_in_app_notification_only(smtp):
     assert not OutgoingEmail.objects.exists()
 
 
-def test_the_notification_is_pushed_to_the_users_group_after_commit():
-    user = User.objects.create_user("margaret", password="pw-123456")
+def listening_to(user):
+    """A channel of the channel layer in ``user``'s group, as an open socket of theirs has."""
     layer = get_channel_layer()
 
     async def listen():
@@ -116,15 +127,47 @@ def test_the_notification_is_pushed_to_the_users_group_after_commit():
         await layer.group_add(user_group_name(user.id), channel)
         return channel
 
-    channel = asyncio.run(listen())
+    return asyncio.run(listen())
+
+
+def received(channel):
+    return asyncio.run(asyncio.wait_for(get_channel_layer().receive(channel), timeout=5))
+
+
+def test_the_notification_is_pushed_to_the_users_group_after_commit():
+    user = User.objects.create_user("margaret", password="pw-123456")
+    channel = listening_to(user)
     notification = deliver(user)
 
-    message = asyncio.run(asyncio.wait_for(layer.receive(channel), timeout=5))
-    assert message["type"] == "push"
-    assert message["message"]["event_type"] == "notification.created"
-    assert message["message"]["data"]["id"] == notification.id
-    assert message["message"]["data"]["read"] is False
-    assert message["message"]["data"]["email_status"] == "none"
+    message = received(channel)
+    assert message["type"] == "push.batch"
+    [pushed] = message["messages"]
+    assert pushed["event_type"] == "notification.created"
+    assert pushed["data"]["id"] == notification.id
+    assert pushed["data"]["read"] is False
+    assert pushed["data"]["email_status"] == "none"
+
+
+def test_a_batch_pushes_each_user_their_new_notifications_in_one_message_in_order():
+    ada, bob = confirmed_user("ada"), User.objects.create_user("bob", password="pw-123456")
+    ada_channel, bob_channel = listening_to(ada), listening_to(bob)
+    delivered_before = deliver(ada, title="Old")
+    assert received(ada_channel)["messages"][0]["data"]["id"] == delivered_before.id
+
+    deliveries = [ReminderDelivery(ada, delivered_before.reminder_id, delivered_before.task_id, "Old", None)] + [
+        ReminderDelivery(user, uuid.uuid4(), uuid.uuid4(), title, None)
+        for user, title in ((ada, "First"), (bob, "Second"), (ada, "Third"))
+    ]
+    with transaction.atomic():
+        notifications = deliver_reminders(deliveries)
+
+    assert notifications[0] == delivered_before  # delivered before: neither created nor pushed again
+    assert [n.title for n in notifications] == ["Old", "First", "Second", "Third"]
+    assert [m["data"]["title"] for m in received(ada_channel)["messages"]] == ["First", "Third"]
+    assert [(m["data"]["title"], m["data"]["email_status"]) for m in received(bob_channel)["messages"]] == [("Second", "none")]
+    assert list(OutgoingEmail.objects.filter(user=ada).order_by("pk").values_list("subject", flat=True)) == [
+        "Reminder: Old", "Reminder: First", "Reminder: Third"
+    ]
 
 
 def test_the_notification_gives_the_due_time_on_the_owners_clock():

@@ -1,16 +1,20 @@
-"""Sending to many channel-layer groups at once (``group_send_many``) on the real Redis layer:
-what each channel receives, in which order, and a full channel dropping as ``group_send`` does.
+"""Sending to many channel-layer groups at once (``group_send_many``, and ``push_to_users`` from
+sync code) on the real Redis layer: what each channel receives, in which order, and a full channel
+dropping as ``group_send`` does.
 
 Each test makes a layer of its own (the settings' configuration, this run's prefix): the
 process's shared layer keeps receive state bound to the event loop of whoever used it last.
 """
 
+import asyncio
+
 import pytest
 
 from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
 
-from tasks.realtime.groups import group_send_many
+from tasks.realtime.groups import group_send_many, push_batch_message, push_to_users, user_group_name
 
 
 @pytest.fixture
@@ -96,3 +100,24 @@ def test_a_member_whose_membership_expired_is_dropped_from_its_group_and_the_oth
 
     received, members, fresh = async_to_sync(scenario)()
     assert (received, members) == (1, [fresh])
+
+
+def test_push_to_users_sends_each_user_their_messages_as_one_push_batch_again_and_again_from_one_thread():
+    layer = get_channel_layer()  # push_to_users sends on the process's layer
+
+    async def listening(*groups):
+        channels = {group: await layer.new_channel() for group in groups}
+        for group, channel in channels.items():
+            await layer.group_add(group, channel)
+        return channels
+
+    channels = asyncio.run(listening(user_group_name(1), user_group_name(2)))
+    push_to_users({1: [{"n": 1}, {"n": 2}], 2: [{"n": 3}]})
+    push_to_users({1: [{"n": 4}]})  # the thread's loop and its connections, used again
+
+    async def receive_all():
+        return [await layer.receive(channels[user_group_name(user)]) for user in (1, 1, 2)]
+
+    first, second, other = asyncio.run(asyncio.wait_for(receive_all(), timeout=5))
+    assert first == push_batch_message([{"n": 1}, {"n": 2}]) and second == push_batch_message([{"n": 4}])
+    assert other == push_batch_message([{"n": 3}])
