@@ -25,28 +25,21 @@ events one by one, so the legitimate ones still go out and only the forged one i
 checking the whole batch before sending any of it means none is pushed twice.
 """
 
-import asyncio
 from collections import defaultdict
 
-from channels.layers import get_channel_layer
-
 from events.schemas import ForgedEvent
-from tasks.realtime.groups import group_send_many, push_batch_message, user_group_name
+from tasks.realtime.groups import push_to_users
 from tasks.sync import logged_data
-
-_loop = None
-
-
-def _bridge_loop():
-    global _loop
-    if _loop is None or _loop.is_closed():
-        _loop = asyncio.new_event_loop()
-    return _loop
 
 
 def forward_task_changes(events):
+    """Each owner's events, in Kafka's order, as ONE channel-layer message (the socket sends them
+    on in it), every owner's of the batch in one ``push_to_users``."""
     check_against_sync_log(events)
-    _bridge_loop().run_until_complete(send_to_owners(events))
+    by_user = defaultdict(list)
+    for event in events:
+        by_user[event["data"]["user_id"]].append(event)
+    push_to_users(by_user)
 
 
 def forward_task_change(event):
@@ -63,13 +56,3 @@ def check_against_sync_log(events):
         if recorded != event["data"]:
             raise ForgedEvent(f"sync.task_changed {event['event_id']} differs from the sync log's record")
 
-
-async def send_to_owners(events):
-    """Send each owner's events to the owner's group as ONE channel-layer message, all owners' in one
-    ``group_send_many``."""
-    by_user = defaultdict(list)
-    for event in events:
-        by_user[event["data"]["user_id"]].append(event)  # in Kafka's order: the socket sends them in it
-    await group_send_many(
-        get_channel_layer(), [(user_group_name(user_id), push_batch_message(user_events)) for user_id, user_events in by_user.items()]
-    )
