@@ -177,8 +177,22 @@ class SentMarker:
 
     def _run(self):
         try:
-            while (work := self._todo.get()) is not None:
-                ids, sent_at = work
+            stopping = False
+            while not stopping and (work := self._todo.get()) is not None:
+                ids, sent_at = list(work[0]), work[1]
+                # What was handed over meanwhile joins the same UPDATE: under a backlog the marker
+                # trails the acknowledgements, and a statement per batch of them costs it more. The
+                # latest acknowledgement's time is after each of them.
+                while not stopping:
+                    try:
+                        work = self._todo.get_nowait()
+                    except queue.Empty:
+                        break
+                    if work is None:
+                        stopping = True
+                    else:
+                        ids.extend(work[0])
+                        sent_at = work[1]
                 # With DEBUG, Django keeps the last 9000 statements of a connection until a request
                 # ends; a window's ids make a statement tens of kilobytes long.
                 reset_queries()
