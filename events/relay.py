@@ -21,8 +21,9 @@ Guarantees, and why they hold:
   every earlier row of that task is committed (see above), so it is either in the window (then
   produced before it) or read with it, in order; a row whose transaction committed late is in
   no window and is read by the next round. Acknowledged rows go to a ``SentMarker`` thread,
-  which marks them sent with one UPDATE per batch of acknowledgements while the next rounds
-  are read and published; they stay in the window until that UPDATE committed. Rounds start
+  which marks them sent with one UPDATE for all the acknowledgements handed to it since its
+  last, while the next rounds are read and published; they stay in the window until that UPDATE
+  committed. Rounds start
   at ``SMALLEST_BATCH`` rows and double while every read fills its batch, up to
   ``batch_size``; at most twice ``batch_size`` rows are in the window.
 * One relay at a time. Two relays producing the same rows concurrently could interleave
@@ -154,7 +155,8 @@ class AdaptiveBatch:
 
 class SentMarker:
     """Marks acknowledged rows sent from a thread of its own (with its own database connection),
-    one UPDATE per batch of acknowledgements, while the relay reads and publishes the next rounds.
+    one UPDATE for what was handed over since the last, while the relay reads and publishes the
+    next rounds.
     ``pending`` holds the ids handed over and not marked yet: the relay does not read them again."""
 
     def __init__(self):
