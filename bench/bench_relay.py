@@ -19,10 +19,19 @@ relay also that of the PostgreSQL backends serving it (psutil, on this machine: 
 marking the rows; the bare produce reads them before it is timed). The broker's CPU is not
 counted (the same messages reach it either way). Medians over the runs are printed, then a JSON
 line.
+
+With ``--rates 50 200`` it measures instead a relay that keeps up: ``manage.py relay_outbox`` as a
+process of its own (so that its CPU is its own: psutil, every thread) while this process commits
+one event per transaction at each rate for ``--seconds``, and a consumer of the topic here
+(``poll`` and then what is already fetched, as the project's consumers read) notes when each
+arrived. Printed per rate: commit -> consumer p50/p99 (``time.time()`` after the commit to the
+arrival: linger.ms, the acknowledgement and the fetch included) and the relay's CPU per event;
+and the relay's CPU over ``--seconds`` of idling, before the first rate.
 """
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -177,11 +186,93 @@ def drain(rows=50_000, repeat=3):
     return result
 
 
+def steady(rates, seconds):
+    """The relay process at each steady rate of commits: latency to a consumer and its CPU."""
+    import psutil
+    from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+
+    def cpu(process):
+        times = process.cpu_times()
+        return times.user + times.system
+
+    with scratch_environment("benchrelay") as env:
+        from django.db import transaction
+
+        from events.core.headers import EVENT_ID
+        from events.outbox import emit
+        from events.topics import topic_name
+        from events.transports.kafka.config import client_config
+        from testing.factories import sync_task_changed
+        from testing.processes import Process, manage
+        from testing.stats import percentile
+        from testing.waits import wait_until
+
+        topic = topic_name("task-updates")
+        consumer = Consumer(client_config(**{"group.id": "bench-relay-observer", "enable.auto.commit": False}))
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, partition, OFFSET_END) for partition in partitions])
+        arrived, stop = {}, threading.Event()
+
+        def observe():
+            while not stop.is_set():
+                first = consumer.poll(0.1)
+                for message in [first, *consumer.consume(500, timeout=0)] if first is not None else []:
+                    if not message.error():
+                        arrived.setdefault(dict(message.headers())[EVENT_ID].decode(), time.time())
+
+        def commit(count, rate):
+            committed = {}
+            started = time.monotonic()
+            for n in range(count):
+                key = str(uuid.UUID(int=n % TASKS + 1))
+                event = sync_task_changed(key)
+                with transaction.atomic():
+                    emit(event, key=key)
+                committed[event["event_id"]] = time.time()
+                time.sleep(max(0.0, started + (n + 1) / rate - time.monotonic()))
+            return committed
+
+        observer = threading.Thread(target=observe, name="bench-observer")
+        observer.start()
+        relay = Process(manage("relay_outbox"), os.devnull, env).start()
+        results = {}
+        try:
+            process = psutil.Process(relay.process.pid)
+            warm_up = commit(10, 10)  # the producer is created at the first row
+            wait_until(lambda: warm_up.keys() <= arrived.keys(), 120, "the relay publishing the warm-up")
+            before = cpu(process)
+            time.sleep(seconds)  # idling is what is measured here
+            results["idle_cpu_ms_per_s"] = (cpu(process) - before) / seconds * 1000
+            print(f"  relay idle: {results['idle_cpu_ms_per_s']:.2f} ms CPU per second", flush=True)
+            for rate in rates:
+                before = cpu(process)
+                committed = commit(int(rate * seconds), rate)
+                wait_until(lambda: committed.keys() <= arrived.keys(), 120, f"the events of {rate}/s arriving")
+                relay_cpu = cpu(process) - before
+                latencies = [(arrived[event_id] - at) * 1000 for event_id, at in committed.items()]
+                results[rate] = {"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
+                                 "relay_cpu_ms_per_event": relay_cpu / len(committed) * 1000}
+                print(f"  {rate:>6g}/s: commit -> consumer p50 {results[rate]['p50_ms']:.1f} ms, "
+                      f"p99 {results[rate]['p99_ms']:.1f} ms; relay CPU {results[rate]['relay_cpu_ms_per_event']:.2f} "
+                      "ms per event", flush=True)
+        finally:
+            relay.stop()
+            stop.set()
+            observer.join(10)
+            consumer.close()
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rates", type=float, nargs="+", help="instead: a relay keeping up with these commits/s")
+    parser.add_argument("--seconds", type=float, default=6.0, help="with --rates: how long each rate (and idling) lasts")
     args = parser.parse_args(argv)
+    if args.rates:
+        print(json.dumps(steady(args.rates, args.seconds)))
+        return 0
     result = drain(args.rows, args.repeat)
     print(f"\nDrain of a {args.rows:,}-row backlog (medians of {args.repeat} interleaved runs)")
     print(f"{'publisher':<26}{'events/s':>10}{'CPU µs/event':>14}{'+ PostgreSQL':>14}")

@@ -21,8 +21,9 @@ Guarantees, and why they hold:
   every earlier row of that task is committed (see above), so it is either in the window (then
   produced before it) or read with it, in order; a row whose transaction committed late is in
   no window and is read by the next round. Acknowledged rows go to a ``SentMarker`` thread,
-  which marks them sent with one UPDATE per batch of acknowledgements while the next rounds
-  are read and published; they stay in the window until that UPDATE committed. Rounds start
+  which marks them sent with one UPDATE for all the acknowledgements handed to it since its
+  last, while the next rounds are read and published; they stay in the window until that UPDATE
+  committed. Rounds start
   at ``SMALLEST_BATCH`` rows and double while every read fills its batch, up to
   ``batch_size``; at most twice ``batch_size`` rows are in the window.
 * One relay at a time. Two relays producing the same rows concurrently could interleave
@@ -58,26 +59,34 @@ The loop knows no client library: a publisher (``make_publisher``, one per trans
 rounds of rows and answers per row, at once or later (events.core.publishing).
 
 The relay wakes on PostgreSQL NOTIFY (sent at commit by a trigger on the outbox table) and
-polls every ``poll_interval`` seconds as a fallback for lost notifications.
+polls every ``poll_interval`` seconds as a fallback for lost notifications. A read that finds
+fewer rows than it asked for has caught up with every row committed before it, and every later
+commit NOTIFYs: so once caught up the relay reads again only after a NOTIFY (or the polling
+interval), never just to find nothing, and a change costs it one read, not three (at 50 changes/s
+the empty reads and the parked-rows count were most of its CPU).
 """
 
 import logging
 import queue
+import select
 import threading
 import time
 from collections import defaultdict
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection, connections, reset_queries
 from django.db.models import FloatField, TextField
 from django.db.models.functions import Cast, Extract
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from prometheus_client import Counter, Gauge, Histogram
 
 from events.core.publishing import OutboxRow, Refusal
 from events.core.retry import Backoff
-from events.models import OutboxEvent
+from events.models import OutboxEvent, id_array
 from events.outbox import NOTIFY_CHANNEL
 from events.transports.dapr import DaprPublisher
 from events.transports.kafka.producer import KafkaPublisher
@@ -110,8 +119,23 @@ READ_COLUMNS = (
     "id", "topic", "key", "payload", "event_type", Cast("event_id", TextField()),
     Cast(Extract("created_at", "epoch"), FloatField()), "park_reason",
 )
-# How long a round waits for Kafka's answers when there is nothing more to read (or no room).
+# How long a round waits for Kafka's answers when it has no room to read more.
 ANSWER_WAIT_SECONDS = 0.5
+# Caught up with rows in flight, the relay listens for a commit this long between serving Kafka's
+# answers (about the producer's linger.ms: an acknowledgement is recorded at most that late).
+ANSWER_CHECK_SECONDS = 0.005
+# The ids the relay's statements are compiled with; their array parameter is then replaced by the
+# real ids' (no outbox row has a negative id).
+PLACEHOLDER_IDS = (-1,)
+# The time the sent-marker's UPDATE is compiled with (then replaced by each batch's).
+PLACEHOLDER_TIME = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def with_ids(params, ids, replacements=None):
+    """Compiled ``params`` with the PLACEHOLDER_IDS array replaced by that of ``ids``, and any other
+    placeholder value (a key of ``replacements``) by its replacement."""
+    replacements = {id_array(PLACEHOLDER_IDS): id_array(ids), **(replacements or {})}
+    return [replacements.get(param, param) for param in params]
 
 
 class AdaptiveBatch:
@@ -131,11 +155,17 @@ class AdaptiveBatch:
 
 class SentMarker:
     """Marks acknowledged rows sent from a thread of its own (with its own database connection),
-    one UPDATE per batch of acknowledgements, while the relay reads and publishes the next rounds.
+    one UPDATE for what was handed over since the last, while the relay reads and publishes the
+    next rounds.
     ``pending`` holds the ids handed over and not marked yet: the relay does not read them again."""
 
     def __init__(self):
         self.pending = set()
+        # Compiled once: building and compiling the queryset cost the marker more than the UPDATE
+        # of one row (at 50 changes/s, a third of the relay's CPU).
+        query = OutboxEvent.objects.listed(PLACEHOLDER_IDS).query.chain(UpdateQuery)
+        query.add_update_values({"sent_at": PLACEHOLDER_TIME})
+        self._update_sql, self._update_params = query.get_compiler(connection.alias).as_sql()
         self._todo = queue.SimpleQueue()
         self._marked = queue.SimpleQueue()
         self._error = None
@@ -166,12 +196,27 @@ class SentMarker:
 
     def _run(self):
         try:
-            while (work := self._todo.get()) is not None:
-                ids, sent_at = work
+            stopping = False
+            while not stopping and (work := self._todo.get()) is not None:
+                ids, sent_at = list(work[0]), work[1]
+                # What was handed over meanwhile joins the same UPDATE: under a backlog the marker
+                # trails the acknowledgements, and a statement per batch of them costs it more. The
+                # latest acknowledgement's time is after each of them.
+                while not stopping:
+                    try:
+                        work = self._todo.get_nowait()
+                    except queue.Empty:
+                        break
+                    if work is None:
+                        stopping = True
+                    else:
+                        ids.extend(work[0])
+                        sent_at = work[1]
                 # With DEBUG, Django keeps the last 9000 statements of a connection until a request
                 # ends; a window's ids make a statement tens of kilobytes long.
                 reset_queries()
-                OutboxEvent.objects.listed(ids).update(sent_at=sent_at)
+                with connection.cursor() as cursor:
+                    cursor.execute(self._update_sql, with_ids(self._update_params, ids, {PLACEHOLDER_TIME: sent_at}))
                 self._marked.put(ids)
         except Exception as exc:  # handed to the relay's thread, which decides (settle raises it)
             self._error = exc
@@ -192,7 +237,10 @@ class OutboxRelay:
         self.publisher = make_publisher(self.stop, shutdown_grace)
         self._marker = None  # while leading
         self._rows = {}  # row id -> row, published and not answered yet
+        self._statements = {}  # (rows asked, a window to leave out?) -> the read's (sql, params)
+        self._parked_counted_at = float("-inf")
         self._failing = False
+        self._reread = False  # rows failed: read them again without waiting for a NOTIFY
         self._failure_backoff = RELAY_BACKOFF.counter()
         self.leading = False
 
@@ -243,13 +291,21 @@ class OutboxRelay:
         self._marker = SentMarker()
         try:
             lock_conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            read = True  # rows committed before the LISTEN notified nobody
             while not self.stop.is_set():
-                if not self.relay_once() and not self._window():
-                    ROWS_PARKED.set(OutboxEvent.objects.parked().count())
-                    # Wait for a commit (NOTIFY) or the polling interval. A dead lock connection
-                    # raises here, which ends leadership before the next round.
-                    for _ in lock_conn.notifies(timeout=self.poll_interval, stop_after=1):
-                        pass
+                if read or self._reread:
+                    read = self.relay_once()
+                elif self.publisher.in_flight:
+                    # Caught up, rows in flight: serve Kafka's answers while listening for the next
+                    # commit, so that a row committed meanwhile does not wait for them.
+                    self._record(self.publisher.collect())
+                    read = self._notified(lock_conn, timeout=ANSWER_CHECK_SECONDS)
+                else:
+                    self._count_parked()
+                    # Wait for a commit (NOTIFY) or the polling interval, then read. A dead lock
+                    # connection raises here, which ends leadership before the next round.
+                    self._notified(lock_conn, timeout=self.poll_interval)
+                    read = True
             self._record(self.publisher.collect(everything=True))
         finally:
             RELAY_IS_LEADER.set(0)
@@ -261,15 +317,39 @@ class OutboxRelay:
             marker, self._marker = self._marker, None
             marker.close()
 
+    @staticmethod
+    def _notified(lock_conn, timeout):
+        """Whether a NOTIFY arrived (waiting up to ``timeout`` seconds for one); consumes those in.
+
+        The wait is a select() on the connection's socket: psycopg's ``notifies(timeout=...)``
+        costs ~0.8 ms of CPU whenever its timeout expires (it raises and catches an error), which
+        was most of an idle relay's CPU and, at 50 changes/s, a quarter of a busy one's."""
+        if sum(1 for _ in lock_conn.notifies(timeout=0)):  # every one in (they all mean "read")
+            return True
+        if timeout and select.select([lock_conn.fileno()], [], [], timeout)[0]:
+            # Readable: a notification, or the connection's end (which raises here).
+            return bool(sum(1 for _ in lock_conn.notifies(timeout=0)))
+        return False
+
+    def _count_parked(self):
+        """Refresh the parked-rows gauge, at most once per polling interval (_park counts between)."""
+        now = time.monotonic()
+        if now - self._parked_counted_at >= self.poll_interval:
+            self._parked_counted_at = now
+            ROWS_PARKED.set(OutboxEvent.objects.parked().count())
+
     # ---------------------------------------------------------------- one round
 
     def relay_once(self):
         """One round: read and publish the next ready rows behind those in flight (when there is
-        room), then record Kafka's answers so far; return how many rows were read."""
+        room), then record Kafka's answers so far. True while behind: the read filled its batch, or
+        there was no room for one; False once it caught up (see the module's last paragraph)."""
         reset_queries()  # DEBUG's log of statements, which a request would have ended (see SentMarker)
         self._marker.settle()
+        self._reread = False
         asked = self.batch.size
-        rows = self._read(asked) if len(self._window()) < self.most_in_flight else []
+        room = len(self._window()) < self.most_in_flight
+        rows = self._read(asked) if room else []
         if rows:
             if any(row.park_reason for row in rows):
                 self._drain()
@@ -277,13 +357,26 @@ class OutboxRelay:
             outcome = self.publisher.publish(rows)
             self._rows.update((row.id, row) for row in rows if row.id in self.publisher.in_flight)
             self._record(outcome, rows={row.id: row for row in rows})
-        if len(rows) == asked and len(self._window()) < self.most_in_flight:
-            self._record(self.publisher.collect())  # behind: read on at once
-        elif self.publisher.in_flight:
+        behind = not room or len(rows) == asked
+        if not behind or len(self._window()) < self.most_in_flight:
+            self._record(self.publisher.collect())  # caught up (_serve waits), or room to read on at once
+        elif self.publisher.in_flight:  # no room: wait for Kafka's answers
             self._record(self.publisher.collect(ANSWER_WAIT_SECONDS))
-        elif self._marker.pending:
+        elif self._marker.pending:  # no room, nothing in flight: wait for the marker
             self._marker.settle(ANSWER_WAIT_SECONDS)
-        return len(rows)
+        return behind
+
+    def _statement(self, count, windowed):
+        """The read's SQL and parameters, compiled from ``ready()`` once per batch size and kind:
+        building and compiling the queryset cost more than running it at light load (py-spy)."""
+        key = (count, windowed)
+        if key not in self._statements:
+            query = OutboxEvent.objects.ready()
+            if windowed:
+                query = query.unlisted(PLACEHOLDER_IDS)
+            query = query.order_by("id").values_list(*READ_COLUMNS)[:count]
+            self._statements[key] = query.query.sql_with_params()
+        return self._statements[key]
 
     def _window(self):
         """The ids of the rows published and not yet marked (in flight, or acknowledged)."""
@@ -291,11 +384,14 @@ class OutboxRelay:
 
     def _read(self, count):
         """The next ``count`` ready rows in id order, leaving out the window."""
-        query = OutboxEvent.objects.ready().unlisted(self._window()).order_by("id").values_list(*READ_COLUMNS)
+        window = self._window()
+        sql, params = self._statement(count, bool(window))
+        if window:
+            params = with_ids(params, window)
         # A plain cursor and a tuple per row: the ORM's row iterator and Django's Python loader of
         # timestamps with time zone cost more than the rest of the round (py-spy).
         with connection.cursor() as cursor:
-            cursor.execute(*query[:count].query.sql_with_params())
+            cursor.execute(sql, params)
             rows = list(map(OutboxRow._make, cursor.fetchall()))
         self.batch.read(len(rows))
         RELAY_LAG.set(time.time() - rows[0].created_at if rows else 0)
@@ -338,6 +434,7 @@ class OutboxRelay:
             # they are read again, in order, after the pause.
             self._drain()
             self.stop.wait(self._failure_backoff.next())
+            self._reread = True
         elif self._failing:
             self._failing = False
             self._failure_backoff.reset()
