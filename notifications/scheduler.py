@@ -290,7 +290,9 @@ class ReminderClock:
             sleep = MAX_SLEEP_SECONDS
             if next_due is not None:
                 sleep = min(max((next_due - timezone.now()).total_seconds(), 0.0), MAX_SLEEP_SECONDS)
-            self._wake.wait(sleep)
+            # A stop's wake-up that came before the look-ahead's clear() is gone; its stop is not.
+            if not stop.is_set():
+                self._wake.wait(sleep)
         connection.close()
 
     def _fire_and_look_ahead(self):
