@@ -125,7 +125,12 @@ class Observers:
 
     def _consume(self, consumer):
         while not self.stopped.is_set():
-            for message in consumer.consume(num_messages=500, timeout=0.1):
+            # consume(n, timeout) waits out its timeout unless n messages come: the arrival time
+            # would be late by up to the timeout. poll() returns at the first message.
+            first = consumer.poll(0.1)
+            if first is None:
+                continue
+            for message in [first, *consumer.consume(num_messages=500, timeout=0)]:
                 now = time.time()
                 if not message.error() and dict(message.headers() or []).get("event_type") == b"task.created":
                     self.on_kafka.setdefault(message.key().decode(), now)
