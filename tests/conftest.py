@@ -19,6 +19,7 @@ import os
 import uuid
 
 import pytest
+from channels.layers import channel_layers
 from django.test import TransactionTestCase
 
 from testing.db import create_test_database, destroy_test_database, flush_written_tables
@@ -99,6 +100,16 @@ def fast_tier(request, settings):
         # is still ample for the local PostgreSQL and Redis it asks too.
         settings.READINESS_TIMEOUT_SECONDS = 0.5
         settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Each test gets the process's channel layer anew. channels-redis binds a layer's receive lock
+    to the event loop that first waits on it, and every async test (each WebSocket communicator) runs
+    on a loop of its own, so a layer kept across tests fails with "bound to a different event loop"
+    as soon as two receives contend; a production process keeps one loop for its layer's life."""
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture(autouse=True)
