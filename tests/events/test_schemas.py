@@ -46,6 +46,14 @@ def test_a_task_event_missing_a_data_field_is_invalid():
         check_against_json_schema(event, "task-events")
 
 
+def test_an_invalid_event_is_told_what_is_wrong_the_envelope_first_then_the_data_of_its_type():
+    event = make_event("task.created", TASK_DATA | {"title": ""}, source="todo-api", correlation_id="c")
+    with pytest.raises(InvalidEvent, match=r"^task\.created: data\.title "):
+        validate_event(event)
+    with pytest.raises(InvalidEvent, match=r"^not an event: data\.metadata "):
+        validate_event(event | {"metadata": {}})
+
+
 def test_an_unknown_event_type_is_told_apart_from_an_invalid_event():
     event = make_event("task.created", TASK_DATA, source="todo-api", correlation_id="c") | {"event_type": "task.archived"}
     with pytest.raises(UnknownEventType):
