@@ -104,22 +104,18 @@ def _created_events(task, context):
     return events
 
 
-@transaction.atomic
 def task_create(*, user, context, **fields):
-    _check_fields(fields)
-    task = Task(user=user, **fields)
-    _validate(task)
-    task.save()
-    _emit(task.id, _created_events(task, context))
-    return task
+    """Create a task of ``user`` with ``fields`` (of EDITABLE_FIELDS) and emit its events."""
+    return task_create_many([(user, context, fields)])[0]
 
 
 @transaction.atomic
 def task_create_many(creations):
     """``task_create`` for each ``(user, context, fields)``, in one transaction and a few statements
     for all of them (one insert of the tasks, one of their outbox rows, the sync log's two): what
-    the recurring-task service needs for a batch of completions. Raises like ``task_create``; a
-    unique constraint (a ``parent_task_id`` taken) fails the whole batch with IntegrityError."""
+    the recurring-task service needs for a batch of completions, and the one way a task is created
+    (``task_create`` is a batch of one). Raises ValidationError for invalid fields; a unique
+    constraint (a ``parent_task_id`` taken) fails the whole batch with IntegrityError."""
     tasks = []
     for user, context, fields in creations:
         _check_fields(fields)
