@@ -170,14 +170,30 @@ class UnknownEventType(InvalidEvent):
     """A well-formed event of a type this system does not know: skipped, not dead-lettered."""
 
 
+def _without_formats(schema):
+    if isinstance(schema, dict):
+        return {name: _without_formats(value) for name, value in schema.items() if name != "format"}
+    if isinstance(schema, list):
+        return [_without_formats(value) for value in schema]
+    return schema
+
+
 def _compile(schema):
-    # Format checks (uuid, date-time) are left to the JSON Schema tests: at runtime they
-    # would cost more than the rest of the validation together.
-    return fastjsonschema.compile(schema, formats={"uuid": ".*", "date-time": ".*"})
+    # Format checks (uuid, date-time) are left to the JSON Schema tests: at runtime they would
+    # cost more than the rest of the validation together. The compiled schema has none at all:
+    # a format that accepts anything still cost a regular-expression match per field.
+    return fastjsonschema.compile(_without_formats(schema))
 
 
 _validate_envelope = _compile(ENVELOPE)
 _validate_data = {name: _compile(data) for name, (_, data) in EVENT_TYPES.items()}
+# The envelope and the data of each type in one schema: one call for a valid event, half the cost
+# of the two above (every event written to the outbox and read by a consumer is validated; the
+# profiles of the recurrence consumer and the reminder scheduler in the report of issue #14).
+_validate_whole = {
+    name: _compile({**ENVELOPE, "properties": {**ENVELOPE["properties"], "data": data}})
+    for name, (_, data) in EVENT_TYPES.items()
+}
 
 
 def validate_event(event):
@@ -185,6 +201,14 @@ def validate_event(event):
 
     Raises UnknownEventType for a valid envelope whose ``event_type`` is not one of ours.
     """
+    event_type = event.get("event_type") if isinstance(event, dict) else None
+    validate_whole = _validate_whole.get(event_type) if isinstance(event_type, str) else None
+    if validate_whole is not None:
+        try:
+            validate_whole(event)
+            return event
+        except fastjsonschema.JsonSchemaValueException:
+            pass  # the two steps below say what is wrong, the envelope first
     try:
         _validate_envelope(event)
     except fastjsonschema.JsonSchemaValueException as exc:
@@ -202,7 +226,9 @@ def validate_event(event):
 def utc_timestamp(moment=None):
     """ISO 8601 UTC with a ``Z``, as every timestamp in the contract."""
     moment = moment or datetime.now(UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:  # Django's times are in UTC already: a third of the cost saved
+        moment = moment.astimezone(UTC)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def parse_timestamp(value):

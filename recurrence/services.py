@@ -9,7 +9,9 @@ that version (``completed_tasks``), and an event the database contradicts is a F
 import logging
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from events.schemas import ForgedEvent, event_uuid, parse_timestamp
@@ -22,6 +24,14 @@ from tasks.sync import logged_versions
 logger = logging.getLogger(__name__)
 
 SOURCE = "recurring-task-service"
+
+
+def _one_of(field_name, task_ids):
+    """A filter: the uuid column ``field_name`` of a task is one of ``task_ids`` (canonical UUID text),
+    asked with ONE array parameter. The ORM's IN list costs ~6 us an id to build and quote: in two
+    such queries, ~5% of this consumer's CPU per completion (its profile, issue #14)."""
+    column = f"{connection.ops.quote_name(Task._meta.db_table)}.{connection.ops.quote_name(Task._meta.get_field(field_name).column)}"
+    return RawSQL(f"{column} = ANY(%s::uuid[])", ["{" + ",".join(task_ids) + "}"], output_field=BooleanField())
 
 
 def completed_tasks(completions):
@@ -52,7 +62,7 @@ def completed_tasks(completions):
     says why, and tasks/sync.py says when such letters can be replayed.
     """
     named = [(str(event_uuid(completed["task_id"], "task_id")), completed["version"]) for completed in completions]
-    rows = {str(task.id): task for task in Task.objects.filter(pk__in={task_id for task_id, _ in named})}
+    rows = {str(task.id): task for task in Task.objects.filter(_one_of("id", {task_id for task_id, _ in named}))}
     at_version = {(task_id, version): task_object(rows[task_id]) for task_id, version in named
                   if task_id in rows and rows[task_id].version == version}
     logged = logged_versions([pair for pair in named if pair not in at_version])
@@ -82,7 +92,7 @@ def create_next_occurrences(completions, *, now=None):
     """
     records, rows = completed_tasks([completed for completed, _ in completions])  # from here on, only what the database vouches for
     owners = get_user_model().objects.in_bulk({int(task["user_id"]) for task in records})
-    existing = {str(parent) for parent in Task.objects.filter(parent_task_id__in={task["id"] for task in records})
+    existing = {str(parent) for parent in Task.objects.filter(_one_of("parent_task_id", {task["id"] for task in records}))
                 .values_list("parent_task_id", flat=True)}
     now = now or timezone.now()
     creations = []

@@ -7,6 +7,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from django.db import connection, transaction
+from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from events.models import OutboxEvent
@@ -46,6 +47,17 @@ def test_emit_stores_the_exact_wire_json_with_topic_type_and_key():
     assert row.payload == serialise(event) and json.loads(row.payload) == event
     assert "Tée ☕" in row.payload  # UTF-8 on the wire, not \\u escapes
     assert row.sent_at is None
+
+
+@pytest.mark.django_db
+def test_the_rows_emit_all_returns_are_the_rows_stored_in_the_order_of_their_events():
+    events = [reminder(title=f"n\u00b0{n} \"quoted\"") for n in range(3)]
+    with transaction.atomic():
+        rows = emit_all([(event, TASK_ID) for event in events])
+    stored = OutboxEvent.objects.order_by("id")
+    assert [model_to_dict(row) for row in rows] == [model_to_dict(row) for row in stored]
+    assert [row.created_at for row in rows] == [row.created_at for row in stored]  # not editable: not in the dict
+    assert [json.loads(row.payload) for row in stored] == events
 
 
 @pytest.mark.django_db(transaction=True)

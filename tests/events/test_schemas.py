@@ -2,12 +2,23 @@
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import jsonschema
 import pytest
 
 from events.management.commands.export_event_schemas import schema_files
-from events.schemas import EVENT_TYPES, InvalidEvent, UnknownEventType, json_schema, make_event, validate_event
+from events.schemas import (
+    EVENT_TYPES,
+    InvalidEvent,
+    UnknownEventType,
+    json_schema,
+    make_event,
+    parse_timestamp,
+    utc_timestamp,
+    validate_event,
+)
 
 TASK_ID = str(uuid.uuid4())
 TASK_DATA = {
@@ -46,6 +57,14 @@ def test_a_task_event_missing_a_data_field_is_invalid():
         check_against_json_schema(event, "task-events")
 
 
+def test_an_invalid_event_is_told_what_is_wrong_the_envelope_first_then_the_data_of_its_type():
+    event = make_event("task.created", TASK_DATA | {"title": ""}, source="todo-api", correlation_id="c")
+    with pytest.raises(InvalidEvent, match=r"^task\.created: data\.title "):
+        validate_event(event)
+    with pytest.raises(InvalidEvent, match=r"^not an event: data\.metadata "):
+        validate_event(event | {"metadata": {}})
+
+
 def test_an_unknown_event_type_is_told_apart_from_an_invalid_event():
     event = make_event("task.created", TASK_DATA, source="todo-api", correlation_id="c") | {"event_type": "task.archived"}
     with pytest.raises(UnknownEventType):
@@ -67,3 +86,11 @@ def test_the_published_schema_files_are_current():
     for path, text in schema_files().items():
         assert path.read_text() == text, f"{path} is stale: run python manage.py export_event_schemas"
         assert json.loads(text)["$schema"].startswith("https://json-schema.org/")
+
+
+def test_a_timestamp_is_written_in_utc_with_a_z_whatever_the_zone_of_the_moment():
+    moment = datetime(2026, 3, 29, 1, 30, 15, 250000, tzinfo=UTC)
+    for same_moment in (moment, moment.astimezone(ZoneInfo("Europe/Paris")), moment.astimezone(timezone(timedelta(hours=-7)))):
+        assert utc_timestamp(same_moment) == "2026-03-29T01:30:15.250000Z"
+        assert parse_timestamp(utc_timestamp(same_moment)) == moment
+    assert utc_timestamp(moment.replace(microsecond=0)) == "2026-03-29T01:30:15Z"

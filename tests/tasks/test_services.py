@@ -15,7 +15,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from events.models import OutboxEvent
-from events.schemas import json_schema
+from events.schemas import TITLE_MAX_LENGTH, json_schema
 from tasks import services
 from tasks.events import EventContext, reminder_id
 from tasks.models import Task, User
@@ -143,3 +143,13 @@ def test_invalid_changes_raise_field_errors_and_emit_nothing(user):
         services.task_create(user=user, context=CONTEXT, title="x", due_date=SOON, recurrence_rule="FREQ=SOMETIMES")
     assert "recurrence_rule" in error.value.message_dict
     assert not OutboxEvent.objects.exists()
+
+
+def test_create_many_checks_the_fields_of_every_creation_and_creates_nothing_when_one_is_invalid(user):
+    with pytest.raises(ValidationError) as error:
+        services.task_create_many([
+            (user, CONTEXT, {"title": "fine", "due_date": SOON}),
+            (user, CONTEXT, {"title": "x" * (TITLE_MAX_LENGTH + 1), "due_date": SOON, "remind_at": SOON + timedelta(hours=1)}),
+        ])
+    assert set(error.value.message_dict) == {"title", "remind_at"}  # the field's limit, and Task.clean() across fields
+    assert not Task.objects.exists() and not OutboxEvent.objects.exists()
