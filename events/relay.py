@@ -71,7 +71,8 @@ import queue
 import select
 import threading
 import time
-from collections import defaultdict
+from bisect import bisect_left
+from collections import Counter as Tally
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
@@ -82,7 +83,8 @@ from django.db.models import FloatField, TextField
 from django.db.models.functions import Cast, Extract
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import HistogramMetricFamily
 
 from events.core.publishing import OutboxRow, Refusal
 from events.core.retry import Backoff
@@ -98,11 +100,6 @@ LEADER_LOCK_KEY = 0x6F7574626F78  # "outbox"
 
 EVENTS_RELAYED = Counter("outbox_events_relayed_total", "Outbox events acknowledged by Kafka.", ["topic"])
 RELAY_LAG = Gauge("outbox_relay_lag_seconds", "Age of the oldest unsent outbox row at the last relay round.")
-RELAY_LATENCY = Histogram(
-    "outbox_relay_latency_seconds",
-    "Time from writing an outbox row to Kafka acknowledging it.",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
 # The relay's waits for the database and the broker (0.5 s doubling up to 30 s).
 RELAY_BACKOFF = Backoff(initial=0.5, multiplier=2.0, limit=30.0)
 
@@ -129,6 +126,48 @@ ANSWER_CHECK_SECONDS = 0.005
 PLACEHOLDER_IDS = (-1,)
 # The time the sent-marker's UPDATE is compiled with (then replaced by each batch's).
 PLACEHOLDER_TIME = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+
+
+class RoundLatency:
+    """A Prometheus histogram of the time from writing an outbox row to Kafka acknowledging it, fed
+    the rows acknowledged together at once: their bucket counts come from one sort and a bisection
+    per bucket. ``Histogram.observe`` per row (a lock and a bucket search each) was 8% of the relay's
+    thread under a backlog (py-spy)."""
+
+    def __init__(self, name, documentation, bounds, registry=REGISTRY):
+        self.name, self.documentation = name, documentation
+        self.bounds = tuple(bounds)
+        self._counts = [0] * len(self.bounds)  # per bound: latencies at most that long (cumulative)
+        self._count = 0
+        self._sum = 0.0
+        self._lock = threading.Lock()  # observe_round (the relay) against collect (a scrape)
+        registry.register(self)
+
+    def observe_round(self, answered_at, created_ats):
+        """Count the latencies of rows written at ``created_ats`` (seconds since the epoch) and
+        acknowledged at ``answered_at``."""
+        created = sorted(created_ats)
+        # A latency of at most ``bound`` is a row written at or after answered_at - bound.
+        within = [len(created) - bisect_left(created, answered_at - bound) for bound in self.bounds]
+        total = len(created) * answered_at - sum(created)
+        with self._lock:
+            self._counts = [count + more for count, more in zip(self._counts, within)]
+            self._count += len(created)
+            self._sum += total
+
+    def collect(self):
+        with self._lock:
+            buckets = [(repr(float(bound)), count) for bound, count in zip(self.bounds, self._counts)]
+            buckets.append(("+Inf", self._count))
+            total = self._sum
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
+
+
+RELAY_LATENCY = RoundLatency(
+    "outbox_relay_latency_seconds",
+    "Time from writing an outbox row to Kafka acknowledging it.",
+    (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 
 
 def with_ids(params, ids, replacements=None):
@@ -407,25 +446,24 @@ class OutboxRelay:
             return
         rows = rows or self._rows
         answered_at = timezone.now()
-        answered_epoch = answered_at.timestamp()
-        sent = []
-        sent_per_topic = defaultdict(int)
+        # The usual answer acknowledges every row: list comprehensions over it, not a loop of
+        # statements per row (the relay's thread is the drain's bottleneck).
+        sent = [row_id for row_id, result in outcome.items() if result is None]
+        acknowledged = [rows[row_id] for row_id in sent]
         failures = []
-        for row_id, result in outcome.items():
-            row = rows[row_id]
+        if len(sent) < len(outcome):
+            for row_id, result in outcome.items():
+                if isinstance(result, Refusal):
+                    self._park(rows[row_id], result.reason, answered_at)
+                elif result is not None:
+                    failures.append(result)
+        for row_id in outcome:
             self._rows.pop(row_id, None)
-            if result is None:
-                sent.append(row_id)
-                sent_per_topic[row.topic] += 1
-                RELAY_LATENCY.observe(answered_epoch - row.created_at)
-            elif isinstance(result, Refusal):
-                self._park(row, result.reason, answered_at)
-            else:
-                failures.append(result)
         if sent:
             self._marker.mark(sent, answered_at)
-            for topic, count in sent_per_topic.items():
+            for topic, count in Tally(row.topic for row in acknowledged).items():
                 EVENTS_RELAYED.labels(topic=topic).inc(count)
+            RELAY_LATENCY.observe_round(answered_at.timestamp(), [row.created_at for row in acknowledged])
         if failures:
             if not self._failing:
                 self._failing = True
