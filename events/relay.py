@@ -235,6 +235,15 @@ class SentMarker:
 
     def _run(self):
         try:
+            with connection.cursor() as cursor:
+                # The marks are committed without waiting for their WAL to reach the disk (this
+                # session only): at a low rate each change cost the marker a WAL flush, at a high one
+                # its wait held rows in the window. A PostgreSQL crash can then forget the last
+                # fraction of a second of marks (never a change: the writers' commits wait as
+                # always, and the WAL keeps its order, so what is lost is a tail of marks), and their
+                # rows are sent again: duplicates, which the consumers skip by event id, re-sent in id
+                # order after the copies that went before (see "Duplicates are harmless" above).
+                cursor.execute("SET synchronous_commit = off")
             stopping = False
             while not stopping and (work := self._todo.get()) is not None:
                 ids, sent_at = list(work[0]), work[1]
