@@ -17,7 +17,9 @@ Guarantees, and why they hold:
   that order through retries.
 * Pipelined rounds. A round does not wait for the previous one's acknowledgements: it reads
   the next ready rows in id order *leaving out the window* (rows produced and not yet marked),
-  and produces them behind the window on the same producer. A row of a task is read only once
+  and produces them behind the window on the same producer (when the window has no room for
+  them, it waits for Kafka's answers after the read, not before, and reads again unless they
+  were all acknowledgements). A row of a task is read only once
   every earlier row of that task is committed (see above), so it is either in the window (then
   produced before it) or read with it, in order; a row whose transaction committed late is in
   no window and is read by the next round. Acknowledged rows go to a ``SentMarker`` thread,
@@ -25,7 +27,8 @@ Guarantees, and why they hold:
   last, while the next rounds are read and published; they stay in the window until that UPDATE
   committed. Rounds start
   at ``SMALLEST_BATCH`` rows and double while every read fills its batch, up to
-  ``batch_size``; at most twice ``batch_size`` rows are in the window.
+  ``batch_size``; at most twice ``batch_size`` rows are in flight, and twice as many wait for the
+  marker.
 * One relay at a time. Two relays producing the same rows concurrently could interleave
   them. A PostgreSQL session advisory lock elects a leader; other relays wait as hot standbys
   and retry the lock every second. The lock belongs to the leader's session, so PostgreSQL
@@ -116,7 +119,7 @@ READ_COLUMNS = (
     "id", "topic", "key", "payload", "event_type", Cast("event_id", TextField()),
     Cast(Extract("created_at", "epoch"), FloatField()), "park_reason",
 )
-# How long a round waits for Kafka's answers when it has no room to read more.
+# How long a round waits at a time for Kafka's answers when the window has no room for the rows it read.
 ANSWER_WAIT_SECONDS = 0.5
 # Caught up with rows in flight, the relay listens for a commit this long between serving Kafka's
 # answers (about the producer's linger.ms: an acknowledgement is recorded at most that late).
@@ -280,6 +283,9 @@ class OutboxRelay:
     def __init__(self, *, batch_size=4000, poll_interval=1.0, shutdown_grace=10.0, stop=None):
         self.batch = AdaptiveBatch(batch_size)
         self.most_in_flight = 2 * batch_size
+        # Kafka's answers hand the marker a window at a time; the relay waits for the marker only
+        # when it trails by more (waiting at every window was a fifth of the drain, py-spy --idle).
+        self.most_waiting_for_marker = 2 * self.most_in_flight
         self.poll_interval = poll_interval
         self.stop = stop or threading.Event()
         self.publisher = make_publisher(self.stop, shutdown_grace)
@@ -389,15 +395,20 @@ class OutboxRelay:
     # ---------------------------------------------------------------- one round
 
     def relay_once(self):
-        """One round: read and publish the next ready rows behind those in flight (when there is
-        room), then record Kafka's answers so far. True while behind: the read filled its batch, or
-        there was no room for one; False once it caught up (see the module's last paragraph)."""
+        """One round: read the next ready rows, publish them behind those in flight (first waiting
+        for Kafka's answers when there is no room for them), then record Kafka's answers so far.
+        True while behind: the read filled its batch, or its rows wait for a new read; False once it
+        caught up (see the module's last paragraph)."""
         reset_queries()  # DEBUG's log of statements, which a request would have ended (see SentMarker)
         self._marker.settle()
         self._reread = False
+        if len(self._marker.pending) >= self.most_waiting_for_marker:  # the marker trails: it bounds the window
+            self._marker.settle(ANSWER_WAIT_SECONDS)
+            return True
         asked = self.batch.size
-        room = len(self._window()) < self.most_in_flight
-        rows = self._read(asked) if room else []
+        rows = self._read(asked)
+        if rows and len(self.publisher.in_flight) + len(rows) > self.most_in_flight and not self._answered():
+            return True  # read again: the answers were not all acknowledgements, or the relay stops
         if rows:
             if any(row.park_reason for row in rows):
                 self._drain()
@@ -405,14 +416,24 @@ class OutboxRelay:
             outcome = self.publisher.publish(rows)
             self._rows.update((row.id, row) for row in rows if row.id in self.publisher.in_flight)
             self._record(outcome, rows={row.id: row for row in rows})
-        behind = not room or len(rows) == asked
-        if not behind or len(self._window()) < self.most_in_flight:
-            self._record(self.publisher.collect())  # caught up (_serve waits), or room to read on at once
-        elif self.publisher.in_flight:  # no room: wait for Kafka's answers
-            self._record(self.publisher.collect(ANSWER_WAIT_SECONDS))
-        elif self._marker.pending:  # no room, nothing in flight: wait for the marker
-            self._marker.settle(ANSWER_WAIT_SECONDS)
+        behind = len(rows) == asked
+        if not behind:
+            self._record(self.publisher.collect())  # caught up: _serve waits
         return behind
+
+    def _answered(self):
+        """Wait until Kafka answered every row in flight, recording its answers; whether they were
+        all acknowledgements (then rows read meanwhile may follow: no row of theirs failed or
+        was parked, so every earlier row of their keys is out or in them).
+
+        The Kafka publisher answers the window all at once (events.transports.kafka.producer): the
+        next round is read while Kafka acknowledges, not after."""
+        while self.publisher.in_flight and not self.stop.is_set():
+            outcome = self.publisher.collect(ANSWER_WAIT_SECONDS)
+            self._record(outcome)
+            if any(result is not None for result in outcome.values()):
+                return False
+        return not self.stop.is_set()
 
     def _statement(self, count, windowed):
         """The read's SQL and parameters, compiled from ``ready()`` once per batch size and kind:
