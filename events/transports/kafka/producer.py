@@ -232,8 +232,8 @@ class KafkaPublisher:
                 del answers[row.id]  # a suspect held behind its key's culprit stays out, like any held row
             return answers | self._isolate(suspects)
         if any(isinstance(result, KafkaError) and (result.fatal() or result.code() in PURGED) for result in answers.values()):
-            # A fatal idempotence error needs a new producer (a new producer id); librdkafka purges
-            # what the producer held then (close() ignores its own purge's reports).
+            # A fatal idempotence error needs a new producer (a new producer id). librdkafka may
+            # purge what the producer held then; close() forgets its own purge's reports.
             self.close()
         return answers
 
