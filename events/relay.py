@@ -77,6 +77,7 @@ import time
 from bisect import bisect_left
 from collections import Counter as Tally
 from datetime import datetime
+from operator import attrgetter
 from datetime import timezone as dt_timezone
 
 import psycopg
@@ -119,6 +120,7 @@ READ_COLUMNS = (
     "id", "topic", "key", "payload", "event_type", Cast("event_id", TextField()),
     Cast(Extract("created_at", "epoch"), FloatField()), "park_reason",
 )
+TOPIC = attrgetter("topic")  # of an OutboxRow
 # How long a round waits at a time for Kafka's answers when the window has no room for the rows it read.
 ANSWER_WAIT_SECONDS = 0.5
 # Caught up with rows in flight, the relay listens for a commit this long between serving Kafka's
@@ -414,8 +416,11 @@ class OutboxRelay:
                 self._drain()
                 self.publisher.renew()  # a retried row: its cause was fixed, maybe a topic's limit
             outcome = self.publisher.publish(rows)
-            self._rows.update((row.id, row) for row in rows if row.id in self.publisher.in_flight)
-            self._record(outcome, rows={row.id: row for row in rows})
+            if outcome:  # rows produce() did not take (and their keys' later rows, held back)
+                self._rows.update((row.id, row) for row in rows if row.id in self.publisher.in_flight)
+                self._record(outcome, rows={row.id: row for row in rows})
+            else:  # every row in flight
+                self._rows.update({row.id: row for row in rows})
         behind = len(rows) == asked
         if not behind:
             self._record(self.publisher.collect())  # caught up: _serve waits
@@ -491,7 +496,7 @@ class OutboxRelay:
             self._rows.pop(row_id, None)
         if sent:
             self._marker.mark(sent, answered_at)
-            for topic, count in Tally(row.topic for row in acknowledged).items():
+            for topic, count in Tally(map(TOPIC, acknowledged)).items():
                 EVENTS_RELAYED.labels(topic=topic).inc(count)
             RELAY_LATENCY.observe_round(answered_at.timestamp(), [row.created_at for row in acknowledged])
         if failures:
