@@ -123,6 +123,9 @@ READ_COLUMNS = (
 TOPIC = attrgetter("topic")  # of an OutboxRow
 # How long a round waits at a time for Kafka's answers when the window has no room for the rows it read.
 ANSWER_WAIT_SECONDS = 0.5
+# Rows published this long after the first row in flight wait for Kafka's answers to the window:
+# a bound on how late a row is marked sent (see OutboxRelay._window_closed).
+MARK_WITHIN_SECONDS = 0.05
 # Caught up with rows in flight, the relay listens for a commit this long between serving Kafka's
 # answers (about the producer's linger.ms: an acknowledgement is recorded at most that late).
 ANSWER_CHECK_SECONDS = 0.005
@@ -293,6 +296,7 @@ class OutboxRelay:
         self.publisher = make_publisher(self.stop, shutdown_grace)
         self._marker = None  # while leading
         self._rows = {}  # row id -> row, published and not answered yet
+        self._window_opened_at = 0.0  # when the rows in flight began to be published (monotonic)
         self._statements = {}  # (rows asked, a window to leave out?) -> the read's (sql, params)
         self._parked_counted_at = float("-inf")
         self._failing = False
@@ -409,12 +413,14 @@ class OutboxRelay:
             return True
         asked = self.batch.size
         rows = self._read(asked)
-        if rows and len(self.publisher.in_flight) + len(rows) > self.most_in_flight and not self._answered():
+        if rows and self._window_closed(len(rows)) and not self._answered():
             return True  # read again: the answers were not all acknowledgements, or the relay stops
         if rows:
             if any(row.park_reason for row in rows):
                 self._drain()
                 self.publisher.renew()  # a retried row: its cause was fixed, maybe a topic's limit
+            if not self.publisher.in_flight:
+                self._window_opened_at = time.monotonic()
             outcome = self.publisher.publish(rows)
             if outcome:  # rows produce() did not take (and their keys' later rows, held back)
                 self._rows.update((row.id, row) for row in rows if row.id in self.publisher.in_flight)
@@ -425,6 +431,16 @@ class OutboxRelay:
         if not behind:
             self._record(self.publisher.collect())  # caught up: _serve waits
         return behind
+
+    def _window_closed(self, count):
+        """Whether ``count`` more rows must wait for Kafka's answers to the rows in flight: the
+        window has no room for them, or has been open for MARK_WITHIN_SECONDS. The Kafka publisher
+        answers its window once it holds none of it; under a steady trickle of commits, new rows
+        joining it would put that (and the marks) off until it is full."""
+        if not self.publisher.in_flight:
+            return False
+        return (len(self.publisher.in_flight) + count > self.most_in_flight
+                or time.monotonic() - self._window_opened_at > MARK_WITHIN_SECONDS)
 
     def _answered(self):
         """Wait until Kafka answered every row in flight, recording its answers; whether they were
