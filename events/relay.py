@@ -413,7 +413,7 @@ class OutboxRelay:
             return True
         asked = self.batch.size
         rows = self._read(asked)
-        if rows and self._window_closed(len(rows)) and not self._answered():
+        if rows and self._window_closed(len(rows), caught_up=len(rows) < asked) and not self._answered():
             return True  # read again: the answers were not all acknowledgements, or the relay stops
         if rows:
             if any(row.park_reason for row in rows):
@@ -432,15 +432,18 @@ class OutboxRelay:
             self._record(self.publisher.collect())  # caught up: _serve waits
         return behind
 
-    def _window_closed(self, count):
+    def _window_closed(self, count, caught_up):
         """Whether ``count`` more rows must wait for Kafka's answers to the rows in flight: the
-        window has no room for them, or has been open for MARK_WITHIN_SECONDS. The Kafka publisher
-        answers its window once it holds none of it; under a steady trickle of commits, new rows
-        joining it would put that (and the marks) off until it is full."""
+        window has no room for them, or (read by a ``caught_up`` relay) has been open for
+        MARK_WITHIN_SECONDS. The Kafka publisher answers its window once it holds none of it;
+        under a steady trickle of commits, new rows joining it would put that (and the marks) off
+        until it is full. Under a backlog only room counts: a window cut short by a slow read
+        halved what was in flight."""
         if not self.publisher.in_flight:
             return False
-        return (len(self.publisher.in_flight) + count > self.most_in_flight
-                or time.monotonic() - self._window_opened_at > MARK_WITHIN_SECONDS)
+        return len(self.publisher.in_flight) + count > self.most_in_flight or (
+            caught_up and time.monotonic() - self._window_opened_at > MARK_WITHIN_SECONDS
+        )
 
     def _answered(self):
         """Wait until Kafka answered every row in flight, recording its answers; whether they were
