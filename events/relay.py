@@ -17,7 +17,9 @@ Guarantees, and why they hold:
   that order through retries.
 * Pipelined rounds. A round does not wait for the previous one's acknowledgements: it reads
   the next ready rows in id order *leaving out the window* (rows produced and not yet marked),
-  and produces them behind the window on the same producer. A row of a task is read only once
+  and produces them behind the window on the same producer (when the window has no room for
+  them, it waits for Kafka's answers after the read, not before, and reads again unless they
+  were all acknowledgements). A row of a task is read only once
   every earlier row of that task is committed (see above), so it is either in the window (then
   produced before it) or read with it, in order; a row whose transaction committed late is in
   no window and is read by the next round. Acknowledged rows go to a ``SentMarker`` thread,
@@ -25,7 +27,8 @@ Guarantees, and why they hold:
   last, while the next rounds are read and published; they stay in the window until that UPDATE
   committed. Rounds start
   at ``SMALLEST_BATCH`` rows and double while every read fills its batch, up to
-  ``batch_size``; at most twice ``batch_size`` rows are in the window.
+  ``batch_size``; at most twice ``batch_size`` rows are in flight, and twice as many wait for the
+  marker.
 * One relay at a time. Two relays producing the same rows concurrently could interleave
   them. A PostgreSQL session advisory lock elects a leader; other relays wait as hot standbys
   and retry the lock every second. The lock belongs to the leader's session, so PostgreSQL
@@ -71,8 +74,10 @@ import queue
 import select
 import threading
 import time
-from collections import defaultdict
+from bisect import bisect_left
+from collections import Counter as Tally
 from datetime import datetime
+from operator import attrgetter
 from datetime import timezone as dt_timezone
 
 import psycopg
@@ -82,7 +87,8 @@ from django.db.models import FloatField, TextField
 from django.db.models.functions import Cast, Extract
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import HistogramMetricFamily
 
 from events.core.publishing import OutboxRow, Refusal
 from events.core.retry import Backoff
@@ -98,11 +104,6 @@ LEADER_LOCK_KEY = 0x6F7574626F78  # "outbox"
 
 EVENTS_RELAYED = Counter("outbox_events_relayed_total", "Outbox events acknowledged by Kafka.", ["topic"])
 RELAY_LAG = Gauge("outbox_relay_lag_seconds", "Age of the oldest unsent outbox row at the last relay round.")
-RELAY_LATENCY = Histogram(
-    "outbox_relay_latency_seconds",
-    "Time from writing an outbox row to Kafka acknowledging it.",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
 # The relay's waits for the database and the broker (0.5 s doubling up to 30 s).
 RELAY_BACKOFF = Backoff(initial=0.5, multiplier=2.0, limit=30.0)
 
@@ -119,8 +120,12 @@ READ_COLUMNS = (
     "id", "topic", "key", "payload", "event_type", Cast("event_id", TextField()),
     Cast(Extract("created_at", "epoch"), FloatField()), "park_reason",
 )
-# How long a round waits for Kafka's answers when it has no room to read more.
+TOPIC = attrgetter("topic")  # of an OutboxRow
+# How long a round waits at a time for Kafka's answers when the window has no room for the rows it read.
 ANSWER_WAIT_SECONDS = 0.5
+# Rows published this long after the first row in flight wait for Kafka's answers to the window:
+# a bound on how late a row is marked sent (see OutboxRelay._window_closed).
+MARK_WITHIN_SECONDS = 0.05
 # Caught up with rows in flight, the relay listens for a commit this long between serving Kafka's
 # answers (about the producer's linger.ms: an acknowledgement is recorded at most that late).
 ANSWER_CHECK_SECONDS = 0.005
@@ -129,6 +134,48 @@ ANSWER_CHECK_SECONDS = 0.005
 PLACEHOLDER_IDS = (-1,)
 # The time the sent-marker's UPDATE is compiled with (then replaced by each batch's).
 PLACEHOLDER_TIME = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+
+
+class RoundLatency:
+    """A Prometheus histogram of the time from writing an outbox row to Kafka acknowledging it, fed
+    the rows acknowledged together at once: their bucket counts come from one sort and a bisection
+    per bucket. ``Histogram.observe`` per row (a lock and a bucket search each) was 8% of the relay's
+    thread under a backlog (py-spy)."""
+
+    def __init__(self, name, documentation, bounds, registry=REGISTRY):
+        self.name, self.documentation = name, documentation
+        self.bounds = tuple(bounds)
+        self._counts = [0] * len(self.bounds)  # per bound: latencies at most that long (cumulative)
+        self._count = 0
+        self._sum = 0.0
+        self._lock = threading.Lock()  # observe_round (the relay) against collect (a scrape)
+        registry.register(self)
+
+    def observe_round(self, answered_at, created_ats):
+        """Count the latencies of rows written at ``created_ats`` (seconds since the epoch) and
+        acknowledged at ``answered_at``."""
+        created = sorted(created_ats)
+        # A latency of at most ``bound`` is a row written at or after answered_at - bound.
+        within = [len(created) - bisect_left(created, answered_at - bound) for bound in self.bounds]
+        total = len(created) * answered_at - sum(created)
+        with self._lock:
+            self._counts = [count + more for count, more in zip(self._counts, within)]
+            self._count += len(created)
+            self._sum += total
+
+    def collect(self):
+        with self._lock:
+            buckets = [(repr(float(bound)), count) for bound, count in zip(self.bounds, self._counts)]
+            buckets.append(("+Inf", self._count))
+            total = self._sum
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
+
+
+RELAY_LATENCY = RoundLatency(
+    "outbox_relay_latency_seconds",
+    "Time from writing an outbox row to Kafka acknowledging it.",
+    (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 
 
 def with_ids(params, ids, replacements=None):
@@ -196,6 +243,15 @@ class SentMarker:
 
     def _run(self):
         try:
+            with connection.cursor() as cursor:
+                # The marks are committed without waiting for their WAL to reach the disk (this
+                # session only): at a low rate each change cost the marker a WAL flush, at a high one
+                # its wait held rows in the window. A PostgreSQL crash can then forget the last
+                # fraction of a second of marks (never a change: the writers' commits wait as
+                # always, and the WAL keeps its order, so what is lost is a tail of marks), and their
+                # rows are sent again: duplicates, which the consumers skip by event id, re-sent in id
+                # order after the copies that went before (see "Duplicates are harmless" above).
+                cursor.execute("SET synchronous_commit = off")
             stopping = False
             while not stopping and (work := self._todo.get()) is not None:
                 ids, sent_at = list(work[0]), work[1]
@@ -232,11 +288,15 @@ class OutboxRelay:
     def __init__(self, *, batch_size=4000, poll_interval=1.0, shutdown_grace=10.0, stop=None):
         self.batch = AdaptiveBatch(batch_size)
         self.most_in_flight = 2 * batch_size
+        # Kafka's answers hand the marker a window at a time; the relay waits for the marker only
+        # when it trails by more (waiting at every window was a fifth of the drain, py-spy --idle).
+        self.most_waiting_for_marker = 2 * self.most_in_flight
         self.poll_interval = poll_interval
         self.stop = stop or threading.Event()
         self.publisher = make_publisher(self.stop, shutdown_grace)
         self._marker = None  # while leading
         self._rows = {}  # row id -> row, published and not answered yet
+        self._window_opened_at = 0.0  # when the rows in flight began to be published (monotonic)
         self._statements = {}  # (rows asked, a window to leave out?) -> the read's (sql, params)
         self._parked_counted_at = float("-inf")
         self._failing = False
@@ -341,30 +401,63 @@ class OutboxRelay:
     # ---------------------------------------------------------------- one round
 
     def relay_once(self):
-        """One round: read and publish the next ready rows behind those in flight (when there is
-        room), then record Kafka's answers so far. True while behind: the read filled its batch, or
-        there was no room for one; False once it caught up (see the module's last paragraph)."""
+        """One round: read the next ready rows, publish them behind those in flight (first waiting
+        for Kafka's answers when there is no room for them), then record Kafka's answers so far.
+        True while behind: the read filled its batch, or its rows wait for a new read; False once it
+        caught up (see the module's last paragraph)."""
         reset_queries()  # DEBUG's log of statements, which a request would have ended (see SentMarker)
         self._marker.settle()
         self._reread = False
+        if len(self._marker.pending) >= self.most_waiting_for_marker:  # the marker trails: it bounds the window
+            self._marker.settle(ANSWER_WAIT_SECONDS)
+            return True
         asked = self.batch.size
-        room = len(self._window()) < self.most_in_flight
-        rows = self._read(asked) if room else []
+        rows = self._read(asked)
+        if rows and self._window_closed(len(rows), caught_up=len(rows) < asked) and not self._answered():
+            return True  # read again: the answers were not all acknowledgements, or the relay stops
         if rows:
             if any(row.park_reason for row in rows):
                 self._drain()
                 self.publisher.renew()  # a retried row: its cause was fixed, maybe a topic's limit
+            if not self.publisher.in_flight:
+                self._window_opened_at = time.monotonic()
             outcome = self.publisher.publish(rows)
-            self._rows.update((row.id, row) for row in rows if row.id in self.publisher.in_flight)
-            self._record(outcome, rows={row.id: row for row in rows})
-        behind = not room or len(rows) == asked
-        if not behind or len(self._window()) < self.most_in_flight:
-            self._record(self.publisher.collect())  # caught up (_serve waits), or room to read on at once
-        elif self.publisher.in_flight:  # no room: wait for Kafka's answers
-            self._record(self.publisher.collect(ANSWER_WAIT_SECONDS))
-        elif self._marker.pending:  # no room, nothing in flight: wait for the marker
-            self._marker.settle(ANSWER_WAIT_SECONDS)
+            if outcome:  # rows produce() did not take (and their keys' later rows, held back)
+                self._rows.update((row.id, row) for row in rows if row.id in self.publisher.in_flight)
+                self._record(outcome, rows={row.id: row for row in rows})
+            else:  # every row in flight
+                self._rows.update({row.id: row for row in rows})
+        behind = len(rows) == asked
+        if not behind:
+            self._record(self.publisher.collect())  # caught up: _serve waits
         return behind
+
+    def _window_closed(self, count, caught_up):
+        """Whether ``count`` more rows must wait for Kafka's answers to the rows in flight: the
+        window has no room for them, or (read by a ``caught_up`` relay) has been open for
+        MARK_WITHIN_SECONDS. The Kafka publisher answers its window once it holds none of it;
+        under a steady trickle of commits, new rows joining it would put that (and the marks) off
+        until it is full. Under a backlog only room counts: a window cut short by a slow read
+        halved what was in flight."""
+        if not self.publisher.in_flight:
+            return False
+        return len(self.publisher.in_flight) + count > self.most_in_flight or (
+            caught_up and time.monotonic() - self._window_opened_at > MARK_WITHIN_SECONDS
+        )
+
+    def _answered(self):
+        """Wait until Kafka answered every row in flight, recording its answers; whether they were
+        all acknowledgements (then rows read meanwhile may follow: no row of theirs failed or
+        was parked, so every earlier row of their keys is out or in them).
+
+        The Kafka publisher answers the window all at once (events.transports.kafka.producer): the
+        next round is read while Kafka acknowledges, not after."""
+        while self.publisher.in_flight and not self.stop.is_set():
+            outcome = self.publisher.collect(ANSWER_WAIT_SECONDS)
+            self._record(outcome)
+            if any(result is not None for result in outcome.values()):
+                return False
+        return not self.stop.is_set()
 
     def _statement(self, count, windowed):
         """The read's SQL and parameters, compiled from ``ready()`` once per batch size and kind:
@@ -407,25 +500,24 @@ class OutboxRelay:
             return
         rows = rows or self._rows
         answered_at = timezone.now()
-        answered_epoch = answered_at.timestamp()
-        sent = []
-        sent_per_topic = defaultdict(int)
+        # The usual answer acknowledges every row: list comprehensions over it, not a loop of
+        # statements per row (the relay's thread is the drain's bottleneck).
+        sent = [row_id for row_id, result in outcome.items() if result is None]
+        acknowledged = [rows[row_id] for row_id in sent]
         failures = []
-        for row_id, result in outcome.items():
-            row = rows[row_id]
+        if len(sent) < len(outcome):
+            for row_id, result in outcome.items():
+                if isinstance(result, Refusal):
+                    self._park(rows[row_id], result.reason, answered_at)
+                elif result is not None:
+                    failures.append(result)
+        for row_id in outcome:
             self._rows.pop(row_id, None)
-            if result is None:
-                sent.append(row_id)
-                sent_per_topic[row.topic] += 1
-                RELAY_LATENCY.observe(answered_epoch - row.created_at)
-            elif isinstance(result, Refusal):
-                self._park(row, result.reason, answered_at)
-            else:
-                failures.append(result)
         if sent:
             self._marker.mark(sent, answered_at)
-            for topic, count in sent_per_topic.items():
+            for topic, count in Tally(map(TOPIC, acknowledged)).items():
                 EVENTS_RELAYED.labels(topic=topic).inc(count)
+            RELAY_LATENCY.observe_round(answered_at.timestamp(), [row.created_at for row in acknowledged])
         if failures:
             if not self._failing:
                 self._failing = True

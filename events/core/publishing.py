@@ -10,7 +10,8 @@ their key that did not go through get no answer, so per-key order holds.
   answers known at once, ``{row id: outcome}``;
 * ``in_flight`` maps the ids of the rows published and not answered yet to the rows (the relay
   reads around them), and ``collect(timeout, everything=False)`` returns the answers that came since, waiting
-  up to ``timeout`` seconds for one (or, with ``everything``, until nothing is in flight).
+  up to ``timeout`` seconds for them (or, with ``everything``, until nothing is in flight). A publisher
+  may answer a window all at once (the Kafka one does).
 
 A publisher that answers every row within ``publish`` (``LockstepPublisher``) keeps the relay in
 lockstep: nothing is ever in flight.

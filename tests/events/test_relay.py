@@ -1,5 +1,6 @@
 """relay_outbox publishes committed outbox rows to Kafka: nothing lost, nothing reordered per task."""
 
+import functools
 import time
 import uuid
 from collections import defaultdict
@@ -10,12 +11,12 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.utils import timezone
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from events.transports.kafka.admin import admin_client
 from events.models import OutboxEvent
 from events.outbox import emit
-from events.relay import AdaptiveBatch
+from events.relay import AdaptiveBatch, RoundLatency
 from events.topics import topic_name
 from tasks import services
 from tasks.events import EventContext
@@ -73,6 +74,17 @@ def test_rounds_start_small_double_while_each_read_fills_its_batch_and_shrink_at
     assert sizes == [250, 500, 1000, 2000, 4000, 4000, 4000, 250, 250]
     assert batch.size == 500
     assert AdaptiveBatch(10).size == 10  # never above the largest
+
+
+def test_the_latency_histogram_counts_each_acknowledged_row_in_its_bucket_a_round_at_a_time():
+    registry = CollectorRegistry()
+    latency = RoundLatency("relay_test_latency_seconds", "test", (0.1, 1, 10), registry=registry)
+    latency.observe_round(100.0, [99.95, 99.5, 99.0, 95.0, 80.0])  # 0.05, 0.5, 1, 5 and 20 s
+    latency.observe_round(200.0, [199.99])
+    value = functools.partial(registry.get_sample_value, "relay_test_latency_seconds_bucket")
+    assert [value({"le": le}) for le in ("0.1", "1.0", "10.0", "+Inf")] == [2, 4, 5, 6]
+    assert registry.get_sample_value("relay_test_latency_seconds_count") == 6
+    assert registry.get_sample_value("relay_test_latency_seconds_sum") == pytest.approx(26.56)
 
 
 def test_rows_of_a_task_spanning_many_pipelined_rounds_reach_kafka_in_order_once_each(kafka_namespace):
