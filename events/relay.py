@@ -77,8 +77,8 @@ import time
 from bisect import bisect_left
 from collections import Counter as Tally
 from datetime import datetime
-from operator import attrgetter
 from datetime import timezone as dt_timezone
+from operator import attrgetter
 
 import psycopg
 from django.conf import settings
