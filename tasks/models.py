@@ -19,7 +19,7 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator, ProhibitNullCharactersValidator
 from django.db import models
 from django.db.models.fields.json import KT
 from django.dispatch import Signal
@@ -44,6 +44,11 @@ def validate_timezone(value):
         raise ValidationError(f"{value!r} is not an IANA time zone (e.g. Europe/Paris)") from None
 
 
+# PostgreSQL text cannot hold NUL: without this a NUL from any caller of the services (a chat tool, MCP)
+# reached the INSERT and failed there as a DataError (a 500), not as the field's 400.
+no_nul = ProhibitNullCharactersValidator()
+
+
 def validate_tags(value):
     if not isinstance(value, list):
         raise ValidationError("Tags must be a list of strings.")
@@ -52,6 +57,7 @@ def validate_tags(value):
     for tag in value:
         if not isinstance(tag, str) or not tag or len(tag) > TAG_MAX_LENGTH:
             raise ValidationError(f"Each tag must be a non-empty string of at most {TAG_MAX_LENGTH} characters.")
+        no_nul(tag)
 
 
 def validate_rrule_body(value):
@@ -108,10 +114,11 @@ class Task(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
-    title = models.CharField(max_length=TITLE_MAX_LENGTH)
+    title = models.CharField(max_length=TITLE_MAX_LENGTH, validators=[no_nul])
     # A TextField's max_length is not checked by Django: the validator is what enforces it.
     description = models.TextField(
-        blank=True, default="", max_length=DESCRIPTION_MAX_LENGTH, validators=[MaxLengthValidator(DESCRIPTION_MAX_LENGTH)]
+        blank=True, default="", max_length=DESCRIPTION_MAX_LENGTH,
+        validators=[MaxLengthValidator(DESCRIPTION_MAX_LENGTH), no_nul],
     )
     completed = models.BooleanField(default=False)
     completed_at = models.DateTimeField(null=True, blank=True)

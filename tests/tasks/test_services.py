@@ -145,6 +145,21 @@ def test_invalid_changes_raise_field_errors_and_emit_nothing(user):
     assert not OutboxEvent.objects.exists()
 
 
+@pytest.mark.parametrize("field, fields", [
+    ("title", {"title": "a\x00b"}), ("description", {"title": "x", "description": "a\x00b"}), ("tags", {"title": "x", "tags": ["a\x00b"]}),
+])
+def test_a_nul_character_from_any_caller_is_the_fields_error_not_a_database_error(user, field, fields):
+    """PostgreSQL text cannot hold NUL: a chat tool or MCP caller sending one gets the field's
+    error (a 400 through tasks.errors), and nothing is written."""
+    with pytest.raises(ValidationError) as error:
+        services.task_create(user=user, context=CONTEXT, **fields)
+    assert set(error.value.message_dict) == {field}
+    task = services.task_create(user=user, context=CONTEXT, title="fine")
+    with pytest.raises(ValidationError):
+        services.task_update(task=task, context=CONTEXT, **fields)
+    assert Task.objects.get().title == "fine" and Task.objects.count() == 1
+
+
 def test_create_many_checks_the_fields_of_every_creation_and_creates_nothing_when_one_is_invalid(user):
     with pytest.raises(ValidationError) as error:
         services.task_create_many([
