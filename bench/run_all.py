@@ -4,7 +4,7 @@ Prints one table, writes bench/results.json and bench/results.png.
     python bench/run_all.py [--baseline COMMIT | --baseline-tree PATH] [--sections system consumers reminders relay]
         [--growth]
         [--seconds 10] [--clients 8] [--rates 50 200 1000] [--fresh-seconds 6] [--rounds 1] [--warmup 8]
-        [--events 3000] [--pending 1000000] [--relay-rows 50000]
+        [--events 20000] [--pending 1000000] [--relay-rows 50000]
 
 Everything runs on a PRIVATE PostgreSQL, Kafka broker and Redis started for the run (bench/harness.py),
 so that every process of the system is a child of this one and its CPU can be summed from /proc
@@ -214,7 +214,8 @@ def parse_args(argv, sections):
                         help="system: measure every mode this many times, interleaved; print the median run")
     parser.add_argument("--rates", type=float, nargs="+", default=[50, 200, 1000], help="freshness: creates/s")
     parser.add_argument("--fresh-seconds", type=float, default=6, help="freshness: seconds per rate")
-    parser.add_argument("--events", type=int, default=3000, help="consumers: events per consumer")
+    parser.add_argument("--events", type=int, default=20000,
+                        help="consumers: events per consumer (about a second of the fastest one, not a fraction)")
     parser.add_argument("--pending", type=int, default=1_000_000, help="reminders: pending reminders (the issue's size)")
     parser.add_argument("--relay-rows", type=int, default=50_000, help="relay: outbox rows of the backlog")
     args = parser.parse_args(argv)
