@@ -85,7 +85,7 @@ def make_unsent():
 def relay_run(rows):
     from django.db import connection
 
-    from events.relay import OutboxRelay
+    from events.relay.loop import OutboxRelay
     from testing.waits import wait_until
 
     def drained():

@@ -3,7 +3,7 @@
 ``emit`` writes the event into ``OutboxEvent`` inside the caller's transaction, so the event
 exists if and only if the change it describes committed. The writer is the OUTBOX_WRITER
 setting (``write_rows``); only the benchmarks select another, for their baselines
-(bench/outbox_writers.py), so the write path itself knows nothing of them. ``relay_outbox`` (events/relay.py)
+(bench/outbox_writers.py), so the write path itself knows nothing of them. ``relay_outbox`` (events/relay/)
 then publishes committed rows to Kafka in ``id`` order; a trigger (migration 0002) NOTIFYs it
 at commit. ``retry_parked`` un-parks rows the relay parked (the command and the admin action).
 """

@@ -7,7 +7,7 @@ from django.db import transaction
 
 from events.models import OutboxEvent
 from events.outbox import serialise
-from events.relay import OutboxRelay
+from events.relay.loop import OutboxRelay
 from testing.factories import sync_task_changed
 
 

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from events.debezium import watch_replication_slot
-from events.relay import OutboxRelay
+from events.relay.loop import OutboxRelay
 from events.worker_http import start_worker_http_server
 
 

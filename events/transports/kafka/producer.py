@@ -2,7 +2,7 @@
 
 Every producer here is built from ``config.producer_config`` (FNV-1a keys, acks=all, idempotent).
 
-The relay's publisher keeps the relay's guarantees (events/relay.py tells why they hold):
+The relay's publisher keeps the relay's guarantees (events/relay/__init__.py tells why they hold):
 
 * Kafka down. ``message.timeout.ms=0`` (infinite) makes librdkafka retry a message until the
   broker comes back instead of failing it after five minutes: a timed-out message would

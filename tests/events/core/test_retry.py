@@ -3,7 +3,7 @@
 import pytest
 
 from events.core.retry import Backoff, RetryPolicy
-from events.relay import RELAY_BACKOFF
+from events.relay.loop import RELAY_BACKOFF
 
 
 def test_backoff_grows_exponentially_up_to_its_cap():

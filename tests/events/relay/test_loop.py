@@ -1,6 +1,5 @@
 """relay_outbox publishes committed outbox rows to Kafka: nothing lost, nothing reordered per task."""
 
-import functools
 import time
 import uuid
 from collections import defaultdict
@@ -10,13 +9,11 @@ import pytest
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
-from django.utils import timezone
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY
 
 from events.transports.kafka.admin import admin_client
 from events.models import OutboxEvent
 from events.outbox import emit
-from events.relay import AdaptiveBatch, RoundLatency
 from events.topics import topic_name
 from tasks import services
 from tasks.events import EventContext
@@ -63,28 +60,6 @@ def test_the_relay_wakes_at_commit_not_at_its_polling_interval(kafka_namespace):
 
 
 # ------------------------------------------------------------------ pipelined rounds
-
-
-def test_rounds_start_small_double_while_each_read_fills_its_batch_and_shrink_at_the_first_short_read():
-    batch = AdaptiveBatch(4000)
-    sizes = []
-    for rows_waiting in (250, 500, 1000, 2000, 4000, 4000, 1200, 3, 250):
-        sizes.append(batch.size)
-        batch.read(min(rows_waiting, batch.size))
-    assert sizes == [250, 500, 1000, 2000, 4000, 4000, 4000, 250, 250]
-    assert batch.size == 500
-    assert AdaptiveBatch(10).size == 10  # never above the largest
-
-
-def test_the_latency_histogram_counts_each_acknowledged_row_in_its_bucket_a_round_at_a_time():
-    registry = CollectorRegistry()
-    latency = RoundLatency("relay_test_latency_seconds", "test", (0.1, 1, 10), registry=registry)
-    latency.observe_round(100.0, [99.95, 99.5, 99.0, 95.0, 80.0])  # 0.05, 0.5, 1, 5 and 20 s
-    latency.observe_round(200.0, [199.99])
-    value = functools.partial(registry.get_sample_value, "relay_test_latency_seconds_bucket")
-    assert [value({"le": le}) for le in ("0.1", "1.0", "10.0", "+Inf")] == [2, 4, 5, 6]
-    assert registry.get_sample_value("relay_test_latency_seconds_count") == 6
-    assert registry.get_sample_value("relay_test_latency_seconds_sum") == pytest.approx(26.56)
 
 
 def test_rows_of_a_task_spanning_many_pipelined_rounds_reach_kafka_in_order_once_each(kafka_namespace):
@@ -422,22 +397,3 @@ def test_in_dapr_mode_an_unreachable_sidecar_parks_nothing(settings, free_port, 
     with relay_thread():
         wait_until(lambda: "unreachable" in caplog.text, 30, "the relay noticing the outage")
     assert fresh(row).parked_at is None and fresh(row).sent_at is None
-
-
-def test_the_relays_query_reads_a_50000_row_backlog_through_its_two_partial_indexes_around_its_window():
-    OutboxEvent.objects.bulk_create(
-        [OutboxEvent(event_id=uuid.uuid4(), event_type="sync.task_changed", topic="task-updates", key=str(i % 5000),
-                     payload="{}") for i in range(50_000)],
-        batch_size=5000,
-    )
-    OutboxEvent.objects.filter(id__in=OutboxEvent.objects.order_by("id").values("id")[:3]).update(
-        parked_at=timezone.now(), park_reason="test"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE events_outboxevent")
-    in_flight = list(OutboxEvent.objects.order_by("id").values_list("id", flat=True)[3:8003])
-    plan = OutboxEvent.objects.ready().unlisted(in_flight).order_by("id").values_list("id")[:4000].explain()
-    # An ordered walk of the pending rows, each checked against the few parked ones and a hash of
-    # the window: no sort, no full scan, no parallel workers (which cost more than they save).
-    assert "outbox_pending" in plan and "outbox_parked" in plan and "hashed SubPlan" in plan, plan
-    assert "Seq Scan" not in plan and "Sort" not in plan and "Gather" not in plan, plan
